@@ -1,0 +1,1 @@
+"""Slack surface (Bolt AsyncApp): commands, modals, App Home, notice delivery."""

@@ -1,0 +1,1 @@
+"""Calendar providers behind one protocol (`base.CalendarProvider`)."""

@@ -1,0 +1,65 @@
+"""Shared fixtures: a migrated database on SQLite and, when CROCO_TEST_DATABASE_URL is set, PostgreSQL.
+
+Every PostgreSQL test gets a schema of its own (dropped afterwards), so reruns and parallel runs never see
+each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from storage import migrate
+from storage.db import Database
+from storage.secrets import SecretBox, generate_key
+
+PG_URL = os.environ.get("CROCO_TEST_DATABASE_URL", "")
+BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A URL to an empty database of the requested backend."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'croco.db'}"
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(PG_URL)
+    async with admin.begin() as conn:
+        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield pg_url_with_schema(PG_URL, schema)
+    finally:
+        async with admin.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await admin.dispose()
+
+
+def pg_url_with_schema(url: str, schema: str) -> str:
+    """`storage.db.Database` reads `search_path` from the URL: every table then lives in `schema`."""
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}search_path={schema}"
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    await migrate.upgrade(database.engine)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+def secret_box() -> SecretBox:
+    return SecretBox(generate_key())

@@ -1,0 +1,1 @@
+"""aiohttp surface: REST API v1, OAuth callbacks, webhooks, health and metrics."""
