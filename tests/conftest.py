@@ -19,6 +19,8 @@ from storage import migrate
 from storage.db import Database
 from storage.secrets import SecretBox, generate_key
 
+pytest_plugins = ["tests.caldav_servers"]
+
 PG_URL = os.environ.get("CROCO_TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 

@@ -1,0 +1,1 @@
+"""Fixtures that start real CalDAV servers (Radicale, Xandikos) on free loopback ports."""
