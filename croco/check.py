@@ -1,0 +1,108 @@
+"""`croco check`: the configuration doctor. Says in plain words what is missing or wrong."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from urllib.parse import urlparse
+
+from pydantic import SecretStr
+
+from croco.runtime import DEV_SECRETS_FILE
+from croco.settings import Settings
+from storage import migrate
+from storage.db import Database
+from storage.secrets import SecretBox, SecretKeyError
+
+
+class Level(StrEnum):
+    OK = "ok"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: Level
+    topic: str
+    message: str
+
+
+def _set(value: SecretStr | str) -> bool:
+    return bool(value.get_secret_value() if isinstance(value, SecretStr) else value)
+
+
+def _pair(topic: str, id_value: str, secret: SecretStr, what: str) -> Finding:
+    """An OAuth client needs both halves; one without the other is a mistake, neither is a choice."""
+    if _set(id_value) and _set(secret):
+        return Finding(Level.OK, topic, f"{what} is configured")
+    if _set(id_value) or _set(secret):
+        missing = "client secret" if _set(id_value) else "client id"
+        return Finding(Level.ERROR, topic, f"{what}: the {missing} is missing, so its OAuth flow cannot work")
+    return Finding(Level.OK, topic, f"{what} is not configured; users cannot connect it")
+
+
+def check_settings(settings: Settings) -> list[Finding]:
+    """Checks that need no network or database."""
+    findings: list[Finding] = []
+    generated = [n for n in ("api_token", "secret_key", "webhook_secret") if not _set(getattr(settings, n))]
+    if generated:
+        findings.append(Finding(
+            Level.WARNING, "secrets",
+            f"{', '.join('CROCO_' + n.upper() for n in generated)} not set: development values are generated "
+            f"and kept in {settings.data_dir / DEV_SECRETS_FILE}; set them for production",
+        ))
+    if _set(settings.secret_key):
+        try:
+            SecretBox(settings.secret_key.get_secret_value())
+            findings.append(Finding(Level.OK, "secrets", "CROCO_SECRET_KEY holds valid Fernet keys"))
+        except SecretKeyError as exc:
+            findings.append(Finding(Level.ERROR, "secrets", f"CROCO_SECRET_KEY is unusable: {exc}"))
+    if _set(settings.api_token) and len(settings.api_token.get_secret_value()) < 16:
+        findings.append(Finding(Level.WARNING, "api", "CROCO_API_TOKEN is shorter than 16 characters"))
+
+    public = urlparse(settings.public_url)
+    if public.scheme not in ("http", "https") or not public.netloc:
+        findings.append(Finding(Level.ERROR, "public_url", f"CROCO_PUBLIC_URL {settings.public_url!r} is not a URL"))
+    elif public.scheme != "https":
+        findings.append(Finding(
+            Level.WARNING, "public_url",
+            "CROCO_PUBLIC_URL is not https: Google and Microsoft push notifications and OAuth need https",
+        ))
+
+    slack_http = _set(settings.slack_bot_token) and _set(settings.slack_signing_secret)
+    if slack_http or (_set(settings.slack_bot_token) and _set(settings.slack_app_token)):
+        findings.append(Finding(Level.OK, "slack", "the Slack bot is configured"))
+    elif any(_set(v) for v in (settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token)):
+        findings.append(Finding(
+            Level.ERROR, "slack",
+            "Slack is half configured: set CROCO_SLACK_BOT_TOKEN with CROCO_SLACK_SIGNING_SECRET (HTTP) "
+            "or with CROCO_SLACK_APP_TOKEN (Socket Mode)",
+        ))
+    else:
+        findings.append(Finding(Level.OK, "slack", "Slack is not configured; the bot is disabled, all else runs"))
+    findings.append(_pair("google", settings.google_client_id, settings.google_client_secret, "Google Calendar"))
+    findings.append(_pair(
+        "microsoft", settings.microsoft_client_id, settings.microsoft_client_secret, "Microsoft 365 / Outlook"
+    ))
+    return findings
+
+
+async def check_database(settings: Settings) -> list[Finding]:
+    url = settings.effective_database_url
+    if url.startswith("sqlite") and not (settings.data_dir / "croco.db").exists() and not settings.database_url:
+        return [Finding(Level.OK, "database", "the SQLite database will be created on first start")]
+    database = Database(url)
+    try:
+        if not await database.ping():
+            return [Finding(Level.ERROR, "database", "cannot connect to the database at CROCO_DATABASE_URL")]
+        current, head = await migrate.current_revision(database.engine), migrate.head_revision()
+        if current != head:
+            return [Finding(
+                Level.WARNING, "database",
+                f"schema is at {current or 'nothing'}, code expects {head}: run `croco migrate` "
+                "(`croco serve` also migrates on start)",
+            )]
+        return [Finding(Level.OK, "database", f"reachable, schema up to date ({database.dialect})")]
+    finally:
+        await database.dispose()

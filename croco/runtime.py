@@ -1,0 +1,89 @@
+"""Process wiring: resolve settings into the objects every surface shares."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+
+from pydantic import SecretStr
+from sqlalchemy.engine import make_url
+
+from croco.logs import masker
+from croco.settings import Settings
+from storage.db import Database
+from storage.secrets import SecretBox, generate_key
+from sync.providers.base import ProviderConfig
+
+log = logging.getLogger(__name__)
+
+DEV_SECRETS_FILE = "dev-secrets.json"
+_GENERATED = {
+    "api_token": lambda: secrets.token_urlsafe(32),
+    "secret_key": generate_key,
+    "webhook_secret": lambda: secrets.token_urlsafe(32),
+}
+
+
+def resolve_dev_secrets(settings: Settings) -> Settings:
+    """Fill unset secrets from `<data_dir>/dev-secrets.json`, generating and saving them the first time.
+
+    They persist so that credentials encrypted under a generated key stay readable after a restart.
+    Production sets every one of them; `croco check` says so.
+    """
+    missing = [name for name in _GENERATED if not getattr(settings, name).get_secret_value()]
+    if not missing:
+        return settings
+    path = settings.data_dir / DEV_SECRETS_FILE
+    stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    for name in missing:
+        stored.setdefault(name, _GENERATED[name]())
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(stored, handle, indent=2)
+    log.warning(
+        "using generated development secrets; set them in the environment for production",
+        extra={"generated": missing, "stored_in": str(path)},
+    )
+    return settings.model_copy(update={name: type(getattr(settings, name))(stored[name]) for name in missing})
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    secrets: SecretBox
+
+    @property
+    def provider_config(self) -> ProviderConfig:
+        return ProviderConfig(
+            icloud_url=self.settings.icloud_url, timeout_seconds=self.settings.http_timeout_seconds
+        )
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    settings = resolve_dev_secrets(settings)
+    register_secrets(settings)
+    if settings.effective_database_url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return Runtime(
+        settings=settings,
+        db=Database(settings.effective_database_url),
+        secrets=SecretBox(settings.secret_key.get_secret_value()),
+    )
+
+
+def register_secrets(settings: Settings) -> None:
+    """Every secret value the process knows is masked in log output, the database password included."""
+    values = [
+        value.get_secret_value()
+        for name in Settings.model_fields
+        if isinstance(value := getattr(settings, name), SecretStr)
+    ]
+    values += [k.strip() for k in settings.secret_key.get_secret_value().split(",")]
+    if settings.database_url:
+        values.append(make_url(settings.database_url).password or "")
+    masker.register(*values)

@@ -1,0 +1,98 @@
+"""`croco serve` as a user starts it: a real process, no configuration, then PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from storage import migrate
+
+CROCO = [sys.executable, "-m", "croco.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CROCO_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    return env | extra
+
+
+def _get(url: str) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@contextmanager
+def running_server(cwd: Path, env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """Start `croco serve` and wait until it answers /healthz (polling readiness, bounded)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [*CROCO, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=cwd, env=env, stderr=subprocess.PIPE, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"croco serve exited early: {proc.stderr.read() if proc.stderr else ''}")
+            try:
+                _get(f"{base}/healthz")
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)  # polling a port for readiness, not standing in for synchronisation
+        yield base, proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_serve_starts_with_no_configuration_and_answers_healthz(tmp_path: Path) -> None:
+    with running_server(tmp_path, _clean_env()) as (base, proc):
+        assert _get(f"{base}/healthz") == (200, {"status": "ok", "database": "ok"})
+        status, body = _get(f"{base}/api/v1/users/nope")
+        assert status == 401 and body["error"]["code"] == "unauthorized"
+    stderr = proc.stderr.read() if proc.stderr else ""
+    assert "generated development secrets" in stderr
+    assert (tmp_path / ".croco" / "croco.db").exists()
+    secrets = json.loads((tmp_path / ".croco" / "dev-secrets.json").read_text())
+    assert (tmp_path / ".croco" / "dev-secrets.json").stat().st_mode & 0o077 == 0
+    for value in secrets.values():
+        assert value not in stderr
+
+
+def test_serve_keeps_generated_secrets_across_restarts(tmp_path: Path) -> None:
+    with running_server(tmp_path, _clean_env()):
+        pass
+    first = (tmp_path / ".croco" / "dev-secrets.json").read_text()
+    with running_server(tmp_path, _clean_env()):
+        pass
+    assert (tmp_path / ".croco" / "dev-secrets.json").read_text() == first
+
+
+def test_serve_and_migrate_on_the_configured_database(tmp_path: Path, database_url: str) -> None:
+    env = _clean_env(CROCO_DATABASE_URL=database_url)
+    migrated = subprocess.run([*CROCO, "migrate"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert migrated.returncode == 0, migrated.stderr
+    assert f"database schema at {migrate.head_revision()}" in migrated.stderr
+    with running_server(tmp_path, env) as (base, _):
+        assert _get(f"{base}/healthz") == (200, {"status": "ok", "database": "ok"})

@@ -1,0 +1,56 @@
+"""`croco check` says in plain words what is wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from croco.check import Level, check_database, check_settings
+from croco.settings import Settings
+from storage.secrets import generate_key
+
+
+def _settings(tmp_path: Path, **values: object) -> Settings:
+    return Settings(_env_file=None, data_dir=tmp_path, **values)  # type: ignore[call-arg]
+
+
+def _errors(settings: Settings) -> dict[str, str]:
+    return {f.topic: f.message for f in check_settings(settings) if f.level is Level.ERROR}
+
+
+def test_no_configuration_is_usable_with_warnings(tmp_path: Path) -> None:
+    findings = check_settings(_settings(tmp_path))
+    assert not [f for f in findings if f.level is Level.ERROR]
+    assert any(f.topic == "secrets" and f.level is Level.WARNING for f in findings)
+
+
+def test_half_configured_oauth_client_names_the_missing_half(tmp_path: Path) -> None:
+    errors = _errors(_settings(tmp_path, google_client_id="abc.apps.googleusercontent.com"))
+    assert "client secret is missing" in errors["google"]
+
+
+def test_bad_secret_key_and_half_slack_are_errors(tmp_path: Path) -> None:
+    errors = _errors(_settings(tmp_path, secret_key=SecretStr("nope"), slack_signing_secret=SecretStr("x" * 32)))
+    assert "CROCO_SECRET_KEY is unusable" in errors["secrets"]
+    assert "half configured" in errors["slack"]
+
+
+def test_complete_configuration_has_no_findings_below_ok(tmp_path: Path) -> None:
+    settings = _settings(
+        tmp_path,
+        api_token=SecretStr("t" * 32), secret_key=SecretStr(generate_key()), webhook_secret=SecretStr("w" * 32),
+        public_url="https://croco.example.com",
+    )
+    assert {f.level for f in check_settings(settings)} == {Level.OK}
+
+
+async def test_unmigrated_database_is_reported(tmp_path: Path, database_url: str) -> None:
+    findings = await check_database(_settings(tmp_path, database_url=database_url))
+    assert findings[0].level is Level.WARNING and "croco migrate" in findings[0].message
+
+
+async def test_unreachable_database_is_an_error(tmp_path: Path) -> None:
+    url = "postgresql+asyncpg://nobody@127.0.0.1:1/none"
+    findings = await check_database(_settings(tmp_path, database_url=url))
+    assert findings[0].level is Level.ERROR
