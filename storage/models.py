@@ -133,7 +133,9 @@ class RemoteCalendar(SQLModel, table=True):
     sync_cursor: str | None = Field(default=None, max_length=4000)
     last_synced_at: datetime | None = _time_field(nullable=True)
     last_error: str | None = Field(default=None, max_length=2000)
-    needs_confirmation: bool = Field(default=False)
+    last_full_sync_at: datetime | None = _time_field(nullable=True)
+    needs_confirmation: bool = Field(default=False)  # removals held by the mass-deletion guard
+    removals_confirmed: bool = Field(default=False)  # the user confirmed: the next cycle applies them
     push_channel_id: str | None = Field(default=None, max_length=200)
     push_channel_expires_at: datetime | None = _time_field(nullable=True)
     due_at: datetime | None = _time_field(nullable=True, index=True)
@@ -206,6 +208,7 @@ class AppointmentAssignee(SQLModel, table=True):
         foreign_key="appointment.id", primary_key=True, max_length=32, ondelete="CASCADE"
     )
     user_id: str = Field(foreign_key="user.id", primary_key=True, max_length=32, index=True)
+    push_suppressed: bool = Field(default=False)  # R7 one-way: deleted remotely, kept booked, not re-pushed
 
 
 class AppointmentContact(SQLModel, table=True):
@@ -228,6 +231,8 @@ class EventLink(SQLModel, table=True):
     user_id: str = Field(foreign_key="user.id", max_length=32)
     remote_calendar_id: str = Field(foreign_key="remotecalendar.id", max_length=32, ondelete="CASCADE")
     remote_id: str = Field(max_length=2000)
+    occurrence_key: str = Field(default="", max_length=100)
+    imported: bool = Field(default=False)  # a mirror of a foreign event (two-way), not a copy we pushed
     href: str | None = Field(default=None, max_length=2000)
     etag: str | None = Field(default=None, max_length=500)
     content_hash: str | None = Field(default=None, max_length=64)
