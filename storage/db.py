@@ -6,18 +6,27 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+_IMMEDIATE = "croco_immediate"
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # Foreign keys are off by default in SQLite; WAL lets readers run while one writer books.
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Foreign keys are off by default in SQLite; WAL lets readers run while one writer works.
+    # isolation_level=None hands BEGIN to us (`_sqlite_begin`), so a write transaction can take the
+    # write lock up front with BEGIN IMMEDIATE instead of failing later on lock upgrade.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_IMMEDIATE) else "BEGIN")
 
 
 class Database:
@@ -36,17 +45,33 @@ class Database:
                 kwargs["connect_args"] = {"server_settings": {"search_path": search_path}}
         self.engine: AsyncEngine = create_async_engine(parsed, **kwargs)
         if self.dialect == "sqlite":
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "connect", _sqlite_connect)
+            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.dialect == "postgresql"
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         async with self.sessions() as session:
             yield session
 
-    async def ping(self) -> bool:
-        from sqlalchemy import text
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """A transaction that checks then writes (claims, bookings) without a race.
 
+        SQLite: BEGIN IMMEDIATE takes the database write lock first, so a second writer waits.
+        PostgreSQL: an ordinary transaction; callers lock the rows they check (FOR UPDATE).
+        Commits on success, rolls back on error.
+        """
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(**{_IMMEDIATE: True})
+            async with AsyncSession(bind=conn, expire_on_commit=False) as session, session.begin():
+                yield session
+
+    async def ping(self) -> bool:
         try:
             async with self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
