@@ -1,0 +1,56 @@
+"""Rows for tests, written straight to the database (the API has its own tests)."""
+
+from __future__ import annotations
+
+from storage.db import Database
+from storage.models import (
+    Access,
+    ConflictCalendar,
+    Connection,
+    ConnectionStatus,
+    RemoteCalendar,
+    SyncMode,
+    SyncSettings,
+    User,
+    Workspace,
+)
+from storage.secrets import SecretBox
+
+
+async def add_user(db: Database, *, name: str = "John", email: str = "john@example.com", tz: str = "Europe/Paris") -> User:
+    async with db.write() as session:
+        workspace = Workspace(name="Acme")
+        session.add(workspace)
+        await session.flush()
+        user = User(workspace_id=workspace.id, email=email, name=name, timezone=tz)
+        session.add(user)
+    return user
+
+
+async def add_connection(
+    db: Database, user: User, box: SecretBox, *, calendars: int = 1, provider: str = "caldav",
+    status: ConnectionStatus = ConnectionStatus.OK, server_url: str | None = None,
+    credentials: dict[str, str] | None = None,
+) -> tuple[Connection, list[RemoteCalendar]]:
+    async with db.write() as session:
+        connection = Connection(
+            user_id=user.id, provider=provider, account=user.email, server_url=server_url, status=status,
+            credentials=box.seal(credentials or {"username": user.email, "password": "pw"}),
+        )
+        session.add(connection)
+        await session.flush()
+        rows = [
+            RemoteCalendar(connection_id=connection.id, remote_id=f"/cal{i}/", name=f"Calendar {i}", access=Access.FULL)
+            for i in range(calendars)
+        ]
+        session.add_all(rows)
+    return connection, rows
+
+
+async def select_calendars(
+    db: Database, user: User, *, linked: RemoteCalendar | None, conflicts: list[RemoteCalendar],
+    mode: SyncMode = SyncMode.ONE_WAY,
+) -> None:
+    async with db.write() as session:
+        session.add(SyncSettings(user_id=user.id, linked_calendar_id=linked.id if linked else None, mode=mode))
+        session.add_all(ConflictCalendar(user_id=user.id, calendar_id=c.id) for c in conflicts)
