@@ -262,7 +262,7 @@ def _foreign(role: CalendarRole, known: Known, obj: RemoteObject) -> Iterable[Pl
     """R2-R4 for an event we did not create."""
     blocking = tuple(_with_busy(o, o.busy and role.conflict) for o in obj.occurrences)
     wanted_slots = () if role.imports_appointments else blocking
-    if known.slots.get(obj.item_id, ()) != wanted_slots:
+    if _slot_views(known.slots.get(obj.item_id, ())) != _slot_views(wanted_slots):
         yield SetSlots(obj.item_id, wanted_slots)
 
     stored = known.imports.get(obj.item_id, {})
@@ -322,6 +322,11 @@ def _removed(role: CalendarRole, known: Known, item_id: str) -> Iterable[PlanAct
         yield CancelImport(copy.appointment_id, item_id) if role.imports_appointments else DropImport(
             copy.appointment_id
         )
+
+
+def _slot_views(occurrences: Iterable[Occurrence]) -> list[tuple[datetime, datetime, bool, str | None, bool]]:
+    """What a blocked slot stores: two listings that agree on this need no write."""
+    return sorted((o.start, o.end, o.busy, o.title, o.all_day) for o in occurrences)
 
 
 def _with_busy(occurrence: Occurrence, busy: bool) -> Occurrence:

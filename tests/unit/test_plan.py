@@ -93,7 +93,8 @@ def test_linked_calendar_removed_from_conflicts_still_pulls_but_does_not_block()
 
 
 def test_unchanged_listing_plans_nothing() -> None:
-    known = Known(slots={"michel.ics": (MICHEL,)})
+    as_stored = Occurrence("", MICHEL.start, MICHEL.end, MICHEL.busy, MICHEL.title)  # slots keep no key, no guests
+    known = Known(slots={"michel.ics": (as_stored,)})
     assert plan(ONE_WAY_LINKED, known, Listing(changed=(event(),), full=True)).actions == ()
 
 
