@@ -1,0 +1,341 @@
+"""The database side of a sync cycle: what is known about a calendar, and applying planned actions to it.
+
+Everything here runs inside the caller's transaction; nothing commits. Remote writes are not done here.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import and_, delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from storage.models import (
+    Appointment,
+    AppointmentAssignee,
+    AppointmentContact,
+    AppointmentStatus,
+    BlockedSlot,
+    Contact,
+    ContactSource,
+    EventLink,
+    Origin,
+    RemoteCalendar,
+    Trigger,
+    User,
+)
+from storage.types import utcnow
+from sync import firing
+from sync.notices import NoticeKind, notify
+from sync.plan import ImportedCopy, Known, Link, Occurrence, PushedCopy, Wanted, fingerprint
+
+
+@dataclass
+class Tally:
+    """What one cycle did to one calendar, as `POST /users/{id}/sync` reports it."""
+
+    fetched: int = 0
+    blocked_slots: int = 0
+    appointments_created: int = 0
+    appointments_updated: int = 0
+    appointments_cancelled: int = 0
+    contacts_created: int = 0
+    pushed: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def appointment_fingerprint(appointment: Appointment) -> str:
+    return fingerprint(appointment.start, appointment.end, appointment.title)
+
+
+# Loading ---------------------------------------------------------------------------------------------
+
+
+async def load_known(
+    session: AsyncSession, calendar: RemoteCalendar, user: User, window_start: datetime, *, linked: bool
+) -> Known:
+    slots: dict[str, list[Occurrence]] = defaultdict(list)
+    for slot in await session.scalars(select(BlockedSlot).where(col(BlockedSlot.remote_calendar_id) == calendar.id)):
+        slots[slot.remote_id].append(Occurrence("", slot.start, slot.end, slot.busy, slot.title, slot.all_day))
+
+    imports: dict[str, dict[str, ImportedCopy]] = defaultdict(dict)
+    pushes: dict[str, PushedCopy] = {}
+    rows = await session.execute(
+        select(EventLink, Appointment)
+        .join(Appointment, col(Appointment.id) == col(EventLink.appointment_id))
+        .where(col(EventLink.remote_calendar_id) == calendar.id, col(EventLink.user_id) == user.id)
+    )
+    for link, appointment in rows.tuples():
+        if link.imported:
+            if appointment.status == AppointmentStatus.BOOKED and appointment.end > window_start:
+                imports[link.remote_id][link.occurrence_key] = ImportedCopy(
+                    appointment.id, appointment.start, appointment.end, appointment.title or None, appointment.busy
+                )
+        else:
+            pushes[link.remote_id] = PushedCopy(
+                appointment.id, link.remote_id, link.etag, link.content_hash or "",
+                appointment_fingerprint(appointment), appointment.updated_at,
+            )
+
+    expected: dict[str, str] = {}
+    if linked:
+        linked_ids = {p.appointment_id for p in pushes.values()}
+        for appointment in await wanted_appointments(session, user.id, window_start):
+            if appointment.id not in linked_ids:
+                expected[appointment.id] = appointment_fingerprint(appointment)
+    return Known(
+        slots={k: tuple(v) for k, v in slots.items()}, imports=imports, pushes=pushes, expected_pushes=expected
+    )
+
+
+async def wanted_appointments(session: AsyncSession, user_id: str, window_start: datetime) -> list[Appointment]:
+    """Booked system appointments of the user that belong in the linked calendar (P1)."""
+    result = await session.scalars(
+        select(Appointment)
+        .join(AppointmentAssignee, col(AppointmentAssignee.appointment_id) == col(Appointment.id))
+        .where(
+            col(AppointmentAssignee.user_id) == user_id,
+            col(AppointmentAssignee.push_suppressed).is_(False),
+            col(Appointment.origin) == Origin.SYSTEM,
+            col(Appointment.status) == AppointmentStatus.BOOKED,
+            col(Appointment.end) > window_start,
+        )
+    )
+    return list(result)
+
+
+async def push_inputs(
+    session: AsyncSession, user_id: str, window_start: datetime
+) -> tuple[list[Wanted], list[Link], dict[str, Appointment]]:
+    """What should be in the linked calendar and where our copies are, over the same appointments."""
+    wanted = await wanted_appointments(session, user_id, window_start)
+    rows = await session.execute(
+        select(EventLink, Appointment)
+        .join(Appointment, col(Appointment.id) == col(EventLink.appointment_id))
+        .where(
+            col(EventLink.user_id) == user_id, col(EventLink.imported).is_(False), col(Appointment.end) > window_start
+        )
+    )
+    links, appointments = [], {a.id: a for a in wanted}
+    for link, appointment in rows.tuples():
+        links.append(Link(appointment.id, link.remote_calendar_id, link.remote_id, link.etag, link.content_hash or ""))
+        appointments[appointment.id] = appointment
+    return [Wanted(a.id, appointment_fingerprint(a)) for a in wanted], links, appointments
+
+
+# Applying --------------------------------------------------------------------------------------------
+
+
+async def set_slots(
+    session: AsyncSession, user: User, calendar: RemoteCalendar, item_id: str, occurrences: tuple[Occurrence, ...],
+    now: datetime,
+) -> None:
+    await session.execute(
+        delete(BlockedSlot).where(
+            col(BlockedSlot.remote_calendar_id) == calendar.id, col(BlockedSlot.remote_id) == item_id
+        )
+    )
+    session.add_all(
+        BlockedSlot(
+            user_id=user.id, remote_calendar_id=calendar.id, remote_id=item_id, start=o.start, end=o.end,
+            busy=o.busy, title=o.title, all_day=o.all_day, fetched_at=now,
+        )
+        for o in occurrences
+    )
+
+
+async def import_occurrence(
+    session: AsyncSession, user: User, calendar: RemoteCalendar, item_id: str, occurrence: Occurrence, tally: Tally
+) -> None:
+    """R2 two-way: appointment + link + a contact per guest + `appointment.created`, + a conflict notice."""
+    appointment = Appointment(
+        start=occurrence.start, end=occurrence.end, title=occurrence.title or "", origin=Origin.IMPORTED,
+        busy=occurrence.busy,
+    )
+    session.add(appointment)
+    await session.flush()
+    session.add(AppointmentAssignee(appointment_id=appointment.id, user_id=user.id))
+    session.add(EventLink(
+        appointment_id=appointment.id, user_id=user.id, remote_calendar_id=calendar.id, remote_id=item_id,
+        occurrence_key=occurrence.key, imported=True, content_hash=fingerprint(occurrence.start, occurrence.end,
+                                                                                occurrence.title),
+    ))
+    contact_ids: list[str] = []
+    for guest in occurrence.guests:
+        if guest.email.lower() == user.email.lower():
+            continue
+        contact, created = await contact_for(session, user.workspace_id, guest.email, guest.name)
+        contact_ids.append(contact.id)
+        session.add(AppointmentContact(appointment_id=appointment.id, contact_id=contact.id))
+        if created:
+            tally.contacts_created += 1
+            payload = {"contact_id": contact.id, "name": contact.name, "email": contact.email,
+                       "appointment_id": appointment.id}
+            await notify(session, user.id, NoticeKind.CONTACT_CREATED, payload, dedupe_key=f"contact:{contact.id}")
+    tally.appointments_created += 1
+    if occurrence.busy:
+        await _notify_conflicts(session, user, appointment)
+    targets: list[str | None] = [*contact_ids] or [None]  # automations run for each guest, or once without one
+    for contact_id in targets:
+        await firing.fire(
+            session, user.workspace_id, appointment, Trigger.CREATED, contact_id=contact_id,
+            notify_user_ids=[user.id], occasion=contact_id or "",
+        )
+
+
+async def contact_for(
+    session: AsyncSession, workspace_id: str, email: str, name: str | None
+) -> tuple[Contact, bool]:
+    """The workspace's contact for this email, created if new (one per email per workspace)."""
+    email = email.strip().lower()
+    existing = await session.scalar(
+        select(Contact).where(col(Contact.workspace_id) == workspace_id, col(Contact.email) == email)
+    )
+    if existing is not None:
+        return existing, False
+    contact = Contact(
+        workspace_id=workspace_id, email=email, name=name or email.split("@")[0], source=ContactSource.TWO_WAY_IMPORT
+    )
+    session.add(contact)
+    await session.flush()
+    return contact, True
+
+
+async def _notify_conflicts(session: AsyncSession, user: User, imported: Appointment) -> None:
+    """An imported busy event overlapping one of the user's booked system appointments is a conflict."""
+    clashes = await session.scalars(
+        select(Appointment)
+        .join(AppointmentAssignee, col(AppointmentAssignee.appointment_id) == col(Appointment.id))
+        .where(
+            col(AppointmentAssignee.user_id) == user.id,
+            col(Appointment.origin) == Origin.SYSTEM,
+            col(Appointment.status) == AppointmentStatus.BOOKED,
+            col(Appointment.start) < imported.end,
+            col(Appointment.end) > imported.start,
+        )
+    )
+    for clash in clashes:
+        await notify(session, user.id, NoticeKind.CONFLICT, {
+            "appointment_id": clash.id, "appointment_title": clash.title, "event_title": imported.title,
+            "start": imported.start.isoformat(), "end": imported.end.isoformat(),
+        }, dedupe_key=f"conflict:{clash.id}:{imported.id}")
+
+
+async def notify_slot_conflicts(
+    session: AsyncSession, user: User, calendar: RemoteCalendar, item_id: str, occurrences: tuple[Occurrence, ...]
+) -> None:
+    """A busy blocked slot landing on a booked appointment: the user should know (double booking)."""
+    for occurrence in occurrences:
+        if not occurrence.busy:
+            continue
+        clashes = await session.scalars(
+            select(Appointment)
+            .join(AppointmentAssignee, col(AppointmentAssignee.appointment_id) == col(Appointment.id))
+            .where(
+                col(AppointmentAssignee.user_id) == user.id,
+                col(Appointment.status) == AppointmentStatus.BOOKED,
+                col(Appointment.origin) == Origin.SYSTEM,
+                col(Appointment.start) < occurrence.end,
+                col(Appointment.end) > occurrence.start,
+            )
+        )
+        for clash in clashes:
+            await notify(session, user.id, NoticeKind.CONFLICT, {
+                "appointment_id": clash.id, "appointment_title": clash.title, "event_title": occurrence.title,
+                "calendar_id": calendar.id, "start": occurrence.start.isoformat(), "end": occurrence.end.isoformat(),
+            }, dedupe_key=f"conflict:{clash.id}:{calendar.id}:{item_id}:{occurrence.start.isoformat()}")
+
+
+async def update_appointment_times(
+    session: AsyncSession, user: User, appointment_id: str, occurrence: Occurrence, *, rescheduled: bool
+) -> Appointment | None:
+    appointment = await session.get(Appointment, appointment_id)
+    if appointment is None:
+        return None
+    appointment.start, appointment.end = occurrence.start, occurrence.end
+    appointment.title = occurrence.title or appointment.title
+    appointment.busy = occurrence.busy if appointment.origin == Origin.IMPORTED else appointment.busy
+    appointment.version += 1
+    appointment.updated_at = utcnow()
+    if rescheduled:
+        await firing.fire(
+            session, user.workspace_id, appointment, Trigger.RESCHEDULED, contact_id=await _first_contact(
+                session, appointment.id), notify_user_ids=[user.id], occasion=occurrence.start.isoformat(),
+        )
+    return appointment
+
+
+async def cancel_appointment(session: AsyncSession, user: User, appointment_id: str) -> bool:
+    """Cancel and fire `appointment.cancelled` once. Returns False if it was not booked."""
+    appointment = await session.get(Appointment, appointment_id)
+    if appointment is None or appointment.status != AppointmentStatus.BOOKED:
+        return False
+    appointment.status = AppointmentStatus.CANCELLED
+    appointment.version += 1
+    appointment.updated_at = utcnow()
+    await firing.fire(
+        session, user.workspace_id, appointment, Trigger.CANCELLED,
+        contact_id=await _first_contact(session, appointment.id), notify_user_ids=[user.id],
+    )
+    return True
+
+
+async def drop_import(session: AsyncSession, appointment_id: str) -> None:
+    """Remove an imported mirror quietly (mode changed, or disconnect): no automations, no notice."""
+    appointment = await session.get(Appointment, appointment_id)
+    if appointment is not None and appointment.origin == Origin.IMPORTED:
+        await session.delete(appointment)
+
+
+async def record_push(
+    session: AsyncSession, user: User, calendar: RemoteCalendar, appointment_id: str, item_id: str,
+    etag: str | None, printed: str, now: datetime,
+) -> None:
+    link = await session.scalar(
+        select(EventLink).where(
+            col(EventLink.appointment_id) == appointment_id, col(EventLink.user_id) == user.id,
+            col(EventLink.remote_calendar_id) == calendar.id,
+        )
+    )
+    if link is None:
+        link = EventLink(appointment_id=appointment_id, user_id=user.id, remote_calendar_id=calendar.id,
+                         remote_id=item_id)
+        session.add(link)
+    link.remote_id, link.etag, link.content_hash, link.last_seen_at = item_id, etag, printed, now
+
+
+async def forget_push(session: AsyncSession, user_id: str, calendar_id: str, appointment_id: str) -> None:
+    await session.execute(
+        delete(EventLink).where(
+            col(EventLink.appointment_id) == appointment_id, col(EventLink.user_id) == user_id,
+            col(EventLink.remote_calendar_id) == calendar_id, col(EventLink.imported).is_(False),
+        )
+    )
+
+
+async def suppress_push(session: AsyncSession, user_id: str, appointment_id: str) -> None:
+    assignee = await session.get(AppointmentAssignee, (appointment_id, user_id))
+    if assignee is not None:
+        assignee.push_suppressed = True
+
+
+async def _first_contact(session: AsyncSession, appointment_id: str) -> str | None:
+    contact_id: str | None = await session.scalar(
+        select(col(AppointmentContact.contact_id)).where(col(AppointmentContact.appointment_id) == appointment_id)
+    )
+    return contact_id
+
+
+async def remove_connection_mirrors(session: AsyncSession, calendar_ids: list[str]) -> None:
+    """Disconnect: blocked slots and imported mirrors of these calendars go; remote copies stay."""
+    imported = select(col(EventLink.appointment_id)).where(
+        col(EventLink.remote_calendar_id).in_(calendar_ids), col(EventLink.imported).is_(True)
+    )
+    await session.execute(
+        delete(Appointment).where(and_(col(Appointment.id).in_(imported), col(Appointment.origin) == Origin.IMPORTED))
+    )
+    await session.execute(delete(BlockedSlot).where(col(BlockedSlot.remote_calendar_id).in_(calendar_ids)))
+    await session.execute(delete(EventLink).where(col(EventLink.remote_calendar_id).in_(calendar_ids)))
