@@ -7,12 +7,23 @@ runs become a notice in the outbox at once; `webhook` runs stay `pending` until 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import logging
+from datetime import datetime, timedelta
+from typing import Protocol
+
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from storage.models import Action, Appointment, Automation, AutomationRun, Trigger
+from storage.db import Database
+from storage.models import Action, Appointment, Automation, AutomationRun, Contact, Trigger
 from sync.notices import NoticeKind, notify
+from sync.payloads import appointment_payload, contact_payload
+
+log = logging.getLogger(__name__)
 
 DELIVERED = "delivered"
 PENDING = "pending"
@@ -59,3 +70,93 @@ async def fire(
         session.add(run)
         fired += 1
     return fired
+
+
+# Webhook delivery --------------------------------------------------------------------------------------
+
+MAX_ATTEMPTS = 8
+FIRST_RETRY = timedelta(seconds=30)
+LAST_RETRY = timedelta(hours=1)
+
+
+class WebhookSender(Protocol):
+    """POSTs a body and returns the HTTP status; raises OSError/TimeoutError when the host cannot be reached.
+
+    Implemented with aiohttp outside `sync/` (croco wires it in); tests pass their own.
+    """
+
+    async def __call__(self, url: str, body: bytes, headers: dict[str, str]) -> int: ...
+
+
+def signature(secret: str, body: bytes) -> str:
+    """`X-Croco-Signature` as API.md defines it: sha256=<hex HMAC of the body>."""
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Exponential backoff: 30 s, 1 min, 2 min, ... capped at one hour."""
+    delay: timedelta = FIRST_RETRY * (2 ** max(attempts - 1, 0))
+    return min(delay, LAST_RETRY)
+
+
+async def deliver_due(db: Database, sender: WebhookSender, secret: str, now: datetime, *, limit: int = 100) -> int:
+    """Attempt every pending webhook run that is due. Returns how many were delivered.
+
+    Each run is claimed (its next attempt pushed back) before the request, so a crash mid-delivery retries
+    later instead of losing the run, and two processes never post the same run at the same moment.
+    """
+    async with db.write() as session:
+        query = (
+            select(AutomationRun, Automation)
+            .join(Automation, col(Automation.id) == col(AutomationRun.automation_id))
+            .where(
+                col(AutomationRun.status) == PENDING,
+                col(Automation.action) == Action.WEBHOOK,
+                or_(col(AutomationRun.next_attempt_at).is_(None), col(AutomationRun.next_attempt_at) <= now),
+            )
+            .limit(limit)
+        )
+        if db.is_postgresql:
+            query = query.with_for_update(of=AutomationRun, skip_locked=True)
+        claimed = list((await session.execute(query)).tuples())
+        bodies: list[tuple[str, str, bytes]] = []
+        for run, automation in claimed:
+            run.next_attempt_at = now + retry_delay(run.attempts + 1)
+            bodies.append((run.id, str(automation.config.get("url", "")), await _body(session, run, automation)))
+
+    delivered = 0
+    for run_id, url, body in bodies:
+        headers = {"Content-Type": "application/json", "X-Croco-Signature": signature(secret, body)}
+        try:
+            status, error = await sender(url, body, headers), None
+        except (OSError, TimeoutError) as exc:
+            status, error = 0, f"unreachable: {type(exc).__name__}"
+        ok = 200 <= status < 300
+        delivered += ok
+        async with db.write() as session:
+            attempted = await session.get(AutomationRun, run_id)
+            if attempted is None:
+                continue
+            attempted.attempts += 1
+            attempted.at = now
+            if ok:
+                attempted.status, attempted.last_error, attempted.next_attempt_at = DELIVERED, None, None
+            else:
+                attempted.last_error = error or f"HTTP {status}"
+                if attempted.attempts >= MAX_ATTEMPTS:
+                    attempted.status, attempted.next_attempt_at = FAILED, None
+                else:
+                    attempted.next_attempt_at = now + retry_delay(attempted.attempts)
+        log.info("webhook attempt", extra={"run_id": run_id, "status": status, "delivered": ok})
+    return delivered
+
+
+async def _body(session: AsyncSession, run: AutomationRun, automation: Automation) -> bytes:
+    appointment = await session.get(Appointment, run.appointment_id)
+    contact = await session.get(Contact, run.contact_id) if run.contact_id else None
+    document = {
+        "event": automation.trigger,
+        "appointment": await appointment_payload(session, appointment) if appointment else None,
+        "contact": contact_payload(contact) if contact else None,
+    }
+    return json.dumps(document, sort_keys=True).encode("utf-8")
