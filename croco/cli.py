@@ -27,6 +27,13 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--revision", default="head", help="target revision (default: head)")
     migrate.add_argument("--downgrade", action="store_true", help="downgrade to --revision (e.g. base)")
 
+    sync = commands.add_parser("sync", help="run one sync cycle now for every selected calendar")
+    sync.add_argument("--user", help="only this user's calendars")
+
+    demo = commands.add_parser("demo", help="the product example end to end on a local CalDAV server")
+    demo.add_argument("--port", type=int, default=8080, help="API port (a free one if this one is taken)")
+    demo.add_argument("--once", action="store_true", help="exit after the walk-through instead of serving")
+
     commands.add_parser("check", help="say what is missing or wrong in the configuration")
     return parser
 
@@ -74,12 +81,59 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _sync(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from croco.runtime import build_runtime
+    from storage import migrate
+
+    runtime = build_runtime(_settings())
+    failed = 0
+    try:
+        await migrate.upgrade(runtime.db.engine)
+        engine = runtime.engine()
+        calendar_ids = await engine.claim_now(args.user)
+        with Progress(console=console) as progress:
+            task = progress.add_task("syncing calendars", total=len(calendar_ids))
+            for calendar_id in calendar_ids:
+                report = await engine.sync_claimed(calendar_id)
+                t = report.tally
+                if report.error:
+                    failed += 1
+                    progress.console.print(f"[red]{calendar_id}[/] {report.error}")
+                else:
+                    progress.console.print(
+                        f"[green]{calendar_id}[/] fetched {t.fetched}, {t.blocked_slots} blocked slots, "
+                        f"+{t.appointments_created} appointments, {t.contacts_created} new contacts, "
+                        f"{t.pushed} pushed, {len(t.skipped)} skipped"
+                    )
+                progress.advance(task)
+        console.print(f"{len(calendar_ids)} calendar(s) synced, {failed} with errors")
+    finally:
+        await runtime.db.dispose()
+    return 1 if failed else 0
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from croco.demo import run_demo
+    from croco.embedded_caldav import free_port, port_is_free
+
+    logs.configure("WARNING", "text")
+    port = args.port if port_is_free(args.port) else free_port()
+    await run_demo(port=port, keep_serving=not args.once, console=Console(soft_wrap=True))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return asyncio.run(_serve(args))
     if args.command == "migrate":
         return asyncio.run(_migrate(args))
+    if args.command == "sync":
+        return asyncio.run(_sync(args))
+    if args.command == "demo":
+        return asyncio.run(_demo(args))
     return asyncio.run(_check())
 
 

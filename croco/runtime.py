@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import secrets
+import socket
 from dataclasses import dataclass
+from datetime import timedelta
 
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
@@ -15,7 +18,9 @@ from croco.logs import masker
 from croco.settings import Settings
 from storage.db import Database
 from storage.secrets import SecretBox, generate_key
-from sync.providers.base import ProviderConfig
+from sync.engine import SyncEngine
+from sync.providers.base import ProviderConfig, ProviderFactory
+from sync.providers.registry import open_provider
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +67,20 @@ class Runtime:
         return ProviderConfig(
             icloud_url=self.settings.icloud_url, timeout_seconds=self.settings.http_timeout_seconds
         )
+
+    def providers(self) -> ProviderFactory:
+        return functools.partial(open_provider, config=self.provider_config)
+
+    def engine(self) -> SyncEngine:
+        return SyncEngine(
+            self.db, self.secrets, self.providers(), owner=process_owner(),
+            interval=timedelta(seconds=self.settings.sync_interval_seconds),
+        )
+
+
+def process_owner() -> str:
+    """Names this process in calendar leases, so a stale lease can be traced to its host."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 def build_runtime(settings: Settings) -> Runtime:

@@ -3,30 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import signal
 
+import aiohttp
 from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from croco import scheduler
 from croco.runtime import Runtime
 from storage import migrate
-from sync.providers.registry import open_provider
+from storage.types import utcnow
+from sync import firing
+from sync.engine import SyncEngine
 from web.app import create_app
 from web.context import WebContext
+from web.webhooks import AiohttpWebhookSender
 
 log = logging.getLogger(__name__)
 
 
-def web_context(runtime: Runtime) -> WebContext:
+def web_context(runtime: Runtime, engine: SyncEngine) -> WebContext:
     settings = runtime.settings
     return WebContext(
         db=runtime.db,
         secrets=runtime.secrets,
         api_token=settings.api_token.get_secret_value(),
         webhook_secret=settings.webhook_secret.get_secret_value(),
-        providers=functools.partial(open_provider, config=runtime.provider_config),
+        providers=runtime.providers(),
         public_url=settings.public_url,
+        engine=engine,
     )
 
 
@@ -36,25 +42,42 @@ def slack_status(runtime: Runtime) -> str:
     return "Slack bot: disabled, no CROCO_SLACK_BOT_TOKEN; the API and sync run without it"
 
 
-async def serve(runtime: Runtime, host: str, port: int, *, ready: asyncio.Event | None = None) -> None:
-    """Run until SIGINT/SIGTERM. Migrations run first so a fresh database just works."""
+async def serve(
+    runtime: Runtime, host: str, port: int, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None
+) -> None:
+    """Run until SIGINT/SIGTERM (or `stop` is set). Migrations run first so a fresh database just works."""
     await migrate.upgrade(runtime.db.engine)
-    runner = web.AppRunner(create_app(web_context(runtime)), access_log=None)
+    engine = runtime.engine()
+    runner = web.AppRunner(create_app(web_context(runtime, engine)), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
     log.info("serving", extra={"url": f"http://{host}:{port}", "database": runtime.db.dialect})
     log.info(slack_status(runtime))
 
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    if ready is not None:
-        ready.set()
-    try:
-        await stop.wait()
-    finally:
-        log.info("shutting down")
-        await runner.cleanup()
-        await runtime.db.dispose()
+    async with aiohttp.ClientSession() as http:
+        scheduler = _start_scheduler(runtime, engine, http) if runtime.settings.scheduler_enabled else None
+        if ready is not None:
+            ready.set()
+        try:
+            await stop.wait()
+        finally:
+            log.info("shutting down")
+            if scheduler is not None:
+                scheduler.shutdown(wait=False)
+            await runner.cleanup()
+            await runtime.db.dispose()
+
+
+def _start_scheduler(runtime: Runtime, engine: SyncEngine, http: aiohttp.ClientSession) -> AsyncIOScheduler:
+    send = AiohttpWebhookSender(http, timeout_seconds=runtime.settings.http_timeout_seconds)
+    secret = runtime.settings.webhook_secret.get_secret_value()
+
+    async def deliver() -> int:
+        return await firing.deliver_due(runtime.db, send, secret, utcnow())
+
+    return scheduler.start({"sync": engine.run_due, "webhooks": deliver}, runtime.settings.scheduler_tick_seconds)

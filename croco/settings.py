@@ -27,6 +27,7 @@ class Settings(BaseSettings):
 
     # Scheduler
     sync_interval_seconds: int = Field(default=300, ge=5)
+    scheduler_tick_seconds: float = Field(default=15, gt=0)
     scheduler_enabled: bool = True
 
     # Providers: base URLs are settings so tests and the demo point at local servers.

@@ -28,16 +28,19 @@ def _selected_calendars() -> CompoundSelect[tuple[str | None]]:
 
 async def claim_due(
     db: Database, owner: str, now: datetime, *, limit: int = 50, lease: timedelta = DEFAULT_LEASE,
-    user_id: str | None = None,
+    user_id: str | None = None, include_not_due: bool = False,
 ) -> list[str]:
-    """Claim up to `limit` due calendars for `owner`; returns their ids, the longest-waiting first."""
+    """Claim up to `limit` due calendars for `owner`; returns their ids, the longest-waiting first.
+
+    `include_not_due` claims calendars that are not due yet too ("sync now"), still skipping leased ones.
+    """
     query = (
         select(col(RemoteCalendar.id))
         .join(Connection, col(Connection.id) == col(RemoteCalendar.connection_id))
         .where(
             col(Connection.status) == ConnectionStatus.OK,
             col(RemoteCalendar.id).in_(_selected_calendars()),
-            or_(col(RemoteCalendar.due_at).is_(None), col(RemoteCalendar.due_at) <= now),
+            or_(col(RemoteCalendar.due_at).is_(None), col(RemoteCalendar.due_at) <= now, include_not_due),
             or_(col(RemoteCalendar.lease_expires_at).is_(None), col(RemoteCalendar.lease_expires_at) <= now),
         )
         .order_by(col(RemoteCalendar.due_at).is_not(None), col(RemoteCalendar.due_at))

@@ -9,7 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, delete, select
+from sqlalchemy import and_, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -124,6 +124,13 @@ async def push_inputs(
         links.append(Link(appointment.id, link.remote_calendar_id, link.remote_id, link.etag, link.content_hash or ""))
         appointments[appointment.id] = appointment
     return [Wanted(a.id, appointment_fingerprint(a)) for a in wanted], links, appointments
+
+
+async def count_slots(session: AsyncSession, calendar_id: str) -> int:
+    total = await session.scalar(
+        select(func.count()).select_from(BlockedSlot).where(col(BlockedSlot.remote_calendar_id) == calendar_id)
+    )
+    return int(total or 0)
 
 
 # Applying --------------------------------------------------------------------------------------------

@@ -1,0 +1,354 @@
+"""The sync engine: the only part of `sync/` that does I/O for a cycle (DESIGN.md sections 2 and 4).
+
+One cycle of one remote calendar:
+1. pull: list what changed since the cursor, map items to occurrences (bad items are skipped and
+   reported), plan against what the database knows, apply the plan in one transaction (remote writes
+   for restores happen inside it, before the commit);
+2. push (linked calendar only): create, update or delete our copies, each write followed by the commit
+   of its link, so a crash in between is adopted on the next pull instead of written twice.
+
+Failures stay inside their calendar: revoked credentials break the connection (one notice, blocked slots
+kept and shown stale), a rate limit or an unreachable server postpones the calendar, anything else is
+recorded as the calendar's last error. Other calendars go on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from storage.db import Database
+from storage.models import (
+    Appointment,
+    ConflictCalendar,
+    Connection,
+    ConnectionStatus,
+    RemoteCalendar,
+    SyncMode,
+    SyncSettings,
+    User,
+)
+from storage.secrets import SecretBox
+from storage.types import utcnow
+from sync import leases, state
+from sync.mapping import draft_for, to_listing
+from sync.notices import NoticeKind, notify
+from sync.plan import (
+    ApplyRemoteEdit,
+    CalendarRole,
+    CancelImport,
+    CreateRemote,
+    DeleteRemote,
+    DropImport,
+    HoldRemovals,
+    ImportOccurrence,
+    Occurrence,
+    PlanAction,
+    PushedDeletedRemotely,
+    RecordPush,
+    RestorePush,
+    SetSlots,
+    SkipItem,
+    UpdateImport,
+    UpdateRemote,
+    plan,
+    plan_pushes,
+)
+from sync.providers.base import (
+    CalendarProvider,
+    InvalidCredentials,
+    PreconditionFailed,
+    ProviderError,
+    ProviderFactory,
+    RateLimited,
+)
+
+log = logging.getLogger(__name__)
+
+FULL_RESYNC_EVERY = timedelta(hours=24)
+"""Incremental cursors do not re-send items whose occurrences slide into the window: relist daily."""
+
+
+@dataclass
+class CalendarReport:
+    calendar_id: str
+    tally: state.Tally = field(default_factory=state.Tally)
+    error: str | None = None
+    retry_after: float | None = None  # the provider asked us to slow down
+
+    def as_json(self) -> dict[str, Any]:
+        t = self.tally
+        return {
+            "id": self.calendar_id, "fetched": t.fetched, "blocked_slots": t.blocked_slots,
+            "appointments_created": t.appointments_created, "appointments_updated": t.appointments_updated,
+            "appointments_cancelled": t.appointments_cancelled, "contacts_created": t.contacts_created,
+            "pushed": t.pushed, "skipped": [{"remote_id": r, "reason": why} for r, why in t.skipped],
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class _Context:
+    calendar: RemoteCalendar
+    connection: Connection
+    user: User
+    settings: SyncSettings
+    role: CalendarRole
+    window_start: datetime
+    window_end: datetime
+
+
+class SyncEngine:
+    def __init__(
+        self, db: Database, secrets: SecretBox, providers: ProviderFactory, *, owner: str = "local",
+        interval: timedelta = timedelta(minutes=5), clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db, self.secrets, self.providers = db, secrets, providers
+        self.owner, self.interval, self.clock = owner, interval, clock
+
+    async def run_due(self, *, limit: int = 50) -> list[CalendarReport]:
+        """One scheduler tick: claim due calendars, sync each, give them back with their next due time."""
+        claimed = await leases.claim_due(self.db, self.owner, self.clock(), limit=limit)
+        return [await self.sync_claimed(calendar_id) for calendar_id in claimed]
+
+    async def claim_now(self, user_id: str | None = None) -> list[str]:
+        """Claim every selected calendar (of one user, or of all) whether due or not, except leased ones."""
+        return await leases.claim_due(
+            self.db, self.owner, self.clock(), limit=100_000, user_id=user_id, include_not_due=True
+        )
+
+    async def sync_user(self, user_id: str) -> list[CalendarReport]:
+        """`POST /users/{id}/sync`: every selected calendar of the user now, unless another process has it."""
+        return [await self.sync_claimed(calendar_id) for calendar_id in await self.claim_now(user_id)]
+
+    async def sync_claimed(self, calendar_id: str) -> CalendarReport:
+        """Sync a calendar this engine holds the lease of, then release it with its next due time."""
+        report = await self.sync_calendar(calendar_id)
+        wait = max(self.interval, timedelta(seconds=report.retry_after or 0))
+        await leases.release(self.db, calendar_id, self.owner, next_due=self.clock() + wait)
+        return report
+
+    async def sync_calendar(self, calendar_id: str) -> CalendarReport:
+        report = CalendarReport(calendar_id)
+        context = await self._context(calendar_id)
+        if context is None:
+            return report
+        extra = {"user_id": context.user.id, "calendar_id": calendar_id, "provider": context.connection.provider}
+        try:
+            provider = self._provider(context.connection, context.user)
+            await self._pull(context, provider, report)
+            if context.role.linked:
+                await self._push(context, provider, report)
+        except InvalidCredentials as exc:
+            report.error = str(exc)
+            await self._break_connection(context, str(exc))
+            log.warning("connection broken", extra=extra)
+        except ProviderError as exc:  # rate limited, unreachable, calendar gone: this calendar waits
+            report.error = str(exc)
+            report.retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+            await self._record_error(context.calendar.id, str(exc))
+            log.warning("calendar sync failed", extra=extra | {"error": str(exc)})
+        else:
+            log.info("calendar synced", extra=extra | report.as_json())
+        return report
+
+    # Pull --------------------------------------------------------------------------------------------
+
+    async def _pull(self, context: _Context, provider: CalendarProvider, report: CalendarReport) -> None:
+        calendar, now = context.calendar, self.clock()
+        relist = calendar.last_full_sync_at is None or now - calendar.last_full_sync_at > FULL_RESYNC_EVERY
+        changes = await provider.changes(calendar.remote_id, None if relist else calendar.sync_cursor)
+        listing = to_listing(provider, changes, context.user, context.window_start, context.window_end)
+        report.tally.fetched = len(changes.changed)
+
+        async with self.db.write() as session:
+            known = await state.load_known(
+                session, calendar, context.user, context.window_start, linked=context.role.linked
+            )
+            result = plan(context.role, known, listing, confirmed_removals=calendar.removals_confirmed)
+            for action in result.actions:
+                await self._apply(session, context, provider, action, report.tally, now)
+            report.tally.blocked_slots = await state.count_slots(session, calendar.id)
+            row = await session.get(RemoteCalendar, calendar.id)
+            assert row is not None
+            if not result.held:
+                row.sync_cursor = changes.cursor
+                row.needs_confirmation = row.removals_confirmed = False
+                if changes.full:
+                    row.last_full_sync_at = now
+            row.last_synced_at, row.last_error = now, None
+
+    async def _apply(
+        self, session: AsyncSession, context: _Context, provider: CalendarProvider, action: PlanAction,
+        tally: state.Tally, now: datetime,
+    ) -> None:
+        user, calendar = context.user, context.calendar
+        match action:
+            case SetSlots(item_id, occurrences):
+                await state.set_slots(session, user, calendar, item_id, occurrences, now)
+                await state.notify_slot_conflicts(session, user, calendar, item_id, occurrences)
+            case ImportOccurrence(item_id, occurrence):
+                await state.import_occurrence(session, user, calendar, item_id, occurrence, tally)
+            case UpdateImport(appointment_id, _, occurrence, rescheduled):
+                await state.update_appointment_times(session, user, appointment_id, occurrence, rescheduled=rescheduled)
+                tally.appointments_updated += 1
+            case CancelImport(appointment_id, _):
+                tally.appointments_cancelled += await state.cancel_appointment(session, user, appointment_id)
+            case DropImport(appointment_id):
+                await state.drop_import(session, appointment_id)
+            case RecordPush(appointment_id, item_id, etag, printed):
+                await state.record_push(session, user, calendar, appointment_id, item_id, etag, printed, now)
+            case RestorePush(appointment_id, item_id, etag, remote, both_changed):
+                await self._restore(session, context, provider, appointment_id, item_id, etag, now)
+                kind = NoticeKind.BOTH_CHANGED if both_changed else NoticeKind.REMOTE_EDIT_REVERTED
+                await notify(session, user.id, kind, {
+                    "appointment_id": appointment_id, "calendar_id": calendar.id, "winner": "croco",
+                    "lost": _describe(remote),
+                }, dedupe_key=f"restore:{appointment_id}:{etag}")
+            case ApplyRemoteEdit(appointment_id, item_id, etag, occurrence, printed, both_changed):
+                local = await session.get(Appointment, appointment_id)
+                lost = _describe(local) if both_changed and local is not None else None
+                appointment = await state.update_appointment_times(
+                    session, user, appointment_id, occurrence, rescheduled=True
+                )
+                if appointment is not None:
+                    await state.record_push(session, user, calendar, appointment_id, item_id, etag, printed, now)
+                    tally.appointments_updated += 1
+                    kind = NoticeKind.BOTH_CHANGED if both_changed else NoticeKind.REMOTE_EDIT_APPLIED
+                    await notify(session, user.id, kind, {
+                        "appointment_id": appointment_id, "calendar_id": calendar.id, "winner": "calendar",
+                        "start": occurrence.start.isoformat(), "end": occurrence.end.isoformat(), "lost": lost,
+                    }, dedupe_key=f"applied:{appointment_id}:{etag}")
+            case PushedDeletedRemotely(appointment_id, item_id, cancel):
+                await state.forget_push(session, user.id, calendar.id, appointment_id)
+                if cancel:
+                    tally.appointments_cancelled += await state.cancel_appointment(session, user, appointment_id)
+                else:
+                    await state.suppress_push(session, user.id, appointment_id)
+                await notify(session, user.id, NoticeKind.PUSHED_EVENT_DELETED, {
+                    "appointment_id": appointment_id, "calendar_id": calendar.id, "cancelled": cancel,
+                    "actions": [] if cancel else ["restore_to_calendar", "cancel_appointment"],
+                }, dedupe_key=f"deleted:{appointment_id}:{calendar.id}")
+            case SkipItem(item_id, reason):
+                tally.skipped.append((item_id, reason))
+                await notify(session, user.id, NoticeKind.ITEM_SKIPPED, {
+                    "calendar_id": calendar.id, "remote_id": item_id, "reason": reason,
+                }, dedupe_key=f"skipped:{calendar.id}:{item_id}:{reason}")
+            case HoldRemovals(removing, known_count):
+                row = await session.get(RemoteCalendar, calendar.id)
+                assert row is not None
+                row.needs_confirmation = True
+                await notify(session, user.id, NoticeKind.MASS_DELETION_HELD, {
+                    "calendar_id": calendar.id, "calendar_name": calendar.name, "removing": removing,
+                    "known": known_count, "actions": ["confirm_removals"],
+                }, dedupe_key=f"held:{calendar.id}:{calendar.sync_cursor}")
+
+    async def _restore(
+        self, session: AsyncSession, context: _Context, provider: CalendarProvider, appointment_id: str,
+        item_id: str, etag: str | None, now: datetime,
+    ) -> None:
+        """Write the appointment back over a remote edit (system wins); a newer remote etag retries once."""
+        appointment = await session.get(Appointment, appointment_id)
+        if appointment is None:
+            return
+        draft = draft_for(appointment)
+        try:
+            written = await provider.update(context.calendar.remote_id, item_id, draft, etag)
+        except PreconditionFailed:
+            written = await provider.update(context.calendar.remote_id, item_id, draft, None)
+        await state.record_push(
+            session, context.user, context.calendar, appointment_id, written.remote_id, written.etag,
+            state.appointment_fingerprint(appointment), now,
+        )
+
+    # Push --------------------------------------------------------------------------------------------
+
+    async def _push(self, context: _Context, provider: CalendarProvider, report: CalendarReport) -> None:
+        async with self.db.session() as session:
+            wanted, links, appointments = await state.push_inputs(session, context.user.id, context.window_start)
+        for action in plan_pushes(context.calendar.id, wanted, links):
+            if action.calendar_id != context.calendar.id:
+                continue  # copies in a previous linked calendar are removed by that calendar's own cycle
+            appointment = appointments[action.appointment_id]
+            draft = draft_for(appointment)
+            match action:
+                case CreateRemote():
+                    written = await provider.create(context.calendar.remote_id, draft)
+                case UpdateRemote(_, _, item_id, etag):
+                    try:
+                        written = await provider.update(context.calendar.remote_id, item_id, draft, etag)
+                    except PreconditionFailed:
+                        continue  # edited remotely meanwhile: the next pull sees it and applies R6/R8
+                case DeleteRemote(_, _, item_id, etag):
+                    await provider.delete(context.calendar.remote_id, item_id, etag)
+                    async with self.db.write() as session:
+                        await state.forget_push(session, context.user.id, context.calendar.id, appointment.id)
+                    report.tally.pushed += 1
+                    continue
+            async with self.db.write() as session:
+                await state.record_push(
+                    session, context.user, context.calendar, appointment.id, written.remote_id, written.etag,
+                    state.appointment_fingerprint(appointment), self.clock(),
+                )
+            report.tally.pushed += 1
+
+    # Context and failures ----------------------------------------------------------------------------
+
+    async def _context(self, calendar_id: str) -> _Context | None:
+        async with self.db.session() as session:
+            calendar = await session.get(RemoteCalendar, calendar_id)
+            if calendar is None:
+                return None
+            connection = await session.get(Connection, calendar.connection_id)
+            assert connection is not None
+            user = await session.get(User, connection.user_id)
+            assert user is not None
+            settings = await session.get(SyncSettings, user.id) or SyncSettings(user_id=user.id)
+            conflict = await session.scalar(
+                select(col(ConflictCalendar.calendar_id)).where(
+                    col(ConflictCalendar.user_id) == user.id, col(ConflictCalendar.calendar_id) == calendar_id
+                )
+            )
+        linked = settings.linked_calendar_id == calendar_id
+        if connection.status != ConnectionStatus.OK or not (linked or conflict):
+            return None
+        now = self.clock()
+        role = CalendarRole(linked=linked, conflict=conflict is not None, mode=SyncMode(settings.mode))
+        return _Context(
+            calendar, connection, user, settings, role,
+            now - timedelta(days=settings.window_days_back), now + timedelta(days=settings.window_days_ahead),
+        )
+
+    def _provider(self, connection: Connection, user: User) -> CalendarProvider:
+        credentials = self.secrets.open(connection.credentials)
+        return self.providers(connection.provider, credentials, connection.server_url)
+
+    async def _break_connection(self, context: _Context, reason: str) -> None:
+        async with self.db.write() as session:
+            connection = await session.get(Connection, context.connection.id)
+            assert connection is not None
+            connection.status, connection.last_error = ConnectionStatus.BROKEN, reason
+            await notify(session, context.user.id, NoticeKind.CONNECTION_BROKEN, {
+                "connection_id": connection.id, "provider": connection.provider, "account": connection.account,
+                "reason": reason, "actions": ["reconnect"],
+            }, dedupe_key=f"broken:{connection.id}")
+
+    async def _record_error(self, calendar_id: str, error: str) -> None:
+        async with self.db.write() as session:
+            row = await session.get(RemoteCalendar, calendar_id)
+            if row is not None:
+                row.last_error = error
+
+
+def _describe(event: Occurrence | Appointment | None) -> dict[str, Any] | None:
+    """The side that lost a conflict, kept in the notice so the user can redo it by hand."""
+    if event is None:
+        return None
+    return {"start": event.start.isoformat(), "end": event.end.isoformat(), "title": event.title}
