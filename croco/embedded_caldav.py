@@ -6,6 +6,7 @@ so a wrong password is refused with 401, like iCloud refuses a revoked app-speci
 
 from __future__ import annotations
 
+import base64
 import socket
 import subprocess
 import sys
@@ -76,7 +77,7 @@ class EmbeddedRadicale:
                 "--server-hosts", f"{self.host}:{self.port}",
                 "--storage-filesystem-folder", str(self.folder / "collections"),
                 "--auth-type", "htpasswd", "--auth-htpasswd-filename", str(htpasswd),
-                "--auth-htpasswd-encryption", "plain", "--rights-type", "owner_only",
+                "--auth-htpasswd-encryption", "plain", "--auth-delay", "0", "--rights-type", "owner_only",
                 "--logging-level", "warning",
             ],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -105,8 +106,7 @@ class EmbeddedRadicale:
         self._request("PUT", f"{calendar_url}{name}", user, ics.encode("utf-8"), "text/calendar; charset=utf-8")
 
     def _request(self, method: str, url: str, user: str, body: bytes, content_type: str) -> None:
-        manager = urllib.request.HTTPPasswordMgrWithDefaultRealm()
-        manager.add_password(None, self.url, user, self.users[user])
-        opener = urllib.request.build_opener(urllib.request.HTTPBasicAuthHandler(manager))
-        request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": content_type})
-        opener.open(request, timeout=10).close()
+        token = base64.b64encode(f"{user}:{self.users[user]}".encode()).decode("ascii")
+        headers = {"Content-Type": content_type, "Authorization": f"Basic {token}"}
+        request = urllib.request.Request(url, data=body, method=method, headers=headers)
+        urllib.request.urlopen(request, timeout=10).close()

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,7 +39,6 @@ from storage.models import (
 from storage.secrets import SecretBox
 from storage.types import utcnow
 from sync import leases, state
-from sync.mapping import draft_for, to_listing
 from sync.notices import NoticeKind, notify
 from sync.plan import (
     ApplyRemoteEdit,
@@ -49,6 +49,7 @@ from sync.plan import (
     DropImport,
     HoldRemovals,
     ImportOccurrence,
+    Listing,
     Occurrence,
     PlanAction,
     PushedDeletedRemotely,
@@ -62,12 +63,16 @@ from sync.plan import (
     plan_pushes,
 )
 from sync.providers.base import (
+    BadRemoteData,
     CalendarProvider,
+    ChangeSet,
+    EventDraft,
     InvalidCredentials,
     PreconditionFailed,
     ProviderError,
     ProviderFactory,
     RateLimited,
+    ReadContext,
 )
 
 log = logging.getLogger(__name__)
@@ -165,7 +170,9 @@ class SyncEngine:
         calendar, now = context.calendar, self.clock()
         relist = calendar.last_full_sync_at is None or now - calendar.last_full_sync_at > FULL_RESYNC_EVERY
         changes = await provider.changes(calendar.remote_id, None if relist else calendar.sync_cursor)
-        listing = to_listing(provider, changes, context.user, context.window_start, context.window_end)
+        listing = read_listing(provider, changes, ReadContext(
+            ZoneInfo(context.user.timezone), context.user.email, context.window_start, context.window_end
+        ))
         report.tally.fetched = len(changes.changed)
 
         async with self.db.write() as session:
@@ -345,6 +352,21 @@ class SyncEngine:
             row = await session.get(RemoteCalendar, calendar_id)
             if row is not None:
                 row.last_error = error
+
+
+def read_listing(provider: CalendarProvider, changes: ChangeSet, context: ReadContext) -> Listing:
+    """Read every changed item; an unreadable one is skipped with its reason, the rest go on."""
+    objects, skipped = [], []
+    for item in changes.changed:
+        try:
+            objects.append(provider.read(item, context))
+        except BadRemoteData as exc:
+            skipped.append((exc.remote_id, exc.reason))
+    return Listing(tuple(objects), changes.removed, tuple(skipped), changes.full)
+
+
+def draft_for(appointment: Appointment) -> EventDraft:
+    return EventDraft(appointment.id, appointment.start, appointment.end, appointment.title, appointment.version)
 
 
 def _describe(event: Occurrence | Appointment | None) -> dict[str, Any] | None:

@@ -40,12 +40,13 @@ async def claim_due(
         .where(
             col(Connection.status) == ConnectionStatus.OK,
             col(RemoteCalendar.id).in_(_selected_calendars()),
-            or_(col(RemoteCalendar.due_at).is_(None), col(RemoteCalendar.due_at) <= now, include_not_due),
             or_(col(RemoteCalendar.lease_expires_at).is_(None), col(RemoteCalendar.lease_expires_at) <= now),
         )
         .order_by(col(RemoteCalendar.due_at).is_not(None), col(RemoteCalendar.due_at))
         .limit(limit)
     )
+    if not include_not_due:
+        query = query.where(or_(col(RemoteCalendar.due_at).is_(None), col(RemoteCalendar.due_at) <= now))
     if user_id is not None:
         query = query.where(col(Connection.user_id) == user_id)
     async with db.write() as session:
