@@ -10,6 +10,13 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	@# caldav -> niquests -> urllib3-future, whose startup hook overwrites urllib3 for every other library
+	@# (requests, schemathesis). Its documented opt-out: build it with URLLIB3_NO_OVERRIDE=1, then put the
+	@# real urllib3 back. Versions stay the ones pip resolved.
+	URLLIB3_NO_OVERRIDE=1 $(BIN)/python -m pip install --quiet --force-reinstall --no-deps --no-binary urllib3-future \
+		"urllib3-future==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("urllib3-future"))')"
+	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps \
+		"urllib3==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("urllib3"))')"
 	touch $(STAMP)
 
 install: $(STAMP)

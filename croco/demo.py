@@ -22,6 +22,7 @@ import aiohttp
 from aiohttp import web
 from pydantic import SecretStr
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from croco.embedded_caldav import EmbeddedRadicale, free_port
@@ -162,8 +163,8 @@ async def _walk_through(
         "provider": "caldav", "username": "john", "password": PASSWORD, "url": caldav_url,
     })
     calendars = (await api.call("GET", f"/users/{john['id']}/calendars"))["items"]
-    console.print(f"Connected {connection['account']} ({connection['provider']}): "
-                  + ", ".join(f"{c['name']} [{c['access']}]" for c in calendars))
+    console.print(escape(f"Connected {connection['account']} ({connection['provider']}): "
+                         + ", ".join(f"{c['name']} [{c['access']} access]" for c in calendars)))
     linked = calendars[0]["id"]
     await api.call("POST", "/automations", {"trigger": "appointment.created", "action": "webhook", "url": hook_url})
 
