@@ -92,8 +92,8 @@ def _occurrence(remote_id: str, event: Component, recurring: bool, context: Read
     else:  # RFC 5545 3.6.1: a DATE lasts one day, a DATE-TIME no time at all
         end_value = start_value + timedelta(days=1) if all_day else start_value
     start, end = _instant(start_value, context.timezone), _instant(end_value, context.timezone)
-    key = ""
-    if recurring or "RECURRENCE-ID" in event:
+    key = ""  # recurring-ical-events stamps RECURRENCE-ID on single events too: only a series has keys
+    if recurring:
         recurrence_id = event.decoded("RECURRENCE-ID") if "RECURRENCE-ID" in event else start_value
         key = _instant(recurrence_id, context.timezone).isoformat()
     return Occurrence(
