@@ -125,7 +125,7 @@ async def run_demo(*, port: int, keep_serving: bool, console: Console) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="croco-demo-"))
     tomorrow = datetime.now(JOHN_TZ).date() + timedelta(days=1)
     settings = Settings(
-        _env_file=None, data_dir=workdir / "data", api_token=SecretStr("demo-token"),  # type: ignore[call-arg]
+        _env_file=None, data_dir=workdir / "data", api_token=SecretStr("demo-token"),
         scheduler_enabled=False, log_level="WARNING",
     )
     with EmbeddedRadicale(workdir / "radicale", users={"john": PASSWORD}) as radicale:

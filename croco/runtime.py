@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -25,7 +26,7 @@ from sync.providers.registry import open_provider
 log = logging.getLogger(__name__)
 
 DEV_SECRETS_FILE = "dev-secrets.json"
-_GENERATED = {
+_GENERATED: dict[str, Callable[[], str]] = {
     "api_token": lambda: secrets.token_urlsafe(32),
     "secret_key": generate_key,
     "webhook_secret": lambda: secrets.token_urlsafe(32),

@@ -18,9 +18,9 @@ from storage import migrate
 from storage.db import Database
 from storage.secrets import SecretBox, generate_key
 from sync.engine import SyncEngine
+from tests.web.conftest import TOKEN, Accounts
 from web.app import create_app, load_openapi
 from web.context import WebContext
-from tests.web.conftest import TOKEN, Accounts
 
 schema = schemathesis.openapi.from_dict(load_openapi())
 CHECKS = [checks.not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,
