@@ -2,99 +2,27 @@
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import update
 
-from storage.db import Database
 from storage.models import (
-    Action,
     Appointment,
-    AppointmentAssignee,
-    Automation,
     AutomationRun,
     BlockedSlot,
     Connection,
     Contact,
     EventLink,
     Notice,
-    Provider,
     RemoteCalendar,
-    SyncMode,
-    Trigger,
 )
 from storage.secrets import SecretBox
-from sync import accounts, state
-from sync.engine import SyncEngine
+from sync import state
 from sync.providers.base import ProviderConfig
 from sync.providers.caldav import CalDAVProvider
-from sync.providers.registry import open_provider
-from tests.caldav_servers import CalDAVAccount
 from tests.ics import michel, vevent
-
-PARIS = ZoneInfo("Europe/Paris")
-DAY = datetime.now(PARIS).date() + timedelta(days=2)
-D = DAY.strftime("%Y%m%d")
-
-
-def paris(day: date, hour: int, minute: int = 0) -> datetime:
-    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=PARIS).astimezone(UTC)
-
-
-@dataclass
-class World:
-    db: Database
-    engine: SyncEngine
-    account: CalDAVAccount
-    calendar_url: str
-    user_id: str
-    workspace_id: str
-    calendar_id: str
-
-    async def sync(self) -> dict[str, object]:
-        (report,) = await self.engine.sync_user(self.user_id)
-        return report.as_json()
-
-    async def rows(self, model: type, *where: object) -> list:  # type: ignore[type-arg]
-        async with self.db.session() as session:
-            return list(await session.scalars(select(model).where(*where)))  # type: ignore[arg-type]
-
-    async def count(self, model: type) -> int:
-        async with self.db.session() as session:
-            return int(await session.scalar(select(func.count()).select_from(model)) or 0)
-
-    def put(self, name: str, ics: str) -> None:
-        self.account.put(self.calendar_url, name, ics)
-
-
-async def make_world(db: Database, box: SecretBox, account: CalDAVAccount, mode: SyncMode) -> World:
-    factory = functools.partial(open_provider, config=ProviderConfig(timeout_seconds=5))
-    workspace = await accounts.default_workspace(db)
-    user = await accounts.create_user(db, workspace, "John", "john@example.com", "Europe/Paris", None)
-    url = account.new_calendar()
-    _, calendars = await accounts.connect(db, box, factory, user.id, Provider.CALDAV, account.username,
-                                          account.password, account.url)
-    (calendar,) = [c for c in calendars if c.remote_id == url]
-    await accounts.put_settings(db, user.id, calendar.id, None, mode, None, None)
-    return World(db, SyncEngine(db, box, factory), account, url, user.id, workspace, calendar.id)
-
-
-@pytest.fixture
-async def one_way(db: Database, secret_box: SecretBox, radicale: CalDAVAccount) -> World:
-    return await make_world(db, secret_box, radicale, SyncMode.ONE_WAY)
-
-
-@pytest.fixture
-async def two_way(db: Database, secret_box: SecretBox, radicale: CalDAVAccount) -> World:
-    world = await make_world(db, secret_box, radicale, SyncMode.TWO_WAY)
-    async with db.write() as session:
-        session.add(Automation(workspace_id=world.workspace_id, trigger=Trigger.CREATED, action=Action.SLACK_DM))
-    return world
-
+from tests.integration.conftest import DAY, D, World, book, paris
 
 # The product example --------------------------------------------------------------------------------
 
@@ -230,17 +158,8 @@ async def test_revoked_password_breaks_the_connection_keeps_slots_and_tells_once
 # Push ------------------------------------------------------------------------------------------------
 
 
-async def _book(world: World, start: datetime) -> str:
-    async with world.db.write() as session:
-        appointment = Appointment(start=start, end=start + timedelta(hours=1), title="Consultation")
-        session.add(appointment)
-        await session.flush()
-        session.add(AppointmentAssignee(appointment_id=appointment.id, user_id=world.user_id))
-    return appointment.id
-
-
 async def test_booked_appointment_is_pushed_once_and_its_copy_ignored_on_pull(one_way: World) -> None:
-    appointment_id = await _book(one_way, paris(DAY, 10))
+    appointment_id = await book(one_way, paris(DAY, 10))
     assert (await one_way.sync())["pushed"] == 1
     summary = await one_way.sync()
     assert summary["pushed"] == 0 and await one_way.count(BlockedSlot) == 0  # R1: our copy is not a conflict
@@ -253,7 +172,7 @@ async def test_crash_after_the_remote_write_converges_without_a_duplicate(
     one_way: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The process dies after Radicale stored our event, before the link was committed."""
-    appointment_id = await _book(one_way, paris(DAY, 10))
+    appointment_id = await book(one_way, paris(DAY, 10))
 
     class Crash(Exception):
         pass
@@ -276,7 +195,7 @@ async def test_crash_after_the_remote_write_converges_without_a_duplicate(
 
 
 async def test_r7_one_way_remote_delete_keeps_the_booking_and_asks(one_way: World) -> None:
-    appointment_id = await _book(one_way, paris(DAY, 10))
+    appointment_id = await book(one_way, paris(DAY, 10))
     await one_way.sync()
     provider = CalDAVProvider(one_way.account.url, one_way.account.username, one_way.account.password,
                               ProviderConfig())

@@ -1,0 +1,117 @@
+"""Safety rules and conflict rules of the engine against a real Radicale (DESIGN.md section 4)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from storage.db import Database
+from storage.models import Appointment, BlockedSlot, Notice, RemoteCalendar, SyncMode
+from storage.secrets import SecretBox
+from sync import accounts
+from sync.engine import SyncEngine
+from sync.providers.base import EventDraft, ProviderConfig
+from sync.providers.caldav import CalDAVProvider
+from tests.caldav_servers import CalDAVAccount
+from tests.ics import vevent
+from tests.integration.conftest import DAY, World, book, make_world, paris
+
+
+def caldav(world: World) -> CalDAVProvider:
+    return CalDAVProvider(world.account.url, world.account.username, world.account.password, ProviderConfig())
+
+
+async def notices(world: World, kind: str) -> list[Notice]:
+    return [n for n in await world.rows(Notice) if n.kind == kind]
+
+
+async def test_all_day_event_on_a_dst_change_covers_23_hours(one_way: World) -> None:
+    one_way.put("dst.ics", vevent("dst", "DTSTART;VALUE=DATE:20270328", "DTEND;VALUE=DATE:20270329"))
+    await one_way.sync()
+    (slot,) = await one_way.rows(BlockedSlot)
+    assert slot.all_day and (slot.end - slot.start) == timedelta(hours=23)
+    assert slot.start.isoformat() == "2027-03-27T23:00:00+00:00"
+
+
+async def test_mass_deletion_is_held_until_the_user_confirms(one_way: World) -> None:
+    for i in range(20):
+        one_way.put(f"e{i}.ics", vevent(f"e{i}", f"DTSTART:{DAY:%Y%m%d}T{i % 10:02d}0000Z",
+                                        f"DTEND:{DAY:%Y%m%d}T{i % 10:02d}3000Z"))
+    await one_way.sync()
+    provider = caldav(one_way)
+    for i in range(11):
+        await provider.delete(one_way.calendar_url, f"e{i}.ics", None)
+    await one_way.sync()
+    await one_way.sync()  # held again: still one notice
+    assert await one_way.count(BlockedSlot) == 20
+    (held,) = await notices(one_way, "mass_deletion_held")
+    assert held.payload["removing"] == 11 and held.payload["actions"] == ["confirm_removals"]
+    (calendar,) = await one_way.rows(RemoteCalendar, RemoteCalendar.id == one_way.calendar_id)
+    assert calendar.needs_confirmation
+
+    await accounts.confirm_removals(one_way.db, one_way.calendar_id)
+    await one_way.sync()
+    assert await one_way.count(BlockedSlot) == 9
+    (calendar,) = await one_way.rows(RemoteCalendar, RemoteCalendar.id == one_way.calendar_id)
+    assert not calendar.needs_confirmation and not calendar.removals_confirmed
+
+
+async def test_deleted_collection_is_reported_and_keeps_availability_closed(one_way: World) -> None:
+    one_way.put("busy.ics", vevent("busy", f"DTSTART:{DAY:%Y%m%d}T100000Z", f"DTEND:{DAY:%Y%m%d}T110000Z"))
+    await one_way.sync()
+    one_way.account.delete(one_way.calendar_url)
+    summary = await one_way.sync()
+    assert "no longer exists" in str(summary["error"])
+    assert await one_way.count(BlockedSlot) == 1
+    (calendar,) = await one_way.rows(RemoteCalendar, RemoteCalendar.id == one_way.calendar_id)
+    assert calendar.last_error and "no longer exists" in calendar.last_error
+
+
+async def _pushed(world: World) -> tuple[str, CalDAVProvider]:
+    appointment_id = await book(world, paris(DAY, 10))
+    await world.sync()
+    return appointment_id, caldav(world)
+
+
+async def _edit_remotely(world: World, provider: CalDAVProvider, appointment_id: str) -> None:
+    """The user drags our event to 15:00 in their calendar app."""
+    moved = EventDraft(appointment_id, paris(DAY, 15), paris(DAY, 16), "Consultation")
+    await provider.update(world.calendar_url, f"{appointment_id}.ics", moved, None)
+
+
+async def test_r6_one_way_remote_edit_is_reverted_and_the_user_told(one_way: World) -> None:
+    appointment_id, provider = await _pushed(one_way)
+    await _edit_remotely(one_way, provider, appointment_id)
+    await one_way.sync()
+    (item,) = (await provider.changes(one_way.calendar_url, None)).changed
+    assert f"DTSTART:{paris(DAY, 10):%Y%m%dT%H%M%SZ}" in item.data
+    (appointment,) = await one_way.rows(Appointment)
+    assert appointment.start == paris(DAY, 10)
+    (notice,) = await notices(one_way, "remote_edit_reverted")
+    assert notice.payload["lost"]["start"] == paris(DAY, 15).isoformat()
+    await one_way.sync()  # the restored copy is ours again: no second revert
+    assert len(await notices(one_way, "remote_edit_reverted")) == 1
+
+
+async def test_r6_two_way_remote_edit_reschedules_the_appointment(db: Database, secret_box: SecretBox,
+                                                                   radicale: CalDAVAccount) -> None:
+    world = await make_world(db, secret_box, radicale, SyncMode.TWO_WAY)
+    appointment_id, provider = await _pushed(world)
+    await _edit_remotely(world, provider, appointment_id)
+    await world.sync()
+    (appointment,) = await world.rows(Appointment)
+    assert (appointment.start, appointment.status) == (paris(DAY, 15), "booked")
+    assert len(await notices(world, "remote_edit_applied")) == 1
+    assert (await world.sync())["pushed"] == 0  # nothing to write back
+
+
+async def test_two_engines_on_one_database_sync_each_calendar_once(db: Database, secret_box: SecretBox,
+                                                                   radicale: CalDAVAccount) -> None:
+    worlds = [await make_world(db, secret_box, radicale, SyncMode.ONE_WAY, f"user{n}@example.com") for n in range(6)]
+    first = SyncEngine(db, secret_box, worlds[0].engine.providers, owner="process-a")
+    second = SyncEngine(db, secret_box, worlds[0].engine.providers, owner="process-b")
+    a, b = await asyncio.gather(first.run_due(), second.run_due())
+    synced = [r.calendar_id for r in a + b]
+    assert sorted(synced) == sorted(w.calendar_id for w in worlds)  # every calendar once, none twice
+    assert all(r.error is None for r in a + b)
+    assert await first.run_due() == [] and await second.run_due() == []  # not due again until the interval
