@@ -151,6 +151,10 @@ class SyncEngine:
             await self._pull(context, provider, report)
             if context.role.linked:
                 await self._push(context, provider, report)
+                if report.tally.pushed:
+                    # Move the cursor past our own writes: a server may leave out an item created and
+                    # deleted after a token (RFC 6578), so a copy the user deletes later must be newer.
+                    await self._pull(context, provider, CalendarReport(calendar_id))
         except InvalidCredentials as exc:
             report.error = str(exc)
             await self._break_connection(context, str(exc))

@@ -55,6 +55,12 @@ _PRIVILEGES = (
 _CALDAV_NS = "urn:ietf:params:xml:ns:caldav"
 
 
+class _TokenRejected(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(f"sync token rejected ({status})")
+        self.status = status
+
+
 class CalDAVProvider:
     def __init__(self, url: str, username: str, password: str, config: ProviderConfig) -> None:
         self._url, self._username, self._password, self._config = url, username, password, config
@@ -111,8 +117,9 @@ class CalDAVProvider:
             full = cursor is None
             try:
                 listing = await self._sync_collection(client, calendar_id, cursor)
-            except dav_error.AuthorizationError as exc:
-                if cursor is None or getattr(exc, "status", None) != 403:
+            except (dav_error.AuthorizationError, _TokenRejected) as exc:
+                # iCloud and Radicale answer 403 valid-sync-token, Xandikos 412: start over, reconcile by id.
+                if cursor is None or getattr(exc, "status", 403) not in (400, 403, 409, 412):
                     raise
                 log.info("sync token rejected, listing everything", extra={"calendar_id": calendar_id})
                 full, listing = True, await self._sync_collection(client, calendar_id, None)
@@ -128,6 +135,8 @@ class CalDAVProvider:
         removed: list[str] = []
         while True:
             response = await client.sync_collection(calendar_id, sync_token=token, props=["getetag"])
+            if token is not None and response.status in (400, 409, 412):
+                raise _TokenRejected(response.status)
             _raise_for_collection(response)
             result = response.parse_sync_collection()
             changed.extend(r for r in result.changed if r.href.rstrip("/") != _path(calendar_id).rstrip("/"))

@@ -69,13 +69,14 @@ async def make_world(
 
 
 @pytest.fixture
-async def one_way(db: Database, secret_box: SecretBox, radicale: CalDAVAccount) -> World:
-    return await make_world(db, secret_box, radicale, SyncMode.ONE_WAY)
+async def one_way(db: Database, secret_box: SecretBox, caldav_server: CalDAVAccount) -> World:
+    """On Radicale and on Xandikos: the rules suite is written once and run against each server."""
+    return await make_world(db, secret_box, caldav_server, SyncMode.ONE_WAY)
 
 
 @pytest.fixture
-async def two_way(db: Database, secret_box: SecretBox, radicale: CalDAVAccount) -> World:
-    world = await make_world(db, secret_box, radicale, SyncMode.TWO_WAY)
+async def two_way(db: Database, secret_box: SecretBox, caldav_server: CalDAVAccount) -> World:
+    world = await make_world(db, secret_box, caldav_server, SyncMode.TWO_WAY)
     async with db.write() as session:
         session.add(Automation(workspace_id=world.workspace_id, trigger=Trigger.CREATED, action=Action.SLACK_DM))
     return world

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
+from storage.db import Database
 from storage.models import (
     Appointment,
     AutomationRun,
@@ -16,13 +17,15 @@ from storage.models import (
     EventLink,
     Notice,
     RemoteCalendar,
+    SyncMode,
 )
 from storage.secrets import SecretBox
 from sync import state
 from sync.providers.base import ProviderConfig
 from sync.providers.caldav import CalDAVProvider
+from tests.caldav_servers import CalDAVAccount
 from tests.ics import michel, vevent
-from tests.integration.conftest import DAY, D, World, book, paris
+from tests.integration.conftest import DAY, D, World, book, make_world, paris
 
 # The product example --------------------------------------------------------------------------------
 
@@ -139,8 +142,11 @@ async def test_invalid_sync_token_relists_without_duplicates_or_notices(two_way:
     assert await two_way.count(Notice) == notices
 
 
-async def test_revoked_password_breaks_the_connection_keeps_slots_and_tells_once(one_way: World,
-                                                                                  secret_box: SecretBox) -> None:
+async def test_revoked_password_breaks_the_connection_keeps_slots_and_tells_once(
+    db: Database, secret_box: SecretBox, radicale: CalDAVAccount
+) -> None:
+    """Radicale only: it checks passwords, as iCloud does (the Xandikos fixture runs without auth)."""
+    one_way = await make_world(db, secret_box, radicale, SyncMode.ONE_WAY)
     one_way.put("michel.ics", michel(D))
     await one_way.sync()
     async with one_way.db.write() as session:

@@ -94,8 +94,8 @@ async def test_r6_one_way_remote_edit_is_reverted_and_the_user_told(one_way: Wor
 
 
 async def test_r6_two_way_remote_edit_reschedules_the_appointment(db: Database, secret_box: SecretBox,
-                                                                   radicale: CalDAVAccount) -> None:
-    world = await make_world(db, secret_box, radicale, SyncMode.TWO_WAY)
+                                                                   caldav_server: CalDAVAccount) -> None:
+    world = await make_world(db, secret_box, caldav_server, SyncMode.TWO_WAY)
     appointment_id, provider = await _pushed(world)
     await _edit_remotely(world, provider, appointment_id)
     await world.sync()
