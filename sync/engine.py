@@ -49,6 +49,7 @@ from sync.plan import (
     DropImport,
     HoldRemovals,
     ImportOccurrence,
+    Known,
     Listing,
     Occurrence,
     PlanAction,
@@ -184,8 +185,9 @@ class SyncEngine:
                 session, calendar, context.user, context.window_start, linked=context.role.linked
             )
             result = plan(context.role, known, listing, confirmed_removals=calendar.removals_confirmed)
+            bookings = await state.booked_appointments(session, context.user.id, context.window_start)
             for action in result.actions:
-                await self._apply(session, context, provider, action, report.tally, now)
+                await self._apply(session, context, provider, known, bookings, action, report.tally, now)
             report.tally.blocked_slots = await state.count_slots(session, calendar.id)
             row = await session.get(RemoteCalendar, calendar.id)
             assert row is not None
@@ -197,16 +199,17 @@ class SyncEngine:
             row.last_synced_at, row.last_error = now, None
 
     async def _apply(
-        self, session: AsyncSession, context: _Context, provider: CalendarProvider, action: PlanAction,
-        tally: state.Tally, now: datetime,
+        self, session: AsyncSession, context: _Context, provider: CalendarProvider, known: Known,
+        bookings: list[Appointment], action: PlanAction, tally: state.Tally, now: datetime,
     ) -> None:
         user, calendar = context.user, context.calendar
         match action:
             case SetSlots(item_id, occurrences):
-                await state.set_slots(session, user, calendar, item_id, occurrences, now)
-                await state.notify_slot_conflicts(session, user, calendar, item_id, occurrences)
+                await state.set_slots(session, user, calendar, item_id, occurrences, now,
+                                      replacing=item_id in known.slots)
+                await state.notify_conflicts(session, user, bookings, calendar.id, item_id, occurrences)
             case ImportOccurrence(item_id, occurrence):
-                await state.import_occurrence(session, user, calendar, item_id, occurrence, tally)
+                await state.import_occurrence(session, user, calendar, item_id, occurrence, tally, bookings)
             case UpdateImport(appointment_id, _, occurrence, rescheduled):
                 await state.update_appointment_times(session, user, appointment_id, occurrence, rescheduled=rescheduled)
                 tally.appointments_updated += 1

@@ -91,20 +91,29 @@ async def load_known(
     )
 
 
-async def wanted_appointments(session: AsyncSession, user_id: str, window_start: datetime) -> list[Appointment]:
-    """Booked system appointments of the user that belong in the linked calendar (P1)."""
-    result = await session.scalars(
+async def booked_appointments(
+    session: AsyncSession, user_id: str, window_start: datetime, *, pushable_only: bool = False
+) -> list[Appointment]:
+    """Booked system appointments of the user ending after `window_start`; `pushable_only` leaves out
+    those the user chose to keep out of their calendar (R7 one-way)."""
+    query = (
         select(Appointment)
         .join(AppointmentAssignee, col(AppointmentAssignee.appointment_id) == col(Appointment.id))
         .where(
             col(AppointmentAssignee.user_id) == user_id,
-            col(AppointmentAssignee.push_suppressed).is_(False),
             col(Appointment.origin) == Origin.SYSTEM,
             col(Appointment.status) == AppointmentStatus.BOOKED,
             col(Appointment.end) > window_start,
         )
     )
-    return list(result)
+    if pushable_only:
+        query = query.where(col(AppointmentAssignee.push_suppressed).is_(False))
+    return list(await session.scalars(query))
+
+
+async def wanted_appointments(session: AsyncSession, user_id: str, window_start: datetime) -> list[Appointment]:
+    """Booked system appointments of the user that belong in the linked calendar (P1)."""
+    return await booked_appointments(session, user_id, window_start, pushable_only=True)
 
 
 async def push_inputs(
@@ -138,13 +147,15 @@ async def count_slots(session: AsyncSession, calendar_id: str) -> int:
 
 async def set_slots(
     session: AsyncSession, user: User, calendar: RemoteCalendar, item_id: str, occurrences: tuple[Occurrence, ...],
-    now: datetime,
+    now: datetime, *, replacing: bool,
 ) -> None:
-    await session.execute(
-        delete(BlockedSlot).where(
-            col(BlockedSlot.remote_calendar_id) == calendar.id, col(BlockedSlot.remote_id) == item_id
+    """Store the item's slots; `replacing` when it had some (a first import skips 10,000 needless deletes)."""
+    if replacing:
+        await session.execute(
+            delete(BlockedSlot).where(
+                col(BlockedSlot.remote_calendar_id) == calendar.id, col(BlockedSlot.remote_id) == item_id
+            )
         )
-    )
     session.add_all(
         BlockedSlot(
             user_id=user.id, remote_calendar_id=calendar.id, remote_id=item_id, start=o.start, end=o.end,
@@ -155,7 +166,8 @@ async def set_slots(
 
 
 async def import_occurrence(
-    session: AsyncSession, user: User, calendar: RemoteCalendar, item_id: str, occurrence: Occurrence, tally: Tally
+    session: AsyncSession, user: User, calendar: RemoteCalendar, item_id: str, occurrence: Occurrence, tally: Tally,
+    bookings: list[Appointment],
 ) -> None:
     """R2 two-way: appointment + link + a contact per guest + `appointment.created`, + a conflict notice."""
     appointment = Appointment(
@@ -183,8 +195,7 @@ async def import_occurrence(
                        "appointment_id": appointment.id}
             await notify(session, user.id, NoticeKind.CONTACT_CREATED, payload, dedupe_key=f"contact:{contact.id}")
     tally.appointments_created += 1
-    if occurrence.busy:
-        await _notify_conflicts(session, user, appointment)
+    await notify_conflicts(session, user, bookings, calendar.id, item_id, (occurrence,))
     targets: list[str | None] = [*contact_ids] or [None]  # automations run for each guest, or once without one
     for contact_id in targets:
         await firing.fire(
@@ -211,49 +222,24 @@ async def contact_for(
     return contact, True
 
 
-async def _notify_conflicts(session: AsyncSession, user: User, imported: Appointment) -> None:
-    """An imported busy event overlapping one of the user's booked system appointments is a conflict."""
-    clashes = await session.scalars(
-        select(Appointment)
-        .join(AppointmentAssignee, col(AppointmentAssignee.appointment_id) == col(Appointment.id))
-        .where(
-            col(AppointmentAssignee.user_id) == user.id,
-            col(Appointment.origin) == Origin.SYSTEM,
-            col(Appointment.status) == AppointmentStatus.BOOKED,
-            col(Appointment.start) < imported.end,
-            col(Appointment.end) > imported.start,
-        )
-    )
-    for clash in clashes:
-        await notify(session, user.id, NoticeKind.CONFLICT, {
-            "appointment_id": clash.id, "appointment_title": clash.title, "event_title": imported.title,
-            "start": imported.start.isoformat(), "end": imported.end.isoformat(),
-        }, dedupe_key=f"conflict:{clash.id}:{imported.id}")
-
-
-async def notify_slot_conflicts(
-    session: AsyncSession, user: User, calendar: RemoteCalendar, item_id: str, occurrences: tuple[Occurrence, ...]
+async def notify_conflicts(
+    session: AsyncSession, user: User, bookings: list[Appointment], calendar_id: str, item_id: str,
+    occurrences: tuple[Occurrence, ...],
 ) -> None:
-    """A busy blocked slot landing on a booked appointment: the user should know (double booking)."""
+    """A busy remote event landing on one of the user's booked appointments: tell them (a double booking).
+
+    `bookings` is loaded once per cycle (`booked_appointments`), so checking costs no query per event.
+    """
     for occurrence in occurrences:
         if not occurrence.busy:
             continue
-        clashes = await session.scalars(
-            select(Appointment)
-            .join(AppointmentAssignee, col(AppointmentAssignee.appointment_id) == col(Appointment.id))
-            .where(
-                col(AppointmentAssignee.user_id) == user.id,
-                col(Appointment.status) == AppointmentStatus.BOOKED,
-                col(Appointment.origin) == Origin.SYSTEM,
-                col(Appointment.start) < occurrence.end,
-                col(Appointment.end) > occurrence.start,
-            )
-        )
-        for clash in clashes:
-            await notify(session, user.id, NoticeKind.CONFLICT, {
-                "appointment_id": clash.id, "appointment_title": clash.title, "event_title": occurrence.title,
-                "calendar_id": calendar.id, "start": occurrence.start.isoformat(), "end": occurrence.end.isoformat(),
-            }, dedupe_key=f"conflict:{clash.id}:{calendar.id}:{item_id}:{occurrence.start.isoformat()}")
+        for booking in bookings:
+            if booking.start < occurrence.end and booking.end > occurrence.start:
+                await notify(session, user.id, NoticeKind.CONFLICT, {
+                    "appointment_id": booking.id, "appointment_title": booking.title,
+                    "event_title": occurrence.title, "calendar_id": calendar_id,
+                    "start": occurrence.start.isoformat(), "end": occurrence.end.isoformat(),
+                }, dedupe_key=f"conflict:{booking.id}:{calendar_id}:{item_id}:{occurrence.start.isoformat()}")
 
 
 async def update_appointment_times(
