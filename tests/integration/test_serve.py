@@ -12,9 +12,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from storage import migrate
+from tests.caldav_servers import CalDAVAccount
+from tests.ics import michel
 
 CROCO = [sys.executable, "-m", "croco.cli"]
 
@@ -96,3 +100,32 @@ def test_serve_and_migrate_on_the_configured_database(tmp_path: Path, database_u
     assert f"database schema at {migrate.head_revision()}" in migrated.stderr
     with running_server(tmp_path, env) as (base, _):
         assert _get(f"{base}/healthz") == (200, {"status": "ok", "database": "ok"})
+
+
+def _call(base: str, method: str, path: str, token: str, body: dict[str, object] | None = None) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"{base}/api/v1{path}", method=method, data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return dict(json.loads(response.read()))
+
+
+def test_the_scheduler_in_serve_syncs_a_connected_calendar_by_itself(tmp_path: Path, radicale: CalDAVAccount) -> None:
+    calendar_url = radicale.new_calendar()
+    day = (datetime.now(UTC) + timedelta(days=2)).strftime("%Y%m%d")
+    radicale.put(calendar_url, "michel.ics", michel(day))
+    env = _clean_env(CROCO_API_TOKEN="serve-test-token", CROCO_SCHEDULER_TICK_SECONDS="0.2")
+    with running_server(tmp_path, env) as (base, _):
+        user = _call(base, "POST", "/users", "serve-test-token",
+                     {"name": "John", "email": "john@example.com", "timezone": "Europe/Paris"})
+        _call(base, "POST", f"/users/{user['id']}/connections", "serve-test-token", {
+            "provider": "caldav", "username": radicale.username, "password": radicale.password, "url": radicale.url})
+        calendars = _call(base, "GET", f"/users/{user['id']}/calendars", "serve-test-token")["items"]
+        (linked,) = [c for c in calendars if calendar_url.endswith(c["name"] + "/")]
+        _call(base, "PUT", f"/users/{user['id']}/sync-settings", "serve-test-token", {"linked_calendar_id": linked["id"]})
+        deadline = time.monotonic() + 30
+        while not (slots := _call(base, "GET", f"/users/{user['id']}/blocked-slots", "serve-test-token")["items"]):
+            assert time.monotonic() < deadline, "the scheduler never synced the calendar"
+            time.sleep(0.1)  # waiting for an outcome of the background loop, bounded by the deadline
+    assert [s["title"] for s in slots] == ["Appointment with Dr. Michel"]
