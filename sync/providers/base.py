@@ -1,8 +1,10 @@
 """The small protocol every calendar provider implements, and the errors it may raise.
 
-Like vdirsyncer's storage interface: list, incremental changes, conditional create/update/delete. A
-provider also reads its own items into the domain's `RemoteObject` (occurrences with busy/free already
-decided), because each provider's free/busy, cancellation and id rules live in that provider alone.
+Like vdirsyncer's storage interface: list, incremental changes, conditional create/update/delete, all async.
+A provider also reads its own items into occurrences with busy/free already decided, because each provider's
+free/busy, cancellation and id rules live in that provider alone (DESIGN.md section 2). Reading is pure:
+`changes()` transfers raw items, `read()` maps one of them, so a bad item fails alone (BadRemoteData) and
+the engine skips and reports it while the rest of the calendar syncs.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from storage.models import Access
-from sync.plan import RemoteObject
+from sync.plan import Guest, Occurrence, RemoteObject
+
+MAX_CURSOR_LENGTH = 4000
+"""A cursor is stored in `RemoteCalendar.sync_cursor` (VARCHAR(4000)); providers never return a longer one."""
 
 
 class ProviderError(Exception):
@@ -37,6 +42,8 @@ class PreconditionFailed(ProviderError):
 
 
 class RateLimited(ProviderError):
+    """The server asked us to slow down; `retry_after` is in seconds (the engine postpones the calendar)."""
+
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
@@ -54,12 +61,12 @@ class BadRemoteData(ProviderError):
 class RemoteCalendarInfo:
     remote_id: str
     name: str
-    access: Access
+    access: Access  # full: we may write; read: events with details; freebusy: busy times only
 
 
 @dataclass(frozen=True)
 class RemoteItem:
-    """One remote object as transferred: its id, version tag and raw content."""
+    """One remote object as transferred: its id (CalDAV: href path), version tag and raw content."""
 
     remote_id: str
     etag: str | None
@@ -68,7 +75,12 @@ class RemoteItem:
 
 @dataclass(frozen=True)
 class ChangeSet:
-    """Changes since a cursor. With `full`, this is a complete listing: anything not in it is gone."""
+    """Changes since a cursor.
+
+    With `full`, this is a complete listing and anything not in it is gone: the first sync, or the cursor was
+    no longer valid and the provider silently started over. The engine reconciles by remote id either way,
+    so a restart never duplicates anything.
+    """
 
     changed: tuple[RemoteItem, ...]
     removed: tuple[str, ...]
@@ -103,6 +115,64 @@ class ReadContext:
     window_end: datetime
 
 
+@dataclass(frozen=True)
+class Attendee:
+    email: str
+    name: str | None
+    partstat: str  # NEEDS-ACTION (the default), ACCEPTED, DECLINED, TENTATIVE, DELEGATED
+    is_resource: bool  # a room or a piece of equipment, never a contact
+
+
+@dataclass(frozen=True)
+class RemoteEvent:
+    """One occurrence of a remote event, mapped by its provider. Times are aware UTC."""
+
+    remote_id: str
+    uid: str
+    occurrence_key: str  # '' for a single event; the instance's original start for a recurring one
+    start: datetime
+    end: datetime
+    all_day: bool
+    busy: bool
+    cancelled: bool
+    title: str | None
+    attendees: tuple[Attendee, ...]
+    organizer: str | None
+    our_appointment_id: str | None  # set when we pushed this event
+    last_modified: datetime | None
+    content_hash: str  # of the whole item, volatile properties left out: equal hashes, same content
+
+    def occurrence(self) -> Occurrence:
+        guests = tuple(Guest(a.email, a.name) for a in self.attendees if not a.is_resource)
+        return Occurrence(self.occurrence_key, self.start, self.end, self.busy, self.title, self.all_day, guests)
+
+
+@dataclass(frozen=True)
+class ItemEvents:
+    """One item read: its occurrences inside the window, and what had to be guessed to read it.
+
+    `cancelled` and `our_appointment_id` belong to the item, not to its occurrences, because an item may have
+    no occurrence inside the window and still be ours, or be cancelled as a whole.
+    """
+
+    remote_id: str
+    etag: str | None
+    uid: str
+    our_appointment_id: str | None
+    cancelled: bool
+    last_modified: datetime | None
+    events: tuple[RemoteEvent, ...]
+    warnings: tuple[str, ...] = ()
+
+    def remote_object(self) -> RemoteObject:
+        """What the planner needs: cancelled occurrences are left out, a cancelled item counts as deleted."""
+        occurrences = tuple(event.occurrence() for event in self.events if not event.cancelled)
+        return RemoteObject(
+            self.remote_id, self.etag, occurrences, appointment_id=self.our_appointment_id,
+            cancelled=self.cancelled, updated=self.last_modified,
+        )
+
+
 class CalendarProvider(Protocol):
     async def list_calendars(self) -> list[RemoteCalendarInfo]:
         """Every calendar of the account with our access level."""
@@ -121,7 +191,7 @@ class CalendarProvider(Protocol):
         ...
 
     async def delete(self, calendar_id: str, remote_id: str, etag: str | None) -> None:
-        """Delete; an item already gone counts as deleted."""
+        """Delete if it still has `etag` (None: unconditionally); an item already gone counts as deleted."""
         ...
 
     def read(self, item: RemoteItem, context: ReadContext) -> RemoteObject:

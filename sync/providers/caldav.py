@@ -1,35 +1,57 @@
 """CalDAV (any server) and iCloud, on the `caldav` library's async client.
 
-The library does HTTP, authentication and response parsing; this module decides what to ask:
-- discovery: principal, then its calendars, each with `current-user-privilege-set` (write = full access);
-- changes: RFC 6578 `sync-collection` with our stored token (one request when idle), then
-  `calendar-multiget` of only the changed hrefs in chunks. The library's own fallback silently downloads
-  everything; we never use it. An invalid token (403 `valid-sync-token`, iCloud's way) restarts with an
-  empty token and says so (`full=True`), so the engine reconciles by id without duplicates;
-- writes: our event lives at `<calendar>/<appointment-id>.ics`; create is `PUT If-None-Match: *` and a 412
-  means the copy already exists (a retry after a crash), update is `PUT If-Match`, delete treats 404 as done.
+Why the async client and not the sync one in a thread: caldav 3 ships `caldav.aio.AsyncDAVClient`, a real
+asyncio client on niquests' AsyncSession. It does HTTP, authentication and multistatus parsing; this module
+only decides what to ask. Its high-level objects are not used: `get_objects_by_sync_token` silently falls
+back to downloading everything and GETs one object per request (provider-apis.md C1, C5).
 
-iCloud is the same protocol with its own base URL (discovery follows its partition host), app-specific
-passwords, no push, and eventual consistency after writes.
+- discovery: principal, then its calendar-home-set, which may be on another host (iCloud's partition hosts:
+  calendar ids are absolute URLs, so later calls go there directly), then one Depth:1 PROPFIND listing the
+  calendars with `current-user-privilege-set` (write: full, read: read, read-free-busy only: freebusy);
+- changes: RFC 6578 `sync-collection` with the stored token (one request when idle), then
+  `calendar-multiget` of only the changed hrefs, in chunks. A rejected token (403 or 412 `valid-sync-token`;
+  iCloud uses 403) restarts with an empty token and says so (`full=True`). Servers without sync-collection
+  get a getctag/getetag fallback whose cursor carries the last etag listing (`_EtagState`);
+- writes: our event lives at `<calendar>/<appointment-id>.ics`; create is `PUT If-None-Match: *`, and a 412
+  (or a UID conflict) means our copy already exists, written before a crash or a lost reply: we return it
+  and never write a second one. Update is `PUT If-Match`, delete `DELETE If-Match`; 404/410 on delete is done;
+- failures: 401 is InvalidCredentials, 404 on the collection CalendarGone, 429 (or 503 with Retry-After)
+  RateLimited, connection trouble Unreachable. Messages are ours: nothing the server or the library says,
+  and never a credential, reaches an exception, a repr or a log line.
+
+Credentials go with the first request (preemptive Basic), so an idle cycle costs one request instead of a
+401 challenge plus the request. A server that wants Digest answers 401, and the operation is retried once
+with the library's negotiation.
+
+iCloud is this protocol with its own base URL and wording (`ICLOUD`): app-specific passwords, partition
+hosts, the collection itself listed among its members (skipped), eventual consistency after writes. An href
+that a listing names but a multiget cannot fetch yet comes back next cycle (the cursor does not move past
+it) instead of being lost.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
-from urllib.parse import urljoin, urlsplit
+import math
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
 
 from caldav.aio import AsyncDAVClient
 from caldav.lib import error as dav_error
-from caldav.response import CalendarQueryResult, DAVResponse, PropfindResult
+from caldav.response import DAVResponse, PropfindResult
 
 from storage.models import Access
-from sync.ical import read_item, write_event
+from sync.ical import UID_SUFFIX, events, write_event
 from sync.plan import RemoteObject
 from sync.providers.base import (
+    MAX_CURSOR_LENGTH,
     CalendarGone,
     ChangeSet,
     EventDraft,
@@ -46,213 +68,456 @@ from sync.providers.base import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-MULTIGET_CHUNK = 200
-_PRIVILEGES = (
-    '<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:prop>'
-    "<D:current-user-privilege-set/><D:displayname/><D:resourcetype/></D:prop></D:propfind>"
-)
-_CALDAV_NS = "urn:ietf:params:xml:ns:caldav"
+MULTIGET_CHUNK = 250
+"""Hrefs per calendar-multiget: few requests, and well under servers' report limits (research C5)."""
+DEFAULT_RETRY_AFTER = 60.0
+SYNC, ETAGS = "sync:", "etags:"  # cursor kinds: an RFC 6578 token, or the fallback's etag listing
+
+_DAV, _CALDAV, _CS = "DAV:", "urn:ietf:params:xml:ns:caldav", "http://calendarserver.org/ns/"
+_GETETAG, _GETCTAG = f"{{{_DAV}}}getetag", f"{{{_CS}}}getctag"
+_WRITE = {f"{{{_DAV}}}all", f"{{{_DAV}}}write", f"{{{_DAV}}}write-content", f"{{{_DAV}}}bind"}
+_XML = '<?xml version="1.0" encoding="utf-8"?>'
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How we name a server in messages people read: iCloud is CalDAV with Apple's words."""
+
+    label: str
+    credentials: str
+
+
+CALDAV = Profile("The calendar server", "username or password")
+ICLOUD = Profile("iCloud", "Apple ID or app-specific password")
 
 
 class _TokenRejected(Exception):
-    def __init__(self, status: int) -> None:
-        super().__init__(f"sync token rejected ({status})")
-        self.status = status
+    """The server no longer knows our sync token: start over with a full listing."""
+
+
+class _NoSyncCollection(Exception):
+    """The server does not do RFC 6578: use the getctag/getetag fallback."""
 
 
 class CalDAVProvider:
-    def __init__(self, url: str, username: str, password: str, config: ProviderConfig) -> None:
-        self._url, self._username, self._password, self._config = url, username, password, config
+    def __init__(
+        self, url: str, username: str, password: str, config: ProviderConfig, *, profile: Profile = CALDAV,
+        account_email: str | None = None,
+    ) -> None:
+        self._url, self._username, self._password = _without_userinfo(url), username, password
+        self._config, self._profile = config, profile
+        self._account_email = account_email or (username if "@" in username else None)
 
     def __repr__(self) -> str:  # never the password
-        return f"CalDAVProvider(url={self._url!r}, username={self._username!r})"
-
-    @asynccontextmanager
-    async def _client(self) -> AsyncIterator[AsyncDAVClient]:
-        # Basic credentials up front: an idle cycle is one request, not a 401 and a retry. iCloud and
-        # every common server take Basic; their TLS is what protects it.
-        client = AsyncDAVClient(
-            url=self._url, username=self._username, password=self._password, auth_type="basic",
-            timeout=int(self._config.timeout_seconds), rate_limit_handle=False, enable_rfc6764=False,
-        )
-        try:
-            async with client:
-                yield client
-        except ProviderError:
-            raise
-        except dav_error.RateLimitError as exc:
-            raise RateLimited("the calendar server asks us to slow down", _retry_after(exc)) from None
-        except dav_error.AuthorizationError as exc:
-            if getattr(exc, "status", None) == 404:
-                raise CalendarGone("the calendar no longer exists on the server") from None
-            raise InvalidCredentials("the calendar server refused the username or password") from None
-        except dav_error.NotFoundError:
-            raise CalendarGone("the calendar no longer exists on the server") from None
-        except (OSError, TimeoutError, dav_error.DAVError) as exc:
-            raise Unreachable(f"the calendar server cannot be reached ({type(exc).__name__})") from None
-
-    # Discovery -------------------------------------------------------------------------------------
+        return f"CalDAVProvider(url={self._url!r}, username={self._username!r}, profile={self._profile.label!r})"
 
     async def list_calendars(self) -> list[RemoteCalendarInfo]:
-        async with self._client() as client:
-            principal = await client.get_principal()
-            calendars = await client.get_calendars(principal)
-            found = []
-            for calendar in calendars:
-                url = str(calendar.url)
-                response = await client.propfind(url, body=_PRIVILEGES, depth=0)
-                properties = _properties(response)
-                resource_types = properties.get("{DAV:}resourcetype") or []
-                if f"{{{_CALDAV_NS}}}calendar" not in resource_types:
-                    continue
-                name = str(properties.get("{DAV:}displayname") or url.rstrip("/").rsplit("/", 1)[-1])
-                found.append(RemoteCalendarInfo(url, name, _access(properties)))
-        return found
+        async def run(client: AsyncDAVClient) -> list[RemoteCalendarInfo]:
+            principal = _first(await _propfind(client, self._url, _PRINCIPAL), f"{{{_DAV}}}current-user-principal")
+            principal_url = urljoin(self._url, str(principal)) if principal else self._url
+            homes = _first(await _propfind(client, principal_url, _HOME_SET), f"{{{_CALDAV}}}calendar-home-set")
+            found: list[RemoteCalendarInfo] = []
+            for home in homes if isinstance(homes, list) else [homes or principal_url]:
+                home_url = urljoin(principal_url, str(home))  # iCloud: a partition host (pNN-caldav.icloud.com)
+                listing = await _propfind(client, home_url, _CALENDARS, depth=1)
+                found += [_calendar_info(home_url, result) for result in listing if _is_event_calendar(result)]
+            return found
 
-    # Reading ---------------------------------------------------------------------------------------
+        return await self._run(run)
 
     async def changes(self, calendar_id: str, cursor: str | None) -> ChangeSet:
-        async with self._client() as client:
-            full = cursor is None
+        async def run(client: AsyncDAVClient) -> ChangeSet:
+            if cursor is not None and cursor.startswith(ETAGS):
+                return await _etag_changes(client, calendar_id, _EtagState.decode(cursor))
+            token = cursor.removeprefix(SYNC) if cursor and cursor.startswith(SYNC) else None
             try:
-                listing = await self._sync_collection(client, calendar_id, cursor)
-            except (dav_error.AuthorizationError, _TokenRejected) as exc:
-                # iCloud and Radicale answer 403 valid-sync-token, Xandikos 412: start over, reconcile by id.
-                if cursor is None or getattr(exc, "status", 403) not in (400, 403, 409, 412):
-                    raise
-                log.info("sync token rejected, listing everything", extra={"calendar_id": calendar_id})
-                full, listing = True, await self._sync_collection(client, calendar_id, None)
-            changed, removed, token = listing
-            items = await self._multiget(client, calendar_id, [r.href for r in changed])
-        return ChangeSet(tuple(items), tuple(removed), token, full)
+                return await _sync_changes(client, calendar_id, token)
+            except _TokenRejected:
+                log.info("sync token rejected, listing everything", extra={"calendar_url": calendar_id})
+                return await _sync_changes(client, calendar_id, None)
+            except _NoSyncCollection:
+                return await _etag_changes(client, calendar_id, None)
 
-    async def _sync_collection(
-        self, client: AsyncDAVClient, calendar_id: str, token: str | None
-    ) -> tuple[list[CalendarQueryResult], list[str], str | None]:
-        """Follow truncated replies (RFC 6578 3.6) until the server says it has sent everything."""
-        changed: list[CalendarQueryResult] = []
-        removed: list[str] = []
-        while True:
-            response = await client.sync_collection(calendar_id, sync_token=token, props=["getetag"])
-            if token is not None and response.status in (400, 409, 412):
-                raise _TokenRejected(response.status)
-            _raise_for_collection(response)
-            result = response.parse_sync_collection()
-            changed.extend(r for r in result.changed if r.href.rstrip("/") != _path(calendar_id).rstrip("/"))
-            removed.extend(result.deleted)
-            token = result.sync_token or token
-            if not result.truncated:
-                return changed, removed, token
-
-    async def _multiget(self, client: AsyncDAVClient, calendar_id: str, hrefs: list[str]) -> list[RemoteItem]:
-        items: list[RemoteItem] = []
-        for start in range(0, len(hrefs), MULTIGET_CHUNK):
-            chunk = hrefs[start:start + MULTIGET_CHUNK]
-            body = (
-                '<?xml version="1.0" encoding="utf-8"?>'
-                f'<C:calendar-multiget xmlns:D="DAV:" xmlns:C="{_CALDAV_NS}">'
-                "<D:prop><D:getetag/><C:calendar-data/></D:prop>"
-                + "".join(f"<D:href>{escape(href)}</D:href>" for href in chunk)
-                + "</C:calendar-multiget>"
-            )
-            response = await client.report(calendar_id, body, depth=None)
-            _raise_for_collection(response)
-            for result in response.parse_calendar_query():
-                if result.status == 200 and result.calendar_data is not None:
-                    items.append(RemoteItem(result.href, result.etag, result.calendar_data))
-                # A 404 here is eventual consistency (iCloud) or a delete in between: the next cycle has it.
-        return items
+        return await self._run(run)
 
     def read(self, item: RemoteItem, context: ReadContext) -> RemoteObject:
-        return read_item(item.remote_id, item.data, item.etag, context)
-
-    # Writing ---------------------------------------------------------------------------------------
+        mapped = events(item, context, account_email=self._account_email)
+        for warning in mapped.warnings:
+            log.warning("calendar item read with a guess", extra={"remote_id": item.remote_id, "warning": warning})
+        return mapped.remote_object()
 
     async def create(self, calendar_id: str, draft: EventDraft) -> WriteResult:
-        href = urljoin(calendar_id, f"{draft.appointment_id}.ics")
-        async with self._client() as client:
-            response = await client.put(href, write_event(draft), headers=_put_headers({"If-None-Match": "*"}))
-            if response.status == 412:  # already there: written before a crash or a lost reply
-                return WriteResult(_path(href), await self._etag(client, href))
-            _raise_for_write(response)
-            return WriteResult(_path(href), _header(response, "etag") or await self._etag(client, href))
+        url = urljoin(calendar_id, quote(f"{draft.appointment_id}.ics", safe=""))
+        uid = f"{draft.appointment_id}{UID_SUFFIX}"
+
+        async def run(client: AsyncDAVClient) -> WriteResult:
+            try:
+                response = await client.put(url, write_event(draft), headers=_put_headers({"If-None-Match": "*"}))
+            except dav_error.AuthorizationError as exc:  # some servers refuse a UID clash with 403
+                if f"{{{_CALDAV}}}no-uid-conflict" not in exc.preconditions:
+                    raise
+                return await _existing(client, calendar_id, url, uid)
+            if response.status in (409, 412):
+                return await _existing(client, calendar_id, url, uid)
+            return await _written(client, url, response)
+
+        return await self._run(run)
 
     async def update(self, calendar_id: str, remote_id: str, draft: EventDraft, etag: str | None) -> WriteResult:
-        href = urljoin(calendar_id, remote_id)
-        condition = {"If-Match": etag} if etag else {}
-        async with self._client() as client:
-            response = await client.put(href, write_event(draft), headers=_put_headers(condition))
+        url = urljoin(calendar_id, _quoted(remote_id))
+
+        async def run(client: AsyncDAVClient) -> WriteResult:
+            response = await client.put(url, write_event(draft), headers=_put_headers(_if_match(etag)))
             if response.status == 412:
                 raise PreconditionFailed("the event changed on the server since it was read")
-            _raise_for_write(response)
-            return WriteResult(_path(href), _header(response, "etag") or await self._etag(client, href))
+            return await _written(client, url, response)
+
+        return await self._run(run)
 
     async def delete(self, calendar_id: str, remote_id: str, etag: str | None) -> None:
-        href = urljoin(calendar_id, remote_id)
-        async with self._client() as client:
-            response = await client.delete(href, headers={"If-Match": etag} if etag else None)
-            if response.status in (404, 410):
-                return
+        async def run(client: AsyncDAVClient) -> None:
+            response = await client.delete(urljoin(calendar_id, _quoted(remote_id)), headers=_if_match(etag))
             if response.status == 412:
                 raise PreconditionFailed("the event changed on the server since it was read")
-            _raise_for_write(response)
+            if response.status not in (404, 410):
+                _check_write(response)
 
-    async def _etag(self, client: AsyncDAVClient, href: str) -> str | None:
-        """Servers that rewrite what we PUT send no strong etag (RFC 4791 5.3.4): ask for it."""
-        value = _properties(await client.propfind(href, props=["getetag"], depth=0)).get("{DAV:}getetag")
-        return str(value) if value else None
+        await self._run(run)
+
+    async def _run(self, operation: Callable[[AsyncDAVClient], Awaitable[T]]) -> T:
+        """One operation on a fresh client (the engine keeps no provider between cycles), failures mapped."""
+        with self._failures():
+            try:
+                async with self._client(preemptive=True) as client:
+                    return await operation(client)
+            except dav_error.AuthorizationError as exc:
+                if exc.status != 401:
+                    raise
+            async with self._client(preemptive=False) as client:  # maybe a Digest server: negotiate
+                return await operation(client)
+
+    @asynccontextmanager
+    async def _client(self, *, preemptive: bool) -> AsyncIterator[AsyncDAVClient]:
+        client = AsyncDAVClient(
+            url=self._url, username=self._username, password=self._password,
+            auth_type="basic" if preemptive else None, timeout=math.ceil(self._config.timeout_seconds),
+            enable_rfc6764=False, rate_limit_handle=False,
+            features={"http.multiplexing": False},  # HTTP/1.1: a 401 is an answer, not a reason to retry
+        )
+        async with client:
+            yield client
+
+    @contextmanager
+    def _failures(self) -> Iterator[None]:
+        """Library and network failures as our errors, in our words (`from None`: no server text attached)."""
+        label = self._profile.label
+        try:
+            yield
+        except dav_error.RateLimitError as exc:
+            wait = DEFAULT_RETRY_AFTER if exc.retry_after_seconds is None else max(exc.retry_after_seconds, 0.0)
+            raise RateLimited(f"{label} asks us to slow down", wait) from None
+        except dav_error.AuthorizationError as exc:
+            if exc.status == 401:
+                raise InvalidCredentials(f"{label} refused the {self._profile.credentials}") from None
+            raise ProviderError(f"{label} refused access ({exc.status or 403})") from None
+        except OSError as exc:  # niquests' connection errors and timeouts are OSErrors
+            raise Unreachable(f"{label} cannot be reached ({type(exc).__name__})") from None
+        except (dav_error.DAVError, SyntaxError, NotImplementedError) as exc:  # lxml's parse errors are SyntaxErrors
+            raise Unreachable(f"{label} did not answer like a calendar server ({type(exc).__name__})") from None
 
 
-def open_caldav(credentials: dict[str, Any], server_url: str, config: ProviderConfig) -> CalDAVProvider:
-    return CalDAVProvider(server_url, str(credentials["username"]), str(credentials["password"]), config)
+def open_caldav(
+    credentials: dict[str, Any], server_url: str, config: ProviderConfig, *, profile: Profile = CALDAV,
+    account_email: str | None = None,
+) -> CalDAVProvider:
+    return CalDAVProvider(
+        server_url, str(credentials["username"]), str(credentials["password"]), config, profile=profile,
+        account_email=account_email,
+    )
 
 
-def _properties(response: DAVResponse) -> dict[str, Any]:
-    first = response.results[0] if response.results else None
-    return first.properties if isinstance(first, PropfindResult) else {}
+# Changes ----------------------------------------------------------------------------------------------
 
 
-def _access(properties: dict[str, Any]) -> Access:
-    privileges = {str(p) for p in properties.get("{DAV:}current-user-privilege-set") or []}
-    if privileges & {"{DAV:}write", "{DAV:}all", "{DAV:}write-content"}:
-        return Access.FULL
-    if privileges & {"{DAV:}read"} or not privileges:
-        return Access.READ
-    return Access.FREEBUSY
+async def _sync_changes(client: AsyncDAVClient, calendar_id: str, token: str | None) -> ChangeSet:
+    """RFC 6578, following truncated replies (3.6) until the server says it sent everything."""
+    changed: dict[str, None] = {}  # ordered sets: a truncated reply's pages may name an href twice
+    removed: dict[str, None] = {}
+    page_token = token
+    while True:
+        response = await _sync_report(client, calendar_id, page_token, first=page_token == token)
+        result = response.parse_sync_collection()
+        for member in result.changed:
+            if _is_member(calendar_id, member.href):
+                changed[member.href] = None
+                removed.pop(member.href, None)
+        for href in result.deleted:
+            changed.pop(href, None)
+            removed[href] = None
+        truncated = result.truncated and bool(result.sync_token) and result.sync_token != page_token
+        page_token = result.sync_token or page_token
+        if not truncated:
+            break
+    items, missing = await _multiget(client, calendar_id, list(changed))
+    if missing:  # listed but not fetchable yet (iCloud): the cursor never moves past an item we could not read
+        return _partial(items, tuple(removed), SYNC + token if token else None)
+    cursor = SYNC + page_token if page_token else None
+    return ChangeSet(items, tuple(removed), cursor if cursor and len(cursor) <= MAX_CURSOR_LENGTH else None,
+                     full=token is None)
 
 
-def _path(url: str) -> str:
-    """Hrefs as servers list them: the path, so links compare equal whatever host was used to write."""
-    return urlsplit(url).path or url
+async def _sync_report(client: AsyncDAVClient, calendar_id: str, token: str | None, *, first: bool) -> DAVResponse:
+    """The REPORT, with the two answers that are not errors: a rejected token and an unknown REPORT."""
+    rejected = token is not None and first
+    try:
+        response = await client.report(calendar_id, _sync_collection(token), depth=1)
+    except dav_error.AuthorizationError as exc:  # the library raises every 403
+        if exc.status == 403 and rejected:
+            raise _TokenRejected from None
+        if exc.status == 403 and f"{{{_DAV}}}supported-report" in exc.preconditions:
+            raise _NoSyncCollection from None
+        raise
+    if rejected and response.status in (400, 409, 412):  # Xandikos: 412 valid-sync-token
+        raise _TokenRejected
+    if token is None and response.status in (400, 405, 415, 501):
+        raise _NoSyncCollection
+    _check_collection(response)
+    return response
+
+
+async def _etag_changes(client: AsyncDAVClient, calendar_id: str, state: _EtagState | None) -> ChangeSet:
+    """Without sync-collection: getctag says whether anything changed, a getetag listing says what."""
+    if state is not None and state.ctag is not None:
+        response = await client.propfind(calendar_id, body=_CTAG, depth=0)
+        if _collection_ctag(calendar_id, response) == state.ctag:
+            return ChangeSet((), (), state.encode(), full=False)
+    response = await client.propfind(calendar_id, body=_ETAG_LISTING, depth=1)
+    ctag = _collection_ctag(calendar_id, response)
+    listing = {
+        r.href: str(r.properties.get(_GETETAG) or "") for r in _results(response) if _is_member(calendar_id, r.href)
+    }
+    known = state.etags if state is not None else None
+    changed = [href for href, etag in listing.items() if known is None or known.get(href) != etag]
+    removed = [href for href in known or {} if href not in listing]
+    items, missing = await _multiget(client, calendar_id, changed)
+    if missing and known is None:
+        return _partial(items, (), None)
+    kept = {href: "" if href in missing else etag for href, etag in listing.items()}  # "": changed next cycle
+    return ChangeSet(items, tuple(removed), _EtagState(None if missing else ctag, kept).encode(), full=known is None)
+
+
+def _partial(items: tuple[RemoteItem, ...], removed: tuple[str, ...], cursor: str | None) -> ChangeSet:
+    """Some listed items could not be fetched: never `full` (their absence must not read as a deletion, e.g.
+    of the event we just pushed) and the old cursor (None: list everything again), so they come back."""
+    return ChangeSet(items, removed, cursor, full=False)
+
+
+@dataclass(frozen=True)
+class _EtagState:
+    """The fallback's cursor: the last getctag and getetag listing (href -> etag), compressed.
+
+    Only as long as it fits the cursor column: for a calendar too big for that it keeps the ctag alone, and
+    a changed ctag then means a full listing (still reconciled by href, only more to download).
+    """
+
+    ctag: str | None
+    etags: dict[str, str] | None
+
+    def encode(self) -> str:
+        for payload in ({"c": self.ctag, "e": self.etags}, {"c": self.ctag}):
+            packed = base64.urlsafe_b64encode(zlib.compress(json.dumps(payload).encode("utf-8"), 9))
+            if len(ETAGS) + len(packed) <= MAX_CURSOR_LENGTH:
+                return ETAGS + packed.decode("ascii")
+        return ETAGS  # a ctag longer than the column: every cycle lists everything
+
+    @classmethod
+    def decode(cls, cursor: str) -> _EtagState | None:
+        """None for anything unreadable: the caller then starts over with a full listing."""
+        try:
+            payload = json.loads(zlib.decompress(base64.urlsafe_b64decode(cursor.removeprefix(ETAGS))))
+            ctag, etags = payload.get("c"), payload.get("e")
+            return cls(str(ctag) if ctag else None, {str(k): str(v) for k, v in etags.items()} if etags else None)
+        except (ValueError, zlib.error, AttributeError):
+            return None
+
+
+async def _multiget(
+    client: AsyncDAVClient, calendar_id: str, hrefs: list[str]
+) -> tuple[tuple[RemoteItem, ...], set[str]]:
+    """The changed objects in chunks (never one GET each), and the hrefs the server could not give yet."""
+    items: list[RemoteItem] = []
+    for start in range(0, len(hrefs), MULTIGET_CHUNK):
+        body = (
+            f'{_XML}<C:calendar-multiget xmlns:D="{_DAV}" xmlns:C="{_CALDAV}">'
+            "<D:prop><D:getetag/><C:calendar-data/></D:prop>"
+            + "".join(f"<D:href>{escape(_quoted(href))}</D:href>" for href in hrefs[start:start + MULTIGET_CHUNK])
+            + "</C:calendar-multiget>"
+        )
+        response = await client.report(calendar_id, body, depth=None)
+        _check_collection(response)
+        items += [
+            RemoteItem(r.href, r.etag, r.calendar_data) for r in response.parse_calendar_query()
+            if r.status == 200 and r.calendar_data is not None and _is_member(calendar_id, r.href)
+        ]
+    return tuple(items), set(hrefs) - {item.remote_id for item in items}
+
+
+# Writes -----------------------------------------------------------------------------------------------
+
+
+async def _existing(client: AsyncDAVClient, calendar_id: str, url: str, uid: str) -> WriteResult:
+    """Our event already exists: at our href, or (a UID conflict) wherever a client moved it."""
+    for result in _results(await client.propfind(url, body=_ETAG, depth=0)):
+        if result.status == 200 and result.properties.get(_GETETAG):
+            return WriteResult(result.href, str(result.properties[_GETETAG]))
+    response = await client.report(calendar_id, _by_uid(uid), depth=1)
+    _check_collection(response)
+    for found in response.parse_calendar_query():
+        if found.status == 200 and _is_member(calendar_id, found.href):
+            return WriteResult(found.href, found.etag)
+    raise PreconditionFailed("an event with our identifier exists but the server does not show it")
+
+
+async def _written(client: AsyncDAVClient, url: str, response: DAVResponse) -> WriteResult:
+    """A server that rewrites what we PUT sends no etag (RFC 4791 5.3.4): then we ask for it."""
+    _check_write(response)
+    etag = response.headers.get("ETag") if response.headers else None
+    if not etag:
+        etag = _first(_results(await client.propfind(url, body=_ETAG, depth=0)), _GETETAG)
+    return WriteResult(unquote(urlsplit(url).path), str(etag) if etag else None)
+
+
+# Requests ---------------------------------------------------------------------------------------------
+
+
+def _propfind_body(*props: str) -> str:
+    return (
+        f'{_XML}<D:propfind xmlns:D="{_DAV}" xmlns:C="{_CALDAV}" xmlns:CS="{_CS}"><D:prop>'
+        + "".join(f"<{p}/>" for p in props) + "</D:prop></D:propfind>"
+    )
+
+
+_PRINCIPAL = _propfind_body("D:current-user-principal")
+_HOME_SET = _propfind_body("C:calendar-home-set")
+_CALENDARS = _propfind_body(
+    "D:resourcetype", "D:displayname", "D:current-user-privilege-set", "C:supported-calendar-component-set"
+)
+_CTAG = _propfind_body("CS:getctag")
+_ETAG = _propfind_body("D:getetag")
+_ETAG_LISTING = _propfind_body("D:resourcetype", "D:getetag", "CS:getctag")
+
+
+def _sync_collection(token: str | None) -> str:
+    return (
+        f'{_XML}<D:sync-collection xmlns:D="{_DAV}"><D:sync-token>{escape(token or "")}</D:sync-token>'
+        "<D:sync-level>1</D:sync-level><D:prop><D:getetag/></D:prop></D:sync-collection>"
+    )
+
+
+def _by_uid(uid: str) -> str:
+    return (
+        f'{_XML}<C:calendar-query xmlns:D="{_DAV}" xmlns:C="{_CALDAV}"><D:prop><D:getetag/></D:prop>'
+        '<C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT"><C:prop-filter name="UID">'
+        f'<C:text-match collation="i;octet">{escape(uid)}</C:text-match></C:prop-filter></C:comp-filter>'
+        "</C:comp-filter></C:filter></C:calendar-query>"
+    )
 
 
 def _put_headers(condition: dict[str, str]) -> dict[str, str]:
     return {"Content-Type": "text/calendar; charset=utf-8", **condition}
 
 
-def _header(response: DAVResponse, name: str) -> str | None:
-    value = response.headers.get(name) if response.headers else None
-    return str(value) if value else None
+def _if_match(etag: str | None) -> dict[str, str]:
+    return {"If-Match": etag} if etag else {}
 
 
-def _raise_for_collection(response: DAVResponse) -> None:
-    if response.status == 404:
+# Responses --------------------------------------------------------------------------------------------
+
+
+async def _propfind(client: AsyncDAVClient, url: str, body: str, *, depth: int = 0) -> list[PropfindResult]:
+    """A discovery PROPFIND: anything but a multistatus means this is no CalDAV service for us."""
+    response = await client.propfind(url, body=body, depth=depth)
+    if response.status >= 400:
+        raise Unreachable(f"no calendar service at this address ({response.status})")
+    return [r for r in _results(response) if r.status == 200]
+
+
+def _results(response: DAVResponse) -> list[PropfindResult]:
+    return [r for r in response.results or [] if isinstance(r, PropfindResult)]
+
+
+def _first(results: list[PropfindResult], name: str) -> Any:
+    return next((r.properties[name] for r in results if r.properties.get(name)), None)
+
+
+def _check_collection(response: DAVResponse) -> None:
+    if response.status in (404, 410):
         raise CalendarGone("the calendar no longer exists on the server")
     if response.status >= 400:
         raise Unreachable(f"the calendar server answered {response.status}")
 
 
-def _raise_for_write(response: DAVResponse) -> None:
-    if response.status == 404:
+def _check_write(response: DAVResponse) -> None:
+    if response.status in (404, 410):
         raise CalendarGone("the calendar no longer exists on the server")
     if response.status >= 400:
         raise ProviderError(f"the calendar server refused the write ({response.status})")
 
 
-def _retry_after(exc: Exception) -> float:
-    value = getattr(exc, "retry_after", None) or getattr(exc, "retry_after_seconds", None)
-    try:
-        return float(value) if value is not None else 60.0
-    except (TypeError, ValueError):
-        return 60.0
+def _collection_ctag(calendar_id: str, response: DAVResponse) -> str | None:
+    """The collection's own getctag; a collection missing (404, or listed as 404 by Xandikos) is gone."""
+    _check_collection(response)
+    for result in _results(response):
+        if _same_path(result.href, calendar_id):
+            if result.status in (404, 410):
+                raise CalendarGone("the calendar no longer exists on the server")
+            return str(result.properties[_GETCTAG]) if result.properties.get(_GETCTAG) else None
+    return None
+
+
+def _calendar_info(home: str, result: PropfindResult) -> RemoteCalendarInfo:
+    name = result.properties.get(f"{{{_DAV}}}displayname") or result.href.rstrip("/").rsplit("/", 1)[-1]
+    return RemoteCalendarInfo(urljoin(home, _quoted(result.href)), str(name), _access(result.properties))
+
+
+def _is_event_calendar(result: PropfindResult) -> bool:
+    """Calendars that may hold events: not the home itself, inboxes, address books or task lists (Reminders)."""
+    components = result.properties.get(f"{{{_CALDAV}}}supported-calendar-component-set")
+    return f"{{{_CALDAV}}}calendar" in (result.properties.get(f"{{{_DAV}}}resourcetype") or []) and (
+        not components or "VEVENT" in components
+    )
+
+
+def _access(properties: dict[str, Any]) -> Access:
+    """Unknown privileges count as read: a calendar is offered for pushing only when the server says so."""
+    privileges = set(properties.get(f"{{{_DAV}}}current-user-privilege-set") or [])
+    if privileges & _WRITE:
+        return Access.FULL
+    if privileges and f"{{{_DAV}}}read" not in privileges and f"{{{_CALDAV}}}read-free-busy" in privileges:
+        return Access.FREEBUSY
+    return Access.READ
+
+
+def _is_member(calendar_id: str, href: str) -> bool:
+    """An object of this calendar: iCloud lists the collection itself among the results, never sync that."""
+    return not href.endswith("/") and not _same_path(href, calendar_id)
+
+
+def _same_path(href: str, url: str) -> bool:
+    return href.rstrip("/") == unquote(urlsplit(url).path).rstrip("/")
+
+
+def _quoted(href: str) -> str:
+    """Hrefs arrive decoded from the library; back on the wire they are percent-encoded paths again."""
+    return quote(href, safe="/:@!$&'()*+,;=~")
+
+
+def _without_userinfo(url: str) -> str:
+    """A base URL typed as https://user:pass@host/ must not carry the password into reprs and messages."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname or ""
+    return urlunsplit(parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host))

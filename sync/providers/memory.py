@@ -1,13 +1,19 @@
-"""An in-memory provider for tests: the same protocol, etags, cursors, conditional writes, and failures
-on demand. Items are kept as iCalendar text and read with the real `sync.ical` reader."""
+"""An in-memory provider for the engine's, the API's and hypothesis tests (vdirsyncer's MemoryStorage).
+
+The same protocol as CalDAV with the same semantics: etags change on every write, cursors are incremental,
+a stale etag gives PreconditionFailed, create is idempotent, delete of a missing item is done. Items are
+iCalendar text read with the real `sync.ical` reader. Hooks make the awkward cases one line each:
+`fail_next(error)`, `invalidate_cursors()`, `remove_calendar()`; `calls` records what was asked.
+"""
 
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from dataclasses import dataclass, field
 
 from storage.models import Access
-from sync.ical import read_item, write_event
+from sync.ical import events, write_event
 from sync.plan import RemoteObject
 from sync.providers.base import (
     CalendarGone,
@@ -31,39 +37,45 @@ class MemoryCalendar:
 
 
 class MemoryProvider:
-    def __init__(self) -> None:
+    def __init__(self, *, account_email: str | None = None) -> None:
         self.calendars: dict[str, MemoryCalendar] = {}
-        self.fail_next: ProviderError | None = None
         self.calls: list[str] = []
+        self.account_email = account_email
+        self._failures: deque[tuple[ProviderError, str | None]] = deque()
         self._versions = itertools.count(1)
+        self._epoch = 0  # part of every cursor: bumping it invalidates all cursors handed out
+
+    # Test hooks ------------------------------------------------------------------------------------
 
     def add_calendar(self, calendar_id: str, name: str = "Calendar", access: Access = Access.FULL) -> None:
         self.calendars[calendar_id] = MemoryCalendar(name, access)
 
+    def remove_calendar(self, calendar_id: str) -> None:
+        """The collection is deleted: every later call on it raises CalendarGone."""
+        del self.calendars[calendar_id]
+
     def put(self, calendar_id: str, remote_id: str, data: str) -> str:
-        """A change made by someone else, e.g. the user in their calendar app."""
+        """A change made by someone else, e.g. the user in their calendar app; returns the new etag."""
         version = next(self._versions)
-        etag = f'"{version}"'
         calendar = self._calendar(calendar_id)
-        calendar.items[remote_id] = (etag, data)
+        calendar.items[remote_id] = (f'"{version}"', data)
         calendar.log.append((version, remote_id))
-        return etag
+        return f'"{version}"'
 
     def remove(self, calendar_id: str, remote_id: str) -> None:
         calendar = self._calendar(calendar_id)
         calendar.items.pop(remote_id, None)
         calendar.log.append((next(self._versions), remote_id))
 
-    def _calendar(self, calendar_id: str) -> MemoryCalendar:
-        if calendar_id not in self.calendars:
-            raise CalendarGone("the calendar no longer exists")
-        return self.calendars[calendar_id]
+    def fail_next(self, error: ProviderError, *, on: str | None = None) -> None:
+        """The next call (or the next call of method `on`) raises `error`; queued in order."""
+        self._failures.append((error, on))
 
-    def _call(self, name: str) -> None:
-        self.calls.append(name)
-        if self.fail_next is not None:
-            failure, self.fail_next = self.fail_next, None
-            raise failure
+    def invalidate_cursors(self) -> None:
+        """Like an expired sync token: the next `changes()` with an old cursor answers a full listing."""
+        self._epoch += 1
+
+    # The protocol ----------------------------------------------------------------------------------
 
     async def list_calendars(self) -> list[RemoteCalendarInfo]:
         self._call("list_calendars")
@@ -72,39 +84,54 @@ class MemoryProvider:
     async def changes(self, calendar_id: str, cursor: str | None) -> ChangeSet:
         self._call("changes")
         calendar = self._calendar(calendar_id)
-        latest = str(calendar.log[-1][0] if calendar.log else 0)
-        valid = cursor is not None and cursor.isdigit() and int(cursor) <= int(latest)
-        if not valid:
+        latest = calendar.log[-1][0] if calendar.log else 0
+        epoch, _, version = (cursor or "").partition(":")
+        since = int(version) if epoch == str(self._epoch) and version.isdigit() else None
+        new_cursor = f"{self._epoch}:{latest}"
+        if since is None or since > latest:
             items = tuple(RemoteItem(i, etag, data) for i, (etag, data) in calendar.items.items())
-            return ChangeSet(items, (), latest, True)
-        touched = dict.fromkeys(r for v, r in calendar.log if v > int(cursor or 0))
+            return ChangeSet(items, (), new_cursor, full=True)
+        touched = dict.fromkeys(remote_id for v, remote_id in calendar.log if v > since)
         changed = tuple(RemoteItem(r, *calendar.items[r]) for r in touched if r in calendar.items)
-        removed = tuple(r for r in touched if r not in calendar.items)
-        return ChangeSet(changed, removed, latest, False)
+        return ChangeSet(changed, tuple(r for r in touched if r not in calendar.items), new_cursor, full=False)
 
     async def create(self, calendar_id: str, draft: EventDraft) -> WriteResult:
         self._call("create")
         remote_id = f"{draft.appointment_id}.ics"
         existing = self._calendar(calendar_id).items.get(remote_id)
-        if existing is not None:
+        if existing is not None:  # a retry after a crash: the first copy, never a second
             return WriteResult(remote_id, existing[0])
         return WriteResult(remote_id, self.put(calendar_id, remote_id, write_event(draft)))
 
     async def update(self, calendar_id: str, remote_id: str, draft: EventDraft, etag: str | None) -> WriteResult:
         self._call("update")
-        current = self._calendar(calendar_id).items.get(remote_id)
-        if etag is not None and (current is None or current[0] != etag):
-            raise PreconditionFailed("the event changed since it was read")
+        self._check_etag(calendar_id, remote_id, etag)
         return WriteResult(remote_id, self.put(calendar_id, remote_id, write_event(draft)))
 
     async def delete(self, calendar_id: str, remote_id: str, etag: str | None) -> None:
         self._call("delete")
-        current = self._calendar(calendar_id).items.get(remote_id)
-        if current is None:
-            return
-        if etag is not None and current[0] != etag:
-            raise PreconditionFailed("the event changed since it was read")
-        self.remove(calendar_id, remote_id)
+        if remote_id in self._calendar(calendar_id).items:
+            self._check_etag(calendar_id, remote_id, etag)
+            self.remove(calendar_id, remote_id)
 
     def read(self, item: RemoteItem, context: ReadContext) -> RemoteObject:
-        return read_item(item.remote_id, item.data, item.etag, context)
+        return events(item, context, account_email=self.account_email).remote_object()
+
+    # Internals -------------------------------------------------------------------------------------
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        for index, (error, on) in enumerate(self._failures):
+            if on is None or on == name:
+                del self._failures[index]
+                raise error
+
+    def _calendar(self, calendar_id: str) -> MemoryCalendar:
+        if calendar_id not in self.calendars:
+            raise CalendarGone("the calendar no longer exists")
+        return self.calendars[calendar_id]
+
+    def _check_etag(self, calendar_id: str, remote_id: str, etag: str | None) -> None:
+        current = self._calendar(calendar_id).items.get(remote_id)
+        if etag is not None and (current is None or current[0] != etag):
+            raise PreconditionFailed("the event changed since it was read")

@@ -1,0 +1,81 @@
+"""A recording HTTP proxy in front of a real CalDAV server, in the test's event loop.
+
+It counts what the provider really sends (method and path of every request, challenges included) and lets a
+test answer some requests itself, to play a server that rate-limits, lacks sync-collection, is eventually
+consistent, or is iCloud's front door that sends the client on to a partition host.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+
+Rule = Callable[[web.Request, str], web.Response | None]
+"""Given a request and its body, a canned answer, or None to forward it upstream."""
+
+_DROPPED = {"host", "content-length", "transfer-encoding", "connection", "content-encoding"}
+
+
+@dataclass
+class DAVProxy:
+    upstream: str
+    upstream_authorization: str | None = None  # replaces the client's, e.g. to play a Digest server
+    url: str = ""
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    schemes: list[str] = field(default_factory=list)  # of each request's Authorization ("" without one)
+    rules: list[Rule] = field(default_factory=list)
+
+    def count(self) -> int:
+        return len(self.requests)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = (await request.read()).decode("utf-8")
+        self.requests.append((request.method, request.path))
+        self.schemes.append(request.headers.get("Authorization", "").split(" ", 1)[0])
+        for rule in self.rules:
+            answer = rule(request, body)
+            if answer is not None:
+                return answer
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROPPED}
+        if self.upstream_authorization is not None:
+            headers["Authorization"] = self.upstream_authorization
+        async with aiohttp.ClientSession(auto_decompress=True) as session, session.request(
+            request.method, self.upstream.rstrip("/") + request.path_qs, headers=headers, data=body.encode("utf-8"),
+        ) as upstream:
+            content = await upstream.read()
+            kept = {k: v for k, v in upstream.headers.items() if k.lower() not in _DROPPED}
+            return web.Response(status=upstream.status, body=content, headers=kept)
+
+
+@asynccontextmanager
+async def dav_proxy(upstream: str, upstream_authorization: str | None = None) -> AsyncIterator[DAVProxy]:
+    proxy = DAVProxy(upstream, upstream_authorization)
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", proxy._handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    proxy.url = f"http://127.0.0.1:{port}/"
+    try:
+        yield proxy
+    finally:
+        await runner.cleanup()
+
+
+def multistatus(*responses: str) -> web.Response:
+    return web.Response(
+        status=207, content_type="application/xml",
+        text=f'<?xml version="1.0"?><D:multistatus xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">'
+        f'{"".join(responses)}</D:multistatus>',
+    )
+
+
+def hrefs_in(body: str) -> list[str]:
+    return re.findall(r"<D:href>([^<]*)</D:href>", body)

@@ -1,0 +1,45 @@
+"""What the provider tests share: .ics fixtures, a draft, and a CalDAV provider on a test server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sync.providers.base import CalendarProvider, EventDraft, ProviderConfig, ReadContext
+from sync.providers.caldav import CalDAVProvider
+from tests.caldav_servers import CalDAVServer
+
+ICS = Path(__file__).parent / "ics"
+CONFIG = ProviderConfig(timeout_seconds=5)
+START = datetime(2026, 3, 4, 9, tzinfo=UTC)
+DRAFT = EventDraft("a1b2c3d4", START, START + timedelta(hours=1), "Consultation")
+CONTEXT = ReadContext(ZoneInfo("Europe/Paris"), "john@example.com", datetime(2026, 3, 1, tzinfo=UTC),
+                      datetime(2026, 5, 1, tzinfo=UTC))
+
+
+def ics(name: str) -> str:
+    return (ICS / name).read_text()
+
+
+def names(ids: Iterable[str]) -> list[str]:
+    """Object names without the collection path, which differs between servers."""
+    return sorted(i.rsplit("/", 1)[-1] for i in ids)
+
+
+def caldav(server: CalDAVServer, *, url: str | None = None, password: str | None = None) -> CalDAVProvider:
+    return CalDAVProvider(url or server.url, server.username, password or server.password, CONFIG)
+
+
+@dataclass
+class Remote:
+    """A provider, one empty calendar of it, and hands to change that calendar behind the provider's back."""
+
+    name: str
+    provider: CalendarProvider
+    calendar_id: str
+    seed: Callable[[str, str], str]  # (name, iCalendar text) -> remote id, as another client would write it
+    drop_calendar: Callable[[], None]
+    stale_cursor: Callable[[str], str]  # a cursor the backend handed out -> one it no longer accepts
