@@ -142,7 +142,7 @@ async def main(events: int) -> None:
     table = Table(title="CalDAV sync, one calendar (Radicale on loopback)", title_justify="left")
     for column in ("cycle", "croco s", "HTTP requests", "vdirsyncer s", "croco / vdirsyncer"):
         table.add_column(column, justify="right")
-    for name, (seconds, requests, reports) in ours.items():
+    for name, (seconds, requests, _) in ours.items():
         table.add_row(name, f"{seconds:.2f}", str(requests), f"{reference[name]:.2f}",
                       f"{seconds / reference[name]:.2f}")
     console.print(table)

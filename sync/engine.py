@@ -301,7 +301,10 @@ class SyncEngine:
                     except PreconditionFailed:
                         continue  # edited remotely meanwhile: the next pull sees it and applies R6/R8
                 case DeleteRemote(_, _, item_id, etag):
-                    await provider.delete(context.calendar.remote_id, item_id, etag)
+                    try:
+                        await provider.delete(context.calendar.remote_id, item_id, etag)
+                    except PreconditionFailed:
+                        continue  # edited remotely meanwhile: the next pull reads it, the next push retries
                     async with self.db.write() as session:
                         await state.forget_push(session, context.user.id, context.calendar.id, appointment.id)
                     report.tally.pushed += 1
