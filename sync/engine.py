@@ -59,7 +59,6 @@ from sync.plan import (
     SetSlots,
     SkipItem,
     UpdateImport,
-    UpdateRemote,
     plan,
     plan_pushes,
 )
@@ -288,33 +287,44 @@ class SyncEngine:
         async with self.db.session() as session:
             wanted, links, appointments = await state.push_inputs(session, context.user.id, context.window_start)
         for action in plan_pushes(context.calendar.id, wanted, links):
-            if action.calendar_id != context.calendar.id:
-                continue  # copies in a previous linked calendar are removed by that calendar's own cycle
             appointment = appointments[action.appointment_id]
-            draft = draft_for(appointment)
-            match action:
-                case CreateRemote():
-                    written = await provider.create(context.calendar.remote_id, draft)
-                case UpdateRemote(_, _, item_id, etag):
-                    try:
-                        written = await provider.update(context.calendar.remote_id, item_id, draft, etag)
-                    except PreconditionFailed:
-                        continue  # edited remotely meanwhile: the next pull sees it and applies R6/R8
-                case DeleteRemote(_, _, item_id, etag):
-                    try:
-                        await provider.delete(context.calendar.remote_id, item_id, etag)
-                    except PreconditionFailed:
-                        continue  # edited remotely meanwhile: the next pull reads it, the next push retries
-                    async with self.db.write() as session:
-                        await state.forget_push(session, context.user.id, context.calendar.id, appointment.id)
+            if isinstance(action, DeleteRemote):
+                if await self._delete_copy(context, provider, action):
                     report.tally.pushed += 1
-                    continue
+                continue
+            draft = draft_for(appointment)
+            if isinstance(action, CreateRemote):
+                written = await provider.create(context.calendar.remote_id, draft)
+            else:
+                try:
+                    written = await provider.update(context.calendar.remote_id, action.item_id, draft, action.etag)
+                except PreconditionFailed:
+                    continue  # edited remotely meanwhile: the next pull sees it and applies R6/R8
             async with self.db.write() as session:
                 await state.record_push(
                     session, context.user, context.calendar, appointment.id, written.remote_id, written.etag,
                     state.appointment_fingerprint(appointment), self.clock(),
                 )
             report.tally.pushed += 1
+
+    async def _delete_copy(self, context: _Context, provider: CalendarProvider, action: DeleteRemote) -> bool:
+        """P3 and P4: remove our copy, also from a previous linked calendar that may no longer be synced
+        at all (through its own connection). Returns whether the copy is gone."""
+        calendar, target = context.calendar, provider
+        if action.calendar_id != context.calendar.id:
+            async with self.db.session() as session:
+                other = await session.get(RemoteCalendar, action.calendar_id)
+                connection = await session.get(Connection, other.connection_id) if other else None
+            if other is None or connection is None or connection.status != ConnectionStatus.OK:
+                return False  # gone with its connection, or unreachable until the user reconnects
+            calendar, target = other, self._provider(connection, context.user)
+        try:
+            await target.delete(calendar.remote_id, action.item_id, action.etag)
+        except PreconditionFailed:
+            return False  # edited remotely meanwhile: the next pull reads it, the next push retries
+        async with self.db.write() as session:
+            await state.forget_push(session, context.user.id, calendar.id, action.appointment_id)
+        return True
 
     # Context and failures ----------------------------------------------------------------------------
 
