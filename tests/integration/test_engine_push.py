@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from storage.db import Database
 from storage.models import (
@@ -16,6 +16,7 @@ from storage.models import (
     EventLink,
     Notice,
     Provider,
+    RemoteCalendar,
     SyncMode,
 )
 from storage.secrets import SecretBox
@@ -66,10 +67,6 @@ async def test_p4_new_linked_calendar_moves_the_copy(one_way: World) -> None:
     await one_way.sync()
     new_url = one_way.account.new_calendar()
     async with one_way.db.session() as session:
-        from sqlalchemy import select
-
-        from storage.models import RemoteCalendar
-
         known = {c.remote_id: c.id for c in await session.scalars(select(RemoteCalendar))}
     if new_url not in known:  # the calendar appeared after connecting: reconnecting lists it
         await accounts.connect(one_way.db, one_way.engine.secrets, one_way.engine.providers, one_way.user_id,
@@ -145,3 +142,15 @@ async def test_crash_during_a_two_way_import_leaves_no_duplicates(two_way: World
     assert await two_way.count(Appointment) == 1 and await two_way.count(Contact) == 1
     assert await two_way.count(AutomationRun) == 1
 
+
+
+async def test_disconnect_removes_slots_and_mirrors_and_leaves_remote_copies(two_way: World) -> None:
+    two_way.put("michel.ics", michel(D))
+    appointment_id = await book(two_way, paris(DAY, 10))
+    await two_way.sync()
+    (connection_id,) = {c.connection_id for c in await two_way.rows(RemoteCalendar)}
+    await accounts.disconnect(two_way.db, connection_id)
+    appointments = {a.id: a.origin for a in await two_way.rows(Appointment)}
+    assert appointments == {appointment_id: "system"}  # the imported mirror is gone, the booking stays
+    assert await two_way.count(EventLink) == 0 and await two_way.count(BlockedSlot) == 0
+    assert await remote_names(two_way) == sorted([f"{appointment_id}.ics", "michel.ics"])  # remote untouched

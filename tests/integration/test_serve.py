@@ -129,3 +129,25 @@ def test_the_scheduler_in_serve_syncs_a_connected_calendar_by_itself(tmp_path: P
             assert time.monotonic() < deadline, "the scheduler never synced the calendar"
             time.sleep(0.1)  # waiting for an outcome of the background loop, bounded by the deadline
     assert [s["title"] for s in slots] == ["Appointment with Dr. Michel"]
+
+
+def test_croco_sync_runs_a_cycle_from_the_command_line(tmp_path: Path, radicale: CalDAVAccount) -> None:
+    calendar_url = radicale.new_calendar()
+    day = (datetime.now(UTC) + timedelta(days=2)).strftime("%Y%m%d")
+    radicale.put(calendar_url, "michel.ics", michel(day))
+    env = _clean_env(CROCO_API_TOKEN="cli-token", CROCO_SCHEDULER_ENABLED="false")
+    with running_server(tmp_path, env) as (base, _):
+        user = _call(base, "POST", "/users", "cli-token",
+                     {"name": "John", "email": "john@example.com", "timezone": "Europe/Paris"})
+        _call(base, "POST", f"/users/{user['id']}/connections", "cli-token", {
+            "provider": "caldav", "username": radicale.username, "password": radicale.password, "url": radicale.url})
+        calendars = _call(base, "GET", f"/users/{user['id']}/calendars", "cli-token")["items"]
+        (linked,) = [c for c in calendars if calendar_url.endswith(c["name"] + "/")]
+        _call(base, "PUT", f"/users/{user['id']}/sync-settings", "cli-token", {"linked_calendar_id": linked["id"]})
+        assert _call(base, "GET", f"/users/{user['id']}/blocked-slots", "cli-token")["items"] == []
+        synced = subprocess.run([*CROCO, "sync", "--user", user["id"]], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert synced.returncode == 0, synced.stderr
+        assert "1 calendar(s) synced, 0 with errors" in synced.stderr
+        slots = _call(base, "GET", f"/users/{user['id']}/blocked-slots", "cli-token")["items"]
+    assert [s["title"] for s in slots] == ["Appointment with Dr. Michel"]
