@@ -151,3 +151,16 @@ def test_croco_sync_runs_a_cycle_from_the_command_line(tmp_path: Path, radicale:
         assert "1 calendar(s) synced, 0 with errors" in synced.stderr
         slots = _call(base, "GET", f"/users/{user['id']}/blocked-slots", "cli-token")["items"]
     assert [s["title"] for s in slots] == ["Appointment with Dr. Michel"]
+
+
+def test_the_demo_walks_through_both_modes(tmp_path: Path) -> None:
+    """What `make demo` shows: one-way blocked slots, then two-way appointments, Dr. Michel as a contact."""
+    demo = subprocess.run([*CROCO, "demo", "--once", "--port", str(free_port())], cwd=tmp_path, env=_clean_env(),
+                          capture_output=True, text=True, timeout=180)
+    assert demo.returncode == 0, demo.stderr
+    one_way, two_way = demo.stdout.split("Two-way sync")
+    assert "Appointment with Dr. Michel" in one_way and "0 appointments, 0 contacts" in one_way
+    assert "Lunch" not in demo.stdout  # cancelled: never imported
+    assert "7 appointments created, 1 contacts" in two_way
+    assert "michel@example.com" in two_way and "two_way_import" in two_way
+    assert "appointment.created" in two_way
