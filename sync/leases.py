@@ -70,11 +70,3 @@ async def release(db: Database, calendar_id: str, owner: str, *, next_due: datet
             .where(col(RemoteCalendar.id) == calendar_id, col(RemoteCalendar.lease_owner) == owner)
             .values(lease_owner=None, lease_expires_at=None, due_at=next_due)
         )
-
-
-async def mark_due(db: Database, calendar_id: str, now: datetime) -> None:
-    """A push notification or a settings change: sync this calendar at the next tick."""
-    async with db.write() as session:
-        await session.execute(
-            update(RemoteCalendar).where(col(RemoteCalendar.id) == calendar_id).values(due_at=now)
-        )

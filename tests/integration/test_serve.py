@@ -111,19 +111,24 @@ def _call(base: str, method: str, path: str, token: str, body: dict[str, object]
         return dict(json.loads(response.read()))
 
 
+def _connect_john(base: str, token: str, radicale: CalDAVAccount, calendar_url: str) -> dict[str, Any]:
+    """Through the API, as an integrator would: John, his CalDAV account, `calendar_url` as linked calendar."""
+    user = _call(base, "POST", "/users", token, {"name": "John", "email": "john@example.com", "timezone": "Europe/Paris"})
+    _call(base, "POST", f"/users/{user['id']}/connections", token, {
+        "provider": "caldav", "username": radicale.username, "password": radicale.password, "url": radicale.url})
+    calendars = _call(base, "GET", f"/users/{user['id']}/calendars", token)["items"]
+    (linked,) = [c for c in calendars if calendar_url.endswith(c["name"] + "/")]
+    _call(base, "PUT", f"/users/{user['id']}/sync-settings", token, {"linked_calendar_id": linked["id"]})
+    return user
+
+
 def test_the_scheduler_in_serve_syncs_a_connected_calendar_by_itself(tmp_path: Path, radicale: CalDAVAccount) -> None:
     calendar_url = radicale.new_calendar()
     day = (datetime.now(UTC) + timedelta(days=2)).strftime("%Y%m%d")
     radicale.put(calendar_url, "michel.ics", michel(day))
     env = _clean_env(CROCO_API_TOKEN="serve-test-token", CROCO_SCHEDULER_TICK_SECONDS="0.2")
     with running_server(tmp_path, env) as (base, _):
-        user = _call(base, "POST", "/users", "serve-test-token",
-                     {"name": "John", "email": "john@example.com", "timezone": "Europe/Paris"})
-        _call(base, "POST", f"/users/{user['id']}/connections", "serve-test-token", {
-            "provider": "caldav", "username": radicale.username, "password": radicale.password, "url": radicale.url})
-        calendars = _call(base, "GET", f"/users/{user['id']}/calendars", "serve-test-token")["items"]
-        (linked,) = [c for c in calendars if calendar_url.endswith(c["name"] + "/")]
-        _call(base, "PUT", f"/users/{user['id']}/sync-settings", "serve-test-token", {"linked_calendar_id": linked["id"]})
+        user = _connect_john(base, "serve-test-token", radicale, calendar_url)
         deadline = time.monotonic() + 30
         while not (slots := _call(base, "GET", f"/users/{user['id']}/blocked-slots", "serve-test-token")["items"]):
             assert time.monotonic() < deadline, "the scheduler never synced the calendar"
@@ -137,13 +142,7 @@ def test_croco_sync_runs_a_cycle_from_the_command_line(tmp_path: Path, radicale:
     radicale.put(calendar_url, "michel.ics", michel(day))
     env = _clean_env(CROCO_API_TOKEN="cli-token", CROCO_SCHEDULER_ENABLED="false")
     with running_server(tmp_path, env) as (base, _):
-        user = _call(base, "POST", "/users", "cli-token",
-                     {"name": "John", "email": "john@example.com", "timezone": "Europe/Paris"})
-        _call(base, "POST", f"/users/{user['id']}/connections", "cli-token", {
-            "provider": "caldav", "username": radicale.username, "password": radicale.password, "url": radicale.url})
-        calendars = _call(base, "GET", f"/users/{user['id']}/calendars", "cli-token")["items"]
-        (linked,) = [c for c in calendars if calendar_url.endswith(c["name"] + "/")]
-        _call(base, "PUT", f"/users/{user['id']}/sync-settings", "cli-token", {"linked_calendar_id": linked["id"]})
+        user = _connect_john(base, "cli-token", radicale, calendar_url)
         assert _call(base, "GET", f"/users/{user['id']}/blocked-slots", "cli-token")["items"] == []
         synced = subprocess.run([*CROCO, "sync", "--user", user["id"]], cwd=tmp_path, env=env,
                                 capture_output=True, text=True, timeout=120)
