@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import multiprocessing
+import os
 import random
 import shutil
 import subprocess
@@ -18,6 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -93,11 +96,12 @@ async def croco_cycles(workdir: Path, server_url: str, calendar_url: str) -> dic
     _, calendars = await accounts.connect(db, box, factory, user.id, Provider.CALDAV, USER, PASSWORD, server_url)
     (calendar,) = [c for c in calendars if c.remote_id == calendar_url]
     await accounts.put_settings(db, user.id, calendar.id, None, SyncMode.ONE_WAY, None, None)
-    engine = SyncEngine(db, box, factory)
-    results = {
-        "first import": await timed(lambda: engine.sync_user(user.id)),
-        "idle cycle": await timed(lambda: engine.sync_user(user.id)),
-    }
+    with ProcessPoolExecutor(os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        engine = SyncEngine(db, box, factory, pool=pool)  # as `croco serve` runs it: reading on every core
+        results = {
+            "first import": await timed(lambda: engine.sync_user(user.id)),
+            "idle cycle": await timed(lambda: engine.sync_user(user.id)),
+        }
     await db.dispose()
     return results
 

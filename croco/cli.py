@@ -110,7 +110,7 @@ async def _sync(args: argparse.Namespace) -> int:
                 progress.advance(task)
         console.print(f"{len(calendar_ids)} calendar(s) synced, {failed} with errors")
     finally:
-        await runtime.db.dispose()
+        await runtime.close()
     return 1 if failed else 0
 
 

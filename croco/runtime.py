@@ -5,10 +5,12 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import multiprocessing
 import os
 import secrets
 import socket
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -75,8 +77,18 @@ class Runtime:
     def engine(self) -> SyncEngine:
         return SyncEngine(
             self.db, self.secrets, self.providers(), owner=process_owner(),
-            interval=timedelta(seconds=self.settings.sync_interval_seconds),
+            interval=timedelta(seconds=self.settings.sync_interval_seconds), pool=self.read_pool,
         )
+
+    @functools.cached_property
+    def read_pool(self) -> ProcessPoolExecutor:
+        """Worker processes that read large calendar listings; started on first use, one per core."""
+        return ProcessPoolExecutor(max_workers=os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn"))
+
+    async def close(self) -> None:
+        if "read_pool" in self.__dict__:
+            self.read_pool.shutdown(wait=False, cancel_futures=True)
+        await self.db.dispose()
 
 
 def process_owner() -> str:

@@ -70,7 +70,7 @@ async def serve(
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
             await runner.cleanup()
-            await runtime.db.dispose()
+            await runtime.close()
 
 
 def _start_scheduler(runtime: Runtime, engine: SyncEngine, http: aiohttp.ClientSession) -> AsyncIOScheduler:

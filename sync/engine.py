@@ -14,8 +14,10 @@ recorded as the calendar's last error. Other calendars go on.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -55,6 +57,7 @@ from sync.plan import (
     PlanAction,
     PushedDeletedRemotely,
     RecordPush,
+    RemoteObject,
     RestorePush,
     SetSlots,
     SkipItem,
@@ -73,6 +76,8 @@ from sync.providers.base import (
     ProviderFactory,
     RateLimited,
     ReadContext,
+    Reader,
+    RemoteItem,
 )
 
 log = logging.getLogger(__name__)
@@ -110,13 +115,26 @@ class _Context:
     window_end: datetime
 
 
+@dataclass
+class _Cycle:
+    """What applying one calendar's plan shares across its actions."""
+
+    known: Known
+    bookings: list[Appointment]  # the user's booked appointments, for conflict notices without a query per event
+    slots: state.SlotWriter
+    tally: state.Tally
+    now: datetime
+
+
 class SyncEngine:
     def __init__(
         self, db: Database, secrets: SecretBox, providers: ProviderFactory, *, owner: str = "local",
         interval: timedelta = timedelta(minutes=5), clock: Callable[[], datetime] = utcnow,
+        pool: Executor | None = None,
     ) -> None:
+        """`pool`: worker processes for reading large listings (the composition root owns and closes it)."""
         self.db, self.secrets, self.providers = db, secrets, providers
-        self.owner, self.interval, self.clock = owner, interval, clock
+        self.owner, self.interval, self.clock, self.pool = owner, interval, clock, pool
 
     async def run_due(self, *, limit: int = 50) -> list[CalendarReport]:
         """One scheduler tick: claim due calendars, sync each, give them back with their next due time."""
@@ -174,9 +192,9 @@ class SyncEngine:
         calendar, now = context.calendar, self.clock()
         relist = calendar.last_full_sync_at is None or now - calendar.last_full_sync_at > FULL_RESYNC_EVERY
         changes = await provider.changes(calendar.remote_id, None if relist else calendar.sync_cursor)
-        listing = read_listing(provider, changes, ReadContext(
+        listing = await read_listing(provider.reader(), changes, ReadContext(
             ZoneInfo(context.user.timezone), context.user.email, context.window_start, context.window_end
-        ))
+        ), self.pool)
         report.tally.fetched = len(changes.changed)
 
         async with self.db.write() as session:
@@ -184,9 +202,11 @@ class SyncEngine:
                 session, calendar, context.user, context.window_start, linked=context.role.linked
             )
             result = plan(context.role, known, listing, confirmed_removals=calendar.removals_confirmed)
-            bookings = await state.booked_appointments(session, context.user.id, context.window_start)
+            cycle = _Cycle(known, await state.booked_appointments(session, context.user.id, context.window_start),
+                           state.SlotWriter(context.user, calendar, now), report.tally, now)
             for action in result.actions:
-                await self._apply(session, context, provider, known, bookings, action, report.tally, now)
+                await self._apply(session, context, provider, cycle, action)
+            await cycle.slots.flush(session)
             report.tally.blocked_slots = await state.count_slots(session, calendar.id)
             row = await session.get(RemoteCalendar, calendar.id)
             assert row is not None
@@ -198,14 +218,12 @@ class SyncEngine:
             row.last_synced_at, row.last_error = now, None
 
     async def _apply(
-        self, session: AsyncSession, context: _Context, provider: CalendarProvider, known: Known,
-        bookings: list[Appointment], action: PlanAction, tally: state.Tally, now: datetime,
+        self, session: AsyncSession, context: _Context, provider: CalendarProvider, cycle: _Cycle, action: PlanAction
     ) -> None:
-        user, calendar = context.user, context.calendar
+        user, calendar, tally, now, bookings = context.user, context.calendar, cycle.tally, cycle.now, cycle.bookings
         match action:
             case SetSlots(item_id, occurrences):
-                await state.set_slots(session, user, calendar, item_id, occurrences, now,
-                                      replacing=item_id in known.slots)
+                await cycle.slots.set(session, item_id, occurrences, replacing=item_id in cycle.known.slots)
                 await state.notify_conflicts(session, user, bookings, calendar.id, item_id, occurrences)
             case ImportOccurrence(item_id, occurrence):
                 await state.import_occurrence(session, user, calendar, item_id, occurrence, tally, bookings)
@@ -374,15 +392,44 @@ class SyncEngine:
                 row.last_error = error
 
 
-def read_listing(provider: CalendarProvider, changes: ChangeSet, context: ReadContext) -> Listing:
-    """Read every changed item; an unreadable one is skipped with its reason, the rest go on."""
-    objects, skipped = [], []
-    for item in changes.changed:
+PARALLEL_READ_MINIMUM = 400
+"""Below this many changed items, reading inline beats shipping them to worker processes."""
+READ_CHUNK = 250
+
+
+async def read_listing(
+    reader: Reader, changes: ChangeSet, context: ReadContext, pool: Executor | None = None
+) -> Listing:
+    """Read every changed item; an unreadable one is skipped with its reason, the rest go on.
+
+    Parsing iCalendar costs more than downloading it, so a large listing is read on every core.
+    """
+    items = changes.changed
+    if pool is None or len(items) < PARALLEL_READ_MINIMUM:
+        results = _read_chunk(reader, items, context)
+    else:
+        loop = asyncio.get_running_loop()
+        parts = await asyncio.gather(*(
+            loop.run_in_executor(pool, _read_chunk, reader, items[start:start + READ_CHUNK], context)
+            for start in range(0, len(items), READ_CHUNK)
+        ))
+        results = [result for part in parts for result in part]
+    objects = tuple(r for r in results if isinstance(r, RemoteObject))
+    skipped = tuple(r for r in results if isinstance(r, tuple))
+    return Listing(objects, changes.removed, skipped, changes.full)
+
+
+def _read_chunk(
+    reader: Reader, items: tuple[RemoteItem, ...], context: ReadContext
+) -> list[RemoteObject | tuple[str, str]]:
+    """Runs in a worker process: results and skip reasons come back as plain, picklable values."""
+    results: list[RemoteObject | tuple[str, str]] = []
+    for item in items:
         try:
-            objects.append(provider.read(item, context))
+            results.append(reader(item, context))
         except BadRemoteData as exc:
-            skipped.append((exc.remote_id, exc.reason))
-    return Listing(tuple(objects), changes.removed, tuple(skipped), changes.full)
+            results.append((exc.remote_id, exc.reason))
+    return results
 
 
 def draft_for(appointment: Appointment) -> EventDraft:

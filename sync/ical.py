@@ -13,6 +13,7 @@ so a user who moves to another zone keeps the same occurrences rather than getti
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from zoneinfo import ZoneInfo
 import recurring_ical_events
 from icalendar import Calendar, Component, Event
 
+from sync.plan import RemoteObject
 from sync.providers.base import Attendee, BadRemoteData, EventDraft, ItemEvents, ReadContext, RemoteEvent, RemoteItem
 
 MARKER = "X-CROCO-APPOINTMENT"
@@ -32,6 +34,18 @@ _RESOURCE_TYPES = {"RESOURCE", "ROOM"}
 _VOLATILE = {"PRODID", "METHOD", "DTSTAMP", "LAST-MODIFIED", "CREATED", "REV", "UID", "X-WR-CALNAME", "X-RADICALE-NAME"}
 """Left out of the content hash: servers and clients rewrite them without changing the event (vdirsyncer's
 IGNORE_PROPS); the UID is the item's identity, compared on its own."""
+
+
+log = logging.getLogger(__name__)
+
+
+def read_object(item: RemoteItem, context: ReadContext, *, account_email: str | None = None) -> RemoteObject:
+    """`events` as the planner needs it; what had to be guessed is logged. Module-level and free of
+    credentials, so the engine can run it in worker processes."""
+    mapped = events(item, context, account_email=account_email)
+    for warning in mapped.warnings:
+        log.warning("calendar item read with a guess", extra={"remote_id": item.remote_id, "warning": warning})
+    return mapped.remote_object()
 
 
 def events(item: RemoteItem, context: ReadContext, *, account_email: str | None = None) -> ItemEvents:

@@ -145,24 +145,35 @@ async def count_slots(session: AsyncSession, calendar_id: str) -> int:
 # Applying --------------------------------------------------------------------------------------------
 
 
-async def set_slots(
-    session: AsyncSession, user: User, calendar: RemoteCalendar, item_id: str, occurrences: tuple[Occurrence, ...],
-    now: datetime, *, replacing: bool,
-) -> None:
-    """Store the item's slots; `replacing` when it had some (a first import skips 10,000 needless deletes)."""
-    if replacing:
-        await session.execute(
-            delete(BlockedSlot).where(
-                col(BlockedSlot.remote_calendar_id) == calendar.id, col(BlockedSlot.remote_id) == item_id
+class SlotWriter:
+    """A cycle's blocked slots: old ones deleted as items change, new ones written in one batched insert
+    at the end (a first import writes tens of thousands of rows; one statement per item costs seconds)."""
+
+    def __init__(self, user: User, calendar: RemoteCalendar, now: datetime) -> None:
+        self._user, self._calendar, self._now = user, calendar, now
+        self._rows: list[dict[str, object]] = []
+
+    async def set(
+        self, session: AsyncSession, item_id: str, occurrences: tuple[Occurrence, ...], *, replacing: bool
+    ) -> None:
+        """`replacing` when the item had slots: a new item needs no delete."""
+        if replacing:
+            await session.execute(
+                delete(BlockedSlot).where(
+                    col(BlockedSlot.remote_calendar_id) == self._calendar.id, col(BlockedSlot.remote_id) == item_id
+                )
             )
-        )
-    if occurrences:  # Core insert: a first import writes tens of thousands of rows, ORM objects cost 10x
-        await session.execute(insert(BlockedSlot), [
-            {"id": new_id(), "user_id": user.id, "remote_calendar_id": calendar.id, "remote_id": item_id,
-             "start": o.start, "end": o.end, "busy": o.busy, "title": o.title, "all_day": o.all_day,
-             "fetched_at": now}
+        self._rows.extend(
+            {"id": new_id(), "user_id": self._user.id, "remote_calendar_id": self._calendar.id,
+             "remote_id": item_id, "start": o.start, "end": o.end, "busy": o.busy, "title": o.title,
+             "all_day": o.all_day, "fetched_at": self._now}
             for o in occurrences
-        ])
+        )
+
+    async def flush(self, session: AsyncSession) -> None:
+        if self._rows:
+            await session.execute(insert(BlockedSlot), self._rows)
+            self._rows = []
 
 
 async def import_occurrence(

@@ -9,6 +9,7 @@ the engine skips and reports it while the rest of the calendar syncs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -173,6 +174,9 @@ class ItemEvents:
         )
 
 
+Reader = Callable[[RemoteItem, ReadContext], RemoteObject]
+
+
 class CalendarProvider(Protocol):
     async def list_calendars(self) -> list[RemoteCalendarInfo]:
         """Every calendar of the account with our access level."""
@@ -192,6 +196,11 @@ class CalendarProvider(Protocol):
 
     async def delete(self, calendar_id: str, remote_id: str, etag: str | None) -> None:
         """Delete if it still has `etag` (None: unconditionally); an item already gone counts as deleted."""
+        ...
+
+    def reader(self) -> Reader:
+        """`read` as a plain picklable function without credentials: the engine may run it in worker
+        processes to read a large listing on every core."""
         ...
 
     def read(self, item: RemoteItem, context: ReadContext) -> RemoteObject:

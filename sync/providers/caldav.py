@@ -32,6 +32,7 @@ it) instead of being lost.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import math
@@ -48,7 +49,7 @@ from caldav.lib import error as dav_error
 from caldav.response import DAVResponse, PropfindResult
 
 from storage.models import Access
-from sync.ical import UID_SUFFIX, events, write_event
+from sync.ical import UID_SUFFIX, read_object, write_event
 from sync.plan import RemoteObject
 from sync.providers.base import (
     MAX_CURSOR_LENGTH,
@@ -61,6 +62,7 @@ from sync.providers.base import (
     ProviderError,
     RateLimited,
     ReadContext,
+    Reader,
     RemoteCalendarInfo,
     RemoteItem,
     Unreachable,
@@ -143,10 +145,10 @@ class CalDAVProvider:
         return await self._run(run)
 
     def read(self, item: RemoteItem, context: ReadContext) -> RemoteObject:
-        mapped = events(item, context, account_email=self._account_email)
-        for warning in mapped.warnings:
-            log.warning("calendar item read with a guess", extra={"remote_id": item.remote_id, "warning": warning})
-        return mapped.remote_object()
+        return self.reader()(item, context)
+
+    def reader(self) -> Reader:
+        return functools.partial(read_object, account_email=self._account_email)
 
     async def create(self, calendar_id: str, draft: EventDraft) -> WriteResult:
         url = urljoin(calendar_id, quote(f"{draft.appointment_id}.ics", safe=""))

@@ -8,12 +8,13 @@ iCalendar text read with the real `sync.ical` reader. Hooks make the awkward cas
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
 
 from storage.models import Access
-from sync.ical import events, write_event
+from sync.ical import read_object, write_event
 from sync.plan import RemoteObject
 from sync.providers.base import (
     CalendarGone,
@@ -22,6 +23,7 @@ from sync.providers.base import (
     PreconditionFailed,
     ProviderError,
     ReadContext,
+    Reader,
     RemoteCalendarInfo,
     RemoteItem,
     WriteResult,
@@ -115,7 +117,10 @@ class MemoryProvider:
             self.remove(calendar_id, remote_id)
 
     def read(self, item: RemoteItem, context: ReadContext) -> RemoteObject:
-        return events(item, context, account_email=self.account_email).remote_object()
+        return self.reader()(item, context)
+
+    def reader(self) -> Reader:
+        return functools.partial(read_object, account_email=self.account_email)
 
     # Internals -------------------------------------------------------------------------------------
 
