@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from storage import repositories
 from storage.db import Database
 from storage.models import (
     Access,
+    BlockedSlot,
     ConflictCalendar,
     Connection,
     ConnectionStatus,
@@ -26,7 +30,8 @@ from storage.secrets import SecretBox
 from storage.types import utcnow
 from sync import state
 from sync.errors import Conflict, Invalid, NotFound
-from sync.providers.base import InvalidCredentials, ProviderError, ProviderFactory, Unreachable
+from sync.payloads import appointment_payload
+from sync.providers.base import InvalidCredentials, ProviderError, ProviderFactory
 
 DEFAULT_WORKSPACE = "Default workspace"
 
@@ -34,10 +39,10 @@ DEFAULT_WORKSPACE = "Default workspace"
 async def default_workspace(db: Database) -> str:
     """The workspace API-created objects belong to; created once, safely from several processes."""
     async with db.write() as session:
-        found = await session.scalar(select(col(Workspace.id)).where(col(Workspace.slack_team_id).is_(None))
-                                     .order_by(col(Workspace.created_at)).limit(1))
+        await repositories.serialize(session, "default-workspace")
+        found = await repositories.oldest_unbound_workspace(session)
         if found is not None:
-            return str(found)
+            return found
         workspace = Workspace(name=DEFAULT_WORKSPACE)
         session.add(workspace)
         return workspace.id
@@ -50,16 +55,21 @@ async def get_user(session: AsyncSession, user_id: str) -> User:
     return user
 
 
+async def load_user(db: Database, user_id: str) -> User:
+    async with db.session() as session:
+        return await get_user(session, user_id)
+
+
 async def create_user(db: Database, workspace_id: str, name: str, email: str, timezone: str,
                       slack_user_id: str | None) -> User:
-    async with db.write() as session:
-        taken = await session.scalar(select(col(User.id)).where(
-            col(User.workspace_id) == workspace_id, col(User.email) == email.lower()))
-        if taken is not None:
-            raise Conflict(f"a user with email {email} already exists", code="email_taken")
-        user = User(workspace_id=workspace_id, name=name, email=email.lower(), timezone=timezone,
-                    slack_user_id=slack_user_id)
-        session.add(user)
+    """Emails are unique per workspace; the table's constraint decides, so two racing requests get one 409."""
+    user = User(workspace_id=workspace_id, name=name, email=email.lower(), timezone=timezone,
+                slack_user_id=slack_user_id)
+    try:
+        async with db.write() as session:
+            session.add(user)
+    except IntegrityError as exc:
+        raise Conflict(f"a user with email {email} already exists", code="email_taken") from exc
     return user
 
 
@@ -70,7 +80,11 @@ async def connect(
     db: Database, secrets: SecretBox, providers: ProviderFactory, user_id: str, provider: Provider,
     username: str, password: str, url: str | None,
 ) -> tuple[Connection, list[RemoteCalendar]]:
-    """Check the credentials against the server, then save them encrypted with the calendars found."""
+    """Check the credentials against the server, then save them encrypted with the calendars found.
+
+    `url` None lets the provider pick its own server (iCloud: `ProviderConfig.icloud_url`), so a changed
+    setting applies to existing connections too.
+    """
     async with db.session() as session:
         await get_user(session, user_id)
     credentials = {"username": username, "password": password}
@@ -78,7 +92,7 @@ async def connect(
         calendars = await providers(provider, credentials, url).list_calendars()
     except InvalidCredentials as exc:
         raise Invalid("the server refused this username and password", code="invalid_credentials") from exc
-    except (Unreachable, ProviderError, ValueError) as exc:
+    except (ProviderError, ValueError) as exc:  # provider messages never carry credentials (base.py)
         raise Invalid(f"the calendar server cannot be reached: {exc}", code="unreachable") from exc
     async with db.write() as session:
         connection = Connection(user_id=user_id, provider=provider, account=username, server_url=url,
@@ -104,14 +118,30 @@ async def disconnect(db: Database, connection_id: str) -> None:
         connection = await session.get(Connection, connection_id)
         if connection is None:
             raise NotFound(f"no connection {connection_id}")
-        calendar_ids = list(await session.scalars(
-            select(col(RemoteCalendar.id)).where(col(RemoteCalendar.connection_id) == connection_id)))
+        calendar_ids = await repositories.connection_calendar_ids(session, connection_id)
         await state.remove_connection_mirrors(session, calendar_ids)
         await session.execute(update(SyncSettings).where(col(SyncSettings.linked_calendar_id).in_(calendar_ids))
                               .values(linked_calendar_id=None))
         await session.execute(delete(ConflictCalendar).where(col(ConflictCalendar.calendar_id).in_(calendar_ids)))
         await session.execute(delete(RemoteCalendar).where(col(RemoteCalendar.connection_id) == connection_id))
         await session.delete(connection)
+
+
+# What the user's calendars brought in ------------------------------------------------------------------
+
+
+async def blocked_slots(db: Database, user_id: str, start: datetime, end: datetime) -> list[BlockedSlot]:
+    async with db.session() as session:
+        await get_user(session, user_id)
+        return await repositories.blocked_slots_between(session, user_id, start, end)
+
+
+async def appointments(db: Database, user_id: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """The user's appointments, system and imported, as the API and webhooks show them."""
+    async with db.session() as session:
+        await get_user(session, user_id)
+        return [await appointment_payload(session, a)
+                for a in await repositories.appointments_between(session, user_id, start, end)]
 
 
 # Calendars and settings ----------------------------------------------------------------------------
@@ -127,14 +157,10 @@ class UserCalendar:
 async def user_calendars(db: Database, user_id: str) -> list[UserCalendar]:
     async with db.session() as session:
         await get_user(session, user_id)
-        settings = await session.get(SyncSettings, user_id)
-        conflicts = set(await session.scalars(select(col(ConflictCalendar.calendar_id))
-                                              .where(col(ConflictCalendar.user_id) == user_id)))
-        calendars = await session.scalars(
-            select(RemoteCalendar).join(Connection, col(Connection.id) == col(RemoteCalendar.connection_id))
-            .where(col(Connection.user_id) == user_id).order_by(col(RemoteCalendar.name)))
-        linked = settings.linked_calendar_id if settings else None
-        return [UserCalendar(c, c.id == linked, c.id in conflicts) for c in calendars]
+        settings = await _settings(session, user_id)
+        conflicts = set(settings.conflict_calendar_ids)
+        return [UserCalendar(c, c.id == settings.linked_calendar_id, c.id in conflicts)
+                for c in await repositories.user_calendars(session, user_id)]
 
 
 @dataclass(frozen=True)
@@ -158,27 +184,28 @@ async def get_settings(db: Database, user_id: str) -> Settings:
 
 
 async def _settings(session: AsyncSession, user_id: str) -> Settings:
+    """The stored settings, or the defaults when the user never saved any."""
     row = await session.get(SyncSettings, user_id) or SyncSettings(user_id=user_id)
-    conflicts = sorted(await session.scalars(select(col(ConflictCalendar.calendar_id))
-                                             .where(col(ConflictCalendar.user_id) == user_id)))
+    conflicts = await repositories.conflict_calendar_ids(session, user_id)
     return Settings(row.linked_calendar_id, conflicts, SyncMode(row.mode), row.window_days_back,
                     row.window_days_ahead)
 
 
 async def put_settings(
     db: Database, user_id: str, linked_calendar_id: str | None, conflict_calendar_ids: list[str] | None,
-    mode: SyncMode, window_days_back: int | None, window_days_ahead: int | None,
+    mode: SyncMode | None, window_days_back: int | None, window_days_ahead: int | None,
 ) -> Settings:
     """The linked calendar needs full access and is a conflict calendar unless a list says otherwise.
+
+    `mode` and the window fields left out (None) keep their stored values (or the defaults).
 
     A change of linked calendar or mode makes the affected calendars relist everything at their next
     cycle, so existing events are re-read under the new rules (P4, one-way <-> two-way).
     """
     async with db.write() as session:
         await get_user(session, user_id)
-        owned = {c.id: c for c in await session.scalars(
-            select(RemoteCalendar).join(Connection, col(Connection.id) == col(RemoteCalendar.connection_id))
-            .where(col(Connection.user_id) == user_id))}
+        await repositories.serialize(session, f"sync-settings:{user_id}")  # two PUTs at once: one after the other
+        owned = {c.id: c for c in await repositories.user_calendars(session, user_id)}
         if linked_calendar_id is not None:
             linked = owned.get(linked_calendar_id)
             if linked is None:
@@ -197,7 +224,9 @@ async def put_settings(
         if row is None:
             row = SyncSettings(user_id=user_id)
             session.add(row)
-        row.linked_calendar_id, row.mode = linked_calendar_id, mode
+        row.linked_calendar_id = linked_calendar_id
+        if mode is not None:
+            row.mode = mode
         if window_days_back is not None:
             row.window_days_back = window_days_back
         if window_days_ahead is not None:

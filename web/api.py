@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel
-from sqlalchemy import select
-from sqlmodel import col
+from pydantic import BaseModel, ValidationError
 
-from storage.models import (
-    Appointment,
-    AppointmentAssignee,
-    BlockedSlot,
-    Connection,
-    Provider,
-)
+from storage.models import AutomationRun, BlockedSlot, Connection, Provider, User
 from storage.types import utcnow
-from sync import accounts, automations, teams
-from sync.payloads import appointment_payload, contact_payload, rfc3339
+from sync import accounts, automations, contacts, teams
+from sync.payloads import contact_payload, rfc3339
 from web.context import WebContext
-from web.errors import ApiError, read_json
+from web.errors import ApiError
 from web.schemas import NewAutomation, NewConnection, NewTeamCalendar, NewUser, SyncSettingsBody
 
 routes = web.RouteTableDef()
@@ -34,10 +26,15 @@ def _ctx(request: web.Request) -> WebContext:
 
 
 async def _body(request: web.Request, model: type[B]) -> B:
-    document = await read_json(request)
-    if not isinstance(document, dict):
-        raise ApiError(422, "the body must be a JSON object", "validation_error")
-    return model.model_validate(document)
+    """The body validated as `model`: 400 when it is not JSON at all, 422 when the JSON is wrong."""
+    try:
+        return model.model_validate_json(await request.read())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["type"] == "json_invalid":
+            detail = first["msg"].removeprefix("Invalid JSON: ")
+            raise ApiError(400, f"the body is not valid JSON ({detail})") from exc
+        raise
 
 
 def _items(items: list[dict[str, Any]]) -> web.Response:
@@ -45,7 +42,7 @@ def _items(items: list[dict[str, Any]]) -> web.Response:
 
 
 def _time_range(request: web.Request, default_days: int = 30) -> tuple[datetime, datetime]:
-    """`start`/`end` query parameters (RFC 3339 with an offset); defaults to the coming `default_days`."""
+    """`start`/`end` query parameters (RFC 3339 with an offset); by default from yesterday for `default_days`."""
     def parse(name: str, default: datetime) -> datetime:
         raw = request.query.get(name)
         if raw is None:
@@ -53,19 +50,22 @@ def _time_range(request: web.Request, default_days: int = 30) -> tuple[datetime,
         try:
             value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
         except ValueError as exc:
-            raise ApiError(422, f"{name}: not an RFC 3339 time", "validation_error") from exc
+            raise ApiError(422, f"{name}: not an RFC 3339 time") from exc
         if value.tzinfo is None:
-            raise ApiError(422, f"{name}: the time needs an offset, e.g. 2026-03-02T13:00:00Z", "validation_error")
-        return value
+            raise ApiError(422, f"{name}: the time needs an offset, e.g. 2026-03-02T13:00:00Z")
+        return value.astimezone(UTC)
 
-    start = parse("start", utcnow() - timedelta(days=1))
-    end = parse("end", start + timedelta(days=default_days))
+    try:
+        start = parse("start", utcnow() - timedelta(days=1))
+        end = parse("end", start + timedelta(days=default_days))
+    except OverflowError as exc:
+        raise ApiError(422, "start/end: out of the supported range of years") from exc
     if end <= start:
-        raise ApiError(422, "end must be after start", "validation_error")
+        raise ApiError(422, "end must be after start")
     return start, end
 
 
-def _user_json(user: Any) -> dict[str, Any]:
+def _user_json(user: User) -> dict[str, Any]:
     return {"id": user.id, "name": user.name, "email": user.email, "timezone": user.timezone,
             "slack_user_id": user.slack_user_id}
 
@@ -76,6 +76,24 @@ def _connection_json(connection: Connection) -> dict[str, Any]:
             "status": connection.status, "last_error": connection.last_error}
 
 
+def _calendar_json(found: accounts.UserCalendar) -> dict[str, Any]:
+    c = found.calendar
+    return {"id": c.id, "connection_id": c.connection_id, "name": c.name, "access": c.access,
+            "is_linked": found.is_linked, "is_conflict": found.is_conflict,
+            "last_synced_at": rfc3339(c.last_synced_at) if c.last_synced_at else None, "last_error": c.last_error}
+
+
+def _slot_json(slot: BlockedSlot) -> dict[str, Any]:
+    return {"id": slot.id, "calendar_id": slot.remote_calendar_id, "start": rfc3339(slot.start),
+            "end": rfc3339(slot.end), "all_day": slot.all_day, "busy": slot.busy, "title": slot.title,
+            "remote_id": slot.remote_id}
+
+
+def _run_json(run: AutomationRun) -> dict[str, Any]:
+    return {"appointment_id": run.appointment_id, "contact_id": run.contact_id, "status": run.status,
+            "attempts": run.attempts, "last_error": run.last_error, "at": rfc3339(run.at)}
+
+
 # Users -----------------------------------------------------------------------------------------------
 
 
@@ -83,15 +101,14 @@ def _connection_json(connection: Connection) -> dict[str, Any]:
 async def create_user(request: web.Request) -> web.Response:
     body = await _body(request, NewUser)
     ctx = _ctx(request)
-    user = await accounts.create_user(ctx.db, ctx.workspace_id, body.name, str(body.email), body.timezone,
+    user = await accounts.create_user(ctx.db, ctx.workspace_id, body.name, body.email, body.timezone,
                                       body.slack_user_id)
     return web.json_response(_user_json(user), status=201)
 
 
 @routes.get("/api/v1/users/{user_id}")
 async def get_user(request: web.Request) -> web.Response:
-    async with _ctx(request).db.session() as session:
-        user = await accounts.get_user(session, request.match_info["user_id"])
+    user = await accounts.load_user(_ctx(request).db, request.match_info["user_id"])
     return web.json_response(_user_json(user))
 
 
@@ -102,7 +119,7 @@ async def get_user(request: web.Request) -> web.Response:
 async def create_connection(request: web.Request) -> web.Response:
     body = await _body(request, NewConnection)
     if body.provider == "caldav" and body.url is None:
-        raise ApiError(422, "url: required for a CalDAV connection", "validation_error")
+        raise ApiError(422, "url: required for a CalDAV connection")
     ctx = _ctx(request)
     connection, _ = await accounts.connect(
         ctx.db, ctx.secrets, ctx.providers, request.match_info["user_id"], Provider(body.provider),
@@ -129,12 +146,7 @@ async def delete_connection(request: web.Request) -> web.Response:
 @routes.get("/api/v1/users/{user_id}/calendars")
 async def list_calendars(request: web.Request) -> web.Response:
     found = await accounts.user_calendars(_ctx(request).db, request.match_info["user_id"])
-    return _items([{
-        "id": c.calendar.id, "connection_id": c.calendar.connection_id, "name": c.calendar.name,
-        "access": c.calendar.access, "is_linked": c.is_linked, "is_conflict": c.is_conflict,
-        "last_synced_at": rfc3339(c.calendar.last_synced_at) if c.calendar.last_synced_at else None,
-        "last_error": c.calendar.last_error,
-    } for c in found])
+    return _items([_calendar_json(c) for c in found])
 
 
 @routes.get("/api/v1/users/{user_id}/sync-settings")
@@ -156,37 +168,23 @@ async def put_sync_settings(request: web.Request) -> web.Response:
 @routes.post("/api/v1/users/{user_id}/sync")
 async def sync_now(request: web.Request) -> web.Response:
     ctx = _ctx(request)
-    async with ctx.db.session() as session:
-        await accounts.get_user(session, request.match_info["user_id"])
-    reports = await ctx.engine.sync_user(request.match_info["user_id"])
+    user = await accounts.load_user(ctx.db, request.match_info["user_id"])
+    assert ctx.engine is not None  # WebContext.__post_init__
+    reports = await ctx.engine.sync_user(user.id)
     return web.json_response({"calendars": [r.as_json() for r in reports]})
 
 
 @routes.get("/api/v1/users/{user_id}/blocked-slots")
 async def blocked_slots(request: web.Request) -> web.Response:
     start, end = _time_range(request)
-    async with _ctx(request).db.session() as session:
-        user = await accounts.get_user(session, request.match_info["user_id"])
-        slots = await session.scalars(
-            select(BlockedSlot).where(col(BlockedSlot.user_id) == user.id, col(BlockedSlot.start) < end,
-                                      col(BlockedSlot.end) > start).order_by(col(BlockedSlot.start)))
-        return _items([{
-            "id": s.id, "calendar_id": s.remote_calendar_id, "start": rfc3339(s.start), "end": rfc3339(s.end),
-            "all_day": s.all_day, "busy": s.busy, "title": s.title, "remote_id": s.remote_id,
-        } for s in slots])
+    slots = await accounts.blocked_slots(_ctx(request).db, request.match_info["user_id"], start, end)
+    return _items([_slot_json(s) for s in slots])
 
 
 @routes.get("/api/v1/users/{user_id}/appointments")
 async def user_appointments(request: web.Request) -> web.Response:
     start, end = _time_range(request)
-    async with _ctx(request).db.session() as session:
-        user = await accounts.get_user(session, request.match_info["user_id"])
-        found = await session.scalars(
-            select(Appointment)
-            .join(AppointmentAssignee, col(AppointmentAssignee.appointment_id) == col(Appointment.id))
-            .where(col(AppointmentAssignee.user_id) == user.id, col(Appointment.start) < end,
-                   col(Appointment.end) > start).order_by(col(Appointment.start)))
-        return _items([await appointment_payload(session, a) for a in found])
+    return _items(await accounts.appointments(_ctx(request).db, request.match_info["user_id"], start, end))
 
 
 # Team calendars, contacts, automations ---------------------------------------------------------------
@@ -196,7 +194,7 @@ async def user_appointments(request: web.Request) -> web.Response:
 async def create_team_calendar(request: web.Request) -> web.Response:
     body = await _body(request, NewTeamCalendar)
     ctx = _ctx(request)
-    created = await teams.create_team_calendar(ctx.db, ctx.workspace_id, body.model_dump())
+    created = await teams.create_team_calendar(ctx.db, ctx.workspace_id, teams.TeamCalendarSpec(**body.model_dump()))
     return web.json_response(created.as_json(), status=201)
 
 
@@ -209,7 +207,7 @@ async def get_team_calendar(request: web.Request) -> web.Response:
 @routes.get("/api/v1/contacts")
 async def list_contacts(request: web.Request) -> web.Response:
     ctx = _ctx(request)
-    found = await automations.list_contacts(ctx.db, ctx.workspace_id, request.query.get("email"))
+    found = await contacts.list_contacts(ctx.db, ctx.workspace_id, request.query.get("email"))
     return _items([contact_payload(c) for c in found])
 
 
@@ -229,5 +227,4 @@ async def create_automation(request: web.Request) -> web.Response:
 @routes.get("/api/v1/automations/{automation_id}/runs")
 async def automation_runs(request: web.Request) -> web.Response:
     runs = await automations.automation_runs(_ctx(request).db, request.match_info["automation_id"])
-    return _items([automations.run_json(r) for r in runs])
-
+    return _items([_run_json(r) for r in runs])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,66 +18,94 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sync import accounts
 from web.api import CONTEXT, routes
 from web.context import WebContext
-from web.errors import Handler, error_response, errors_middleware
+from web.errors import ApiError, Handler, errors_middleware, route_template
 
 OPENAPI = Path(__file__).resolve().parents[1] / "manifests" / "openapi.yaml"
-PUBLIC = {"/healthz", "/metrics", "/api/v1/openapi.json"}
-METRICS: web.AppKey[tuple[CollectorRegistry, Counter, Histogram]] = web.AppKey("metrics", tuple)
+"""Read from the checkout (installs are editable), so the document and the code change together."""
+PUBLIC = frozenset({"/healthz", "/metrics", "/api/v1/openapi.json"})
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """One registry per app, so two apps in one process (tests) never share or clash on series."""
+
+    registry: CollectorRegistry
+    requests: Counter
+    latency: Histogram
+
+    @classmethod
+    def create(cls) -> Metrics:
+        registry = CollectorRegistry()
+        return cls(
+            registry,
+            Counter("croco_http_requests", "HTTP requests", ["method", "route", "status"], registry=registry),
+            Histogram("croco_http_request_seconds", "HTTP request latency", ["method", "route"], registry=registry),
+        )
+
+
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost, so it counts what the client got, errors included; labelled by route template, not path."""
+    metrics, route, started = request.app[METRICS], route_template(request), time.perf_counter()
+    method = request.method if request.method in METHODS else "OTHER"  # clients invent methods: bound the labels
+    response = await handler(request)
+    metrics.requests.labels(method, route, str(response.status)).inc()
+    metrics.latency.labels(method, route).observe(time.perf_counter() - started)
+    return response
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path in PUBLIC:
         return await handler(request)
-    token = request.app[CONTEXT].api_token
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-        return error_response(401, "unauthorized", "send Authorization: Bearer <CROCO_API_TOKEN>")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    expected = request.app[CONTEXT].api_token.encode()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+        raise ApiError(401, "send Authorization: Bearer <CROCO_API_TOKEN>")
     return await handler(request)
 
 
 @web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    _, requests, latency = request.app[METRICS]
-    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
-    started = time.perf_counter()
-    response = await handler(request)
-    requests.labels(request.method, route, str(response.status)).inc()
-    latency.labels(request.method, route).observe(time.perf_counter() - started)
-    return response
+async def text_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """PostgreSQL can neither store nor compare text with NUL characters: refuse them before any query."""
+    if any("\x00" in value for value in request.match_info.values()):
+        raise ApiError(404, "no such resource")
+    if any("\x00" in value for value in request.query.values()):
+        raise ApiError(422, "query parameters must not contain NUL characters")
+    return await handler(request)
 
 
 async def healthz(request: web.Request) -> web.Response:
-    database = await request.app[CONTEXT].db.ping()
-    return web.json_response({"status": "ok" if database else "degraded",
-                              "database": "ok" if database else "unavailable"}, status=200 if database else 503)
+    up = await request.app[CONTEXT].db.ping()
+    return web.json_response({"status": "ok" if up else "degraded", "database": "ok" if up else "unavailable"},
+                             status=200 if up else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
-    registry, _, _ = request.app[METRICS]
-    return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(body=generate_latest(request.app[METRICS].registry),
+                        headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(load_openapi())
 
 
+@functools.cache
 def load_openapi() -> dict[str, Any]:
+    """The YAML document as JSON types (YAML would turn an unquoted date into a `date`)."""
     document: dict[str, Any] = json.loads(json.dumps(yaml.safe_load(OPENAPI.read_text()), default=str))
     return document
 
 
 def create_app(ctx: WebContext) -> web.Application:
-    app = web.Application(middlewares=[metrics_middleware, errors_middleware, auth_middleware],
+    app = web.Application(middlewares=[metrics_middleware, errors_middleware, auth_middleware, text_middleware],
                           client_max_size=1024 * 1024)
     app[CONTEXT] = ctx
-    registry = CollectorRegistry()
-    app[METRICS] = (
-        registry,
-        Counter("croco_http_requests", "HTTP requests", ["method", "route", "status"], registry=registry),
-        Histogram("croco_http_request_seconds", "HTTP request latency", ["method", "route"], registry=registry),
-    )
+    app[METRICS] = Metrics.create()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/openapi.json", openapi)

@@ -17,6 +17,12 @@ class WebContext:
     api_token: str
     webhook_secret: str
     providers: ProviderFactory
-    engine: SyncEngine
     public_url: str = "http://127.0.0.1:8080"
-    workspace_id: str = ""  # the default workspace, resolved at startup
+    engine: SyncEngine | None = None
+    """Runs `POST /users/{id}/sync`: `croco serve` passes its scheduler's engine; otherwise one is made here."""
+    workspace_id: str = ""
+    """The default workspace API-created objects belong to, resolved when the app starts."""
+
+    def __post_init__(self) -> None:
+        if self.engine is None:
+            self.engine = SyncEngine(self.db, self.secrets, self.providers)

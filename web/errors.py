@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from pydantic import ValidationError
 
-from sync.errors import Conflict, DomainError, Invalid, NotFound
+from sync.errors import Conflict, DomainError, NotFound
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -29,12 +28,16 @@ def error_response(status: int, code: str, message: str) -> web.Response:
 
 
 def describe(error: ValidationError) -> str:
-    """The first problem, naming the field, in words a person can act on."""
+    """The first problem, naming the field, in words a person can act on (never the value sent)."""
     first = error.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "body"
     if first["type"] == "extra_forbidden":
         return f"{where}: unknown field"
     return f"{where}: {first['msg']}"
+
+
+def _domain_status(error: DomainError) -> int:
+    return 404 if isinstance(error, NotFound) else 409 if isinstance(error, Conflict) else 422
 
 
 @web.middleware
@@ -45,25 +48,23 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(exc.status, exc.code, exc.message)
     except ValidationError as exc:
         return error_response(422, "validation_error", describe(exc))
-    except NotFound as exc:
-        return error_response(404, exc.code, exc.message)
-    except Conflict as exc:
-        return error_response(409, exc.code, exc.message)
-    except (Invalid, DomainError) as exc:
-        return error_response(422, exc.code, exc.message)
+    except DomainError as exc:
+        return error_response(_domain_status(exc), exc.code, exc.message)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = _STATUS_CODES.get(exc.status, "error")
-        return error_response(exc.status, code, exc.reason or code)
-    except Exception:
-        log.exception("unexpected error", extra={"path": request.path, "method": request.method})
+        response = error_response(exc.status, code, exc.reason or code)
+        if "Allow" in exc.headers:  # 405 says which methods would do
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except Exception as exc:
+        log.exception("unexpected error", extra={"method": request.method, "route": route_template(request),
+                                                 "error_type": type(exc).__name__})
         return error_response(500, "internal_error", "something went wrong on our side; it has been logged")
 
 
-async def read_json(request: web.Request) -> object:
-    """The body as JSON, or 400 malformed_json."""
-    try:
-        return json.loads(await request.read() or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"the body is not valid JSON: {exc}") from exc
+def route_template(request: web.Request) -> str:
+    """The route template (ids left out of logs), or "unmatched"."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"

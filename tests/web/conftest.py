@@ -1,4 +1,4 @@
-"""A served API on the `db` fixture (SQLite and PostgreSQL), with an in-memory calendar account behind it."""
+"""A served API on the `db` fixture (SQLite and PostgreSQL), with a fake calendar account behind it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from storage.db import Database
 from storage.models import Access
 from storage.secrets import SecretBox
-from sync.engine import SyncEngine
 from sync.providers.base import CalendarProvider, InvalidCredentials, Unreachable
 from sync.providers.memory import MemoryProvider
 from web.app import create_app
@@ -20,16 +19,20 @@ from web.context import WebContext
 
 TOKEN = "test-api-token-0123456789"
 GOOD_PASSWORD = "app-specific-pass-42"
+Client = TestClient[Any, Any]
 
 
 @dataclass
 class Accounts:
-    """The calendar servers the API talks to: right password -> the account, else refused."""
+    """The fake `ProviderFactory`: the right password opens the in-memory account, a wrong one is refused,
+    a URL in `unreachable_urls` cannot be reached. `calls` records (provider, username, server_url)."""
 
     provider: MemoryProvider = field(default_factory=MemoryProvider)
     unreachable_urls: set[str] = field(default_factory=set)
+    calls: list[tuple[str, str, str | None]] = field(default_factory=list)
 
     def __call__(self, provider: str, credentials: dict[str, Any], server_url: str | None) -> CalendarProvider:
+        self.calls.append((provider, credentials["username"], server_url))
         if server_url in self.unreachable_urls:
             raise Unreachable("connection refused")
         if credentials["password"] != GOOD_PASSWORD:
@@ -42,6 +45,11 @@ class _Refusing:
         raise InvalidCredentials("the server refused the credentials")
 
 
+def context(db: Database, secret_box: SecretBox, accounts: Accounts) -> WebContext:
+    """Built exactly as the brief's CLI builds it: no engine given, the context makes its own."""
+    return WebContext(db=db, secrets=secret_box, api_token=TOKEN, webhook_secret="whsec", providers=accounts)
+
+
 @pytest.fixture
 def accounts() -> Accounts:
     found = Accounts()
@@ -51,10 +59,7 @@ def accounts() -> Accounts:
 
 
 @pytest.fixture
-async def api(db: Database, secret_box: SecretBox, accounts: Accounts) -> AsyncIterator[TestClient[Any, Any]]:
-    engine = SyncEngine(db, secret_box, accounts)
-    context = WebContext(db=db, secrets=secret_box, api_token=TOKEN, webhook_secret="whsec", providers=accounts,
-                         engine=engine)
-    async with TestClient(TestServer(create_app(context))) as client:
+async def api(db: Database, secret_box: SecretBox, accounts: Accounts) -> AsyncIterator[Client]:
+    async with TestClient(TestServer(create_app(context(db, secret_box, accounts)))) as client:
         client.session.headers["Authorization"] = f"Bearer {TOKEN}"
         yield client

@@ -2,18 +2,42 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
-from aiohttp.test_utils import TestClient
-from sqlalchemy import text
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import func, select
 
 from storage.db import Database
-from tests.web.conftest import GOOD_PASSWORD, TOKEN, Accounts
+from storage.models import (
+    Access,
+    Action,
+    Appointment,
+    AppointmentAssignee,
+    AppointmentStatus,
+    CalendarKind,
+    ConnectionStatus,
+    ContactSource,
+    Origin,
+    SyncMode,
+    Trigger,
+    Workspace,
+)
+from storage.secrets import SecretBox
+from tests.ics import michel
+from tests.web.conftest import GOOD_PASSWORD, TOKEN, Accounts, Client, context
+from web.app import create_app, load_openapi
 
-Client = TestClient[Any, Any]
 JOHN = {"name": "John", "email": "john@example.com", "timezone": "Europe/Paris"}
 UNKNOWN = "0" * 32
+TOMORROW = (datetime.now(ZoneInfo("Europe/Paris")) + timedelta(days=1)).strftime("%Y%m%d")
+CALDAV = {"provider": "caldav", "username": "john", "password": GOOD_PASSWORD, "url": "https://dav.example.com/"}
 
 ENDPOINTS = [
     ("POST", "/api/v1/users"), ("GET", "/api/v1/users/{u}"), ("POST", "/api/v1/users/{u}/connections"),
@@ -24,109 +48,192 @@ ENDPOINTS = [
     ("POST", "/api/v1/calendars"), ("GET", "/api/v1/calendars/{u}"), ("GET", "/api/v1/contacts"),
     ("POST", "/api/v1/automations"), ("GET", "/api/v1/automations/{u}/runs"),
 ]
-BODIES = [path for method, path in ENDPOINTS if method in ("POST", "PUT") and not path.endswith("/sync")]
+WITH_BODY = [(m, p) for m, p in ENDPOINTS if m in ("POST", "PUT") and not p.endswith("/sync")]
 
 
 async def error_of(response: Any, status: int) -> str:
+    """Asserts the status and the one error shape; returns the code."""
     assert response.status == status, await response.text()
     body = await response.json()
     assert set(body) == {"error"} and set(body["error"]) == {"code", "message"} and body["error"]["message"]
     return str(body["error"]["code"])
 
 
-async def new_user(api: Client, **fields: str) -> dict[str, Any]:
-    response = await api.post("/api/v1/users", json=JOHN | fields)
+async def created(response: Any) -> dict[str, Any]:
     assert response.status == 201, await response.text()
     return dict(await response.json())
 
 
+async def new_user(api: Client, **fields: str) -> dict[str, Any]:
+    return await created(await api.post("/api/v1/users", json=JOHN | fields))
+
+
+async def listed(api: Client, path: str, **params: str) -> list[dict[str, Any]]:
+    response = await api.get(path, params=params)
+    assert response.status == 200, await response.text()
+    return list((await response.json())["items"])
+
+
 async def connected(api: Client) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict[str, Any]]]:
+    """John with his CalDAV account connected: (user, connection, his calendars by name)."""
     user = await new_user(api)
-    response = await api.post(f"/api/v1/users/{user['id']}/connections", json={
-        "provider": "caldav", "username": "john", "password": GOOD_PASSWORD, "url": "https://dav.example.com/"})
-    assert response.status == 201, await response.text()
-    calendars = (await (await api.get(f"/api/v1/users/{user['id']}/calendars")).json())["items"]
-    return user, await response.json(), {c["name"]: c for c in calendars}
+    connection = await created(await api.post(f"/api/v1/users/{user['id']}/connections", json=CALDAV))
+    calendars = await listed(api, f"/api/v1/users/{user['id']}/calendars")
+    return user, connection, {c["name"]: c for c in calendars}
+
+
+async def synced(api: Client, accounts: Accounts, mode: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """John's Work calendar linked in `mode`, holding "Appointment with Dr. Michel" tomorrow, synced once."""
+    accounts.provider.put("/john/work/", "michel.ics", michel(TOMORROW))
+    user, connection, calendars = await connected(api)
+    settings = {"linked_calendar_id": calendars["Work"]["id"], "mode": mode}
+    assert (await api.put(f"/api/v1/users/{user['id']}/sync-settings", json=settings)).status == 200
+    response = await api.post(f"/api/v1/users/{user['id']}/sync")
+    assert response.status == 200, await response.text()
+    (report,) = (await response.json())["calendars"]
+    assert report["id"] == calendars["Work"]["id"] and report["fetched"] == 1
+    return user, connection
 
 
 # Bad input, for every endpoint ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("method", "path"), ENDPOINTS)
-@pytest.mark.parametrize("header", [None, "Bearer wrong-token", f"Basic {TOKEN}", "Bearer"])
+@pytest.mark.parametrize(("method", "path"), [*ENDPOINTS, ("GET", "/api/v1/no-such-route")])
+@pytest.mark.parametrize("header", [None, "Bearer wrong-token", f"Basic {TOKEN}", "Bearer", f"Bearer {TOKEN}x"])
 async def test_missing_or_wrong_token_is_401(api: Client, method: str, path: str, header: str | None) -> None:
-    headers = {"Authorization": header} if header else {"Authorization": ""}
+    headers = {"Authorization": header or ""}
     response = await api.request(method, path.format(u=UNKNOWN), headers=headers, json={})
     assert await error_of(response, 401) == "unauthorized"
 
 
-@pytest.mark.parametrize("path", BODIES)
-@pytest.mark.parametrize("body", [b"{", b"not json", b"\xff\xfe"])
-async def test_malformed_json_is_400(api: Client, path: str, body: bytes) -> None:
+@pytest.mark.parametrize(("method", "path"), WITH_BODY)
+@pytest.mark.parametrize("body", [
+    b"{", b"not json", b"\xff\xfe", b"", b'{"name": "\\ud800"}', b"[" * 100_000, b'{"x": 1' + b"0" * 5000 + b"}",
+], ids=["truncated", "text", "not-utf8", "empty", "lone-surrogate", "deep", "huge-number"])
+async def test_malformed_json_is_400(api: Client, method: str, path: str, body: bytes) -> None:
     user = await new_user(api)
-    method = "PUT" if path.endswith("sync-settings") else "POST"
     response = await api.request(method, path.format(u=user["id"]), data=body)
     assert await error_of(response, 400) == "malformed_json"
 
 
-@pytest.mark.parametrize("path", BODIES)
-@pytest.mark.parametrize("body", [[], "a string", {"unexpected": 1}, {"name": 7, "provider": 7, "trigger": 7}])
-async def test_wrong_shapes_types_and_unknown_fields_are_422(api: Client, path: str, body: object) -> None:
+@pytest.mark.parametrize(("method", "path"), WITH_BODY)
+@pytest.mark.parametrize("body", [
+    [], "a string", None, 7, {"unexpected": 1}, {"name": 7, "provider": 7, "trigger": 7, "linked_calendar_id": 7},
+])
+async def test_wrong_shapes_types_and_unknown_fields_are_422(api: Client, method: str, path: str, body: object) -> None:
     user = await new_user(api)
-    method = "PUT" if path.endswith("sync-settings") else "POST"
-    response = await api.request(method, path.format(u=user["id"]), json=body)
+    response = await api.request(method, path.format(u=user["id"]), data=json.dumps(body))
     assert await error_of(response, 422) == "validation_error"
 
 
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/api/v1/users", JOHN | {"nickname": "J"}, "nickname"),
+    ("/api/v1/users", JOHN | {"name": 7}, "name"),
+    ("/api/v1/calendars", {"name": "C", "kind": "service", "member_ids": [], "duration_minutes": "30",
+                           "timezone": "UTC"}, "duration_minutes"),
+    ("/api/v1/calendars", {"name": "C", "kind": "service", "member_ids": [], "duration_minutes": 30.0,
+                           "timezone": "UTC"}, "duration_minutes"),
+    ("/api/v1/automations", {"trigger": "appointment.created", "action": "slack_dm", "calendar_id": 5}, "calendar_id"),
+])
+async def test_422_names_the_field(api: Client, path: str, body: dict[str, Any], field: str) -> None:
+    response = await api.post(path, json=body)
+    assert await error_of(response, 422) == "validation_error"
+    assert field in (await response.json())["error"]["message"]
+
+
+async def test_nul_characters_are_refused_before_reaching_the_database(api: Client) -> None:
+    """PostgreSQL cannot store or compare them; every backend answers the same 4xx."""
+    assert await error_of(await api.post("/api/v1/users", json=JOHN | {"name": "Jo\x00hn"}), 422) == "validation_error"
+    assert await error_of(await api.get("/api/v1/users/ab%00cd"), 404) == "not_found"
+    assert await error_of(await api.get("/api/v1/contacts", params={"email": "a\x00@b.c"}), 422) == "validation_error"
+    user = await new_user(api)
+    body = {"linked_calendar_id": None, "conflict_calendar_ids": ["a\x00"]}
+    assert await error_of(await api.put(f"/api/v1/users/{user['id']}/sync-settings", json=body), 422) == \
+        "validation_error"
+
+
 @pytest.mark.parametrize(("method", "path"), [e for e in ENDPOINTS if "{u}" in e[1]])
-async def test_unknown_ids_are_404(api: Client, method: str, path: str) -> None:
+@pytest.mark.parametrize("unknown", [UNKNOWN, "x" * 300])
+async def test_unknown_ids_are_404(api: Client, method: str, path: str, unknown: str) -> None:
     body = {"POST": {"provider": "icloud", "username": "a", "password": "b"}, "PUT": {"linked_calendar_id": None}}
-    response = await api.request(method, path.format(u=UNKNOWN), json=body.get(method))
+    response = await api.request(method, path.format(u=unknown), json=body.get(method))
     assert await error_of(response, 404) == "not_found"
 
 
 async def test_unknown_route_and_wrong_method_keep_the_error_shape(api: Client) -> None:
     assert await error_of(await api.get("/api/v1/nothing-here"), 404) == "not_found"
-    assert await error_of(await api.delete("/api/v1/users"), 405) == "method_not_allowed"
+    assert await error_of(await api.get("/"), 404) == "not_found"
+    response = await api.delete("/api/v1/users")
+    assert await error_of(response, 405) == "method_not_allowed"
+    assert response.headers["Allow"] == "POST"
+
+
+@pytest.mark.parametrize("query", [{"start": "yesterday"}, {"start": "2026-03-02T13:00:00"},
+                                   {"start": "2026-03-02T00:00:00Z", "end": "2026-03-01T00:00:00Z"},
+                                   {"start": "9999-12-31T23:00:00-05:00"}, {"start": "9999-12-31T00:00:00Z"}])
+@pytest.mark.parametrize("what", ["blocked-slots", "appointments"])
+async def test_bad_time_ranges_are_422(api: Client, query: dict[str, str], what: str) -> None:
+    user = await new_user(api)
+    response = await api.get(f"/api/v1/users/{user['id']}/{what}", params=query)
+    assert await error_of(response, 422) == "validation_error"
 
 
 # Users -------------------------------------------------------------------------------------------------
 
 
 async def test_create_and_read_a_user(api: Client) -> None:
-    user = await new_user(api, slack_user_id="U123")
-    assert {k: user[k] for k in ("name", "email", "timezone")} == JOHN and user["id"]
+    user = await new_user(api, slack_user_id="U123", email="John@Example.com")
+    assert user == {"id": user["id"], "name": "John", "email": "john@example.com", "timezone": "Europe/Paris",
+                    "slack_user_id": "U123"}
     assert await (await api.get(f"/api/v1/users/{user['id']}")).json() == user
 
 
-@pytest.mark.parametrize(("field", "value"), [("timezone", "Mars/Olympus"), ("email", "not-an-email"), ("name", "")])
+@pytest.mark.parametrize(("field", "value"), [
+    ("timezone", "Mars/Olympus"), ("timezone", "localtime"), ("timezone", "../etc/passwd"), ("timezone", "America"),
+    ("email", "not-an-email"), ("name", ""), ("name", "   "), ("name", "n" * 201), ("slack_user_id", "U" * 33),
+])
 async def test_invalid_user_values_are_422_naming_the_field(api: Client, field: str, value: str) -> None:
     response = await api.post("/api/v1/users", json=JOHN | {field: value})
     assert await error_of(response, 422) == "validation_error"
     assert field in (await response.json())["error"]["message"]
 
 
-async def test_same_email_twice_is_409(api: Client) -> None:
+@pytest.mark.parametrize("missing", ["name", "email", "timezone"])
+async def test_missing_user_fields_are_422(api: Client, missing: str) -> None:
+    body = {k: v for k, v in JOHN.items() if k != missing}
+    response = await api.post("/api/v1/users", json=body)
+    assert await error_of(response, 422) == "validation_error"
+    assert missing in (await response.json())["error"]["message"]
+
+
+async def test_same_email_is_409_even_when_two_requests_race(api: Client) -> None:
     await new_user(api)
-    assert await error_of(await api.post("/api/v1/users", json=JOHN | {"email": "JOHN@example.com"}), 409) == "email_taken"
+    assert await error_of(await api.post("/api/v1/users", json=JOHN | {"email": "JOHN@example.com"}), 409) == \
+        "email_taken"
+    responses = await asyncio.gather(*(api.post("/api/v1/users", json=JOHN | {"email": "ann@example.com"})
+                                       for _ in range(4)))
+    assert sorted(r.status for r in responses) == [201, 409, 409, 409]
 
 
 # Connections -------------------------------------------------------------------------------------------
 
 
-async def test_connection_is_checked_saved_encrypted_and_never_returned(api: Client, db: Database) -> None:
+async def test_connection_is_checked_with_the_provider_then_saved(api: Client, accounts: Accounts) -> None:
     user, connection, calendars = await connected(api)
-    assert {k: connection[k] for k in ("provider", "account", "status")} == {
-        "provider": "caldav", "account": "john", "status": "ok"}
-    assert calendars["Work"]["access"] == "full" and calendars["Holidays (shared)"]["access"] == "read"
-    listed = await (await api.get(f"/api/v1/users/{user['id']}/connections")).json()
-    assert [c["id"] for c in listed["items"]] == [connection["id"]]
-    for response_body in (connection, listed, calendars):
-        assert GOOD_PASSWORD not in str(response_body)
-    async with db.session() as session:
-        raw = (await session.execute(text("SELECT credentials FROM connection"))).scalar_one()
-        dump = " ".join(str(row) for row in (await session.execute(text("SELECT * FROM connection"))).all())
-    assert GOOD_PASSWORD.encode() not in bytes(raw) and GOOD_PASSWORD not in dump
+    assert connection == {"id": connection["id"], "provider": "caldav", "account": "john", "status": "ok",
+                          "last_error": None}
+    assert accounts.calls == [("caldav", "john", "https://dav.example.com/")]
+    assert {n: (c["access"], c["connection_id"]) for n, c in calendars.items()} == {
+        "Work": ("full", connection["id"]), "Holidays (shared)": ("read", connection["id"])}
+    assert await listed(api, f"/api/v1/users/{user['id']}/connections") == [connection]
+
+
+async def test_icloud_needs_no_url_and_the_provider_picks_its_server(api: Client, accounts: Accounts) -> None:
+    user = await new_user(api)
+    body = {"provider": "icloud", "username": "john@icloud.com", "password": GOOD_PASSWORD}
+    connection = await created(await api.post(f"/api/v1/users/{user['id']}/connections", json=body))
+    assert connection["provider"] == "icloud" and connection["account"] == "john@icloud.com"
+    assert accounts.calls == [("icloud", "john@icloud.com", None)]  # None: ProviderConfig.icloud_url
 
 
 async def test_wrong_credentials_and_unreachable_server_are_422_and_nothing_is_saved(
@@ -137,24 +244,50 @@ async def test_wrong_credentials_and_unreachable_server_are_422_and_nothing_is_s
     wrong = {"provider": "icloud", "username": "john@icloud.com", "password": "wrong-one"}
     assert await error_of(await api.post(path, json=wrong), 422) == "invalid_credentials"
     accounts.unreachable_urls.add("https://down.example.com/")
-    down = {"provider": "caldav", "username": "j", "password": GOOD_PASSWORD, "url": "https://down.example.com/"}
+    down = CALDAV | {"url": "https://down.example.com/"}
     assert await error_of(await api.post(path, json=down), 422) == "unreachable"
-    no_url = {"provider": "caldav", "username": "j", "password": GOOD_PASSWORD}
-    assert await error_of(await api.post(path, json=no_url), 422) == "validation_error"
-    assert (await (await api.get(path)).json())["items"] == []
+    assert await listed(api, path) == []
+    assert await listed(api, f"/api/v1/users/{user['id']}/calendars") == []
 
 
-async def test_deleting_a_connection_removes_its_calendars_and_settings(api: Client) -> None:
-    user, connection, calendars = await connected(api)
-    settings = f"/api/v1/users/{user['id']}/sync-settings"
-    await api.put(settings, json={"linked_calendar_id": calendars["Work"]["id"]})
+@pytest.mark.parametrize(("change", "field"), [
+    ({"url": None}, "url"), ({"url": "ftp://dav.example.com/"}, "url"), ({"url": "dav.example.com"}, "url"),
+    ({"url": "https://john:secret@dav.example.com/"}, "url"), ({"url": "https://x.example.com/" + "a" * 2000}, "url"),
+    ({"provider": "google"}, "provider"), ({"password": ""}, "password"), ({"username": 5}, "username"),
+])
+async def test_invalid_connection_requests_are_422_without_calling_the_server(
+    api: Client, accounts: Accounts, change: dict[str, Any], field: str
+) -> None:
+    user = await new_user(api)
+    body = {k: v for k, v in (CALDAV | change).items() if v is not None}
+    response = await api.post(f"/api/v1/users/{user['id']}/connections", json=body)
+    assert await error_of(response, 422) == "validation_error"
+    assert field in (await response.json())["error"]["message"] and accounts.calls == []
+
+
+async def test_deleting_a_connection_removes_what_it_brought_and_clears_settings(
+    api: Client, accounts: Accounts, db: Database
+) -> None:
+    user, connection = await synced(api, accounts, "two_way")
+    assert len(await listed(api, f"/api/v1/users/{user['id']}/appointments")) == 1
+    async with db.write() as session:  # a booking of John's, made by the system: it is not the connection's
+        booked = Appointment(start=datetime.now(ZoneInfo("UTC")), end=datetime.now(ZoneInfo("UTC")) + timedelta(hours=1))
+        session.add(booked)
+        await session.flush()
+        session.add(AppointmentAssignee(appointment_id=booked.id, user_id=user["id"]))
     assert (await api.delete(f"/api/v1/connections/{connection['id']}")).status == 204
-    assert (await (await api.get(f"/api/v1/users/{user['id']}/calendars")).json())["items"] == []
-    assert (await (await api.get(settings)).json())["linked_calendar_id"] is None
+
+    assert await listed(api, f"/api/v1/users/{user['id']}/calendars") == []
+    assert await listed(api, f"/api/v1/users/{user['id']}/connections") == []
+    assert await listed(api, f"/api/v1/users/{user['id']}/blocked-slots") == []
+    left = await listed(api, f"/api/v1/users/{user['id']}/appointments")
+    assert [(a["id"], a["origin"]) for a in left] == [(booked.id, "system")]
+    settings = await (await api.get(f"/api/v1/users/{user['id']}/sync-settings")).json()
+    assert settings["linked_calendar_id"] is None and settings["conflict_calendar_ids"] == []
     assert await error_of(await api.delete(f"/api/v1/connections/{connection['id']}"), 404) == "not_found"
 
 
-# Sync settings -----------------------------------------------------------------------------------------
+# Calendars and sync settings ---------------------------------------------------------------------------
 
 
 async def test_defaults_then_linked_calendar_becomes_a_conflict_calendar(api: Client) -> None:
@@ -164,50 +297,119 @@ async def test_defaults_then_linked_calendar_becomes_a_conflict_calendar(api: Cl
                                                   "mode": "one_way", "window_days_back": 1, "window_days_ahead": 180}
     work = calendars["Work"]["id"]
     saved = await (await api.put(path, json={"linked_calendar_id": work, "mode": "two_way"})).json()
-    assert saved["conflict_calendar_ids"] == [work] and saved["mode"] == "two_way"
-    listed = {c["name"]: c for c in (await (await api.get(f"/api/v1/users/{user['id']}/calendars")).json())["items"]}
-    assert listed["Work"]["is_linked"] and listed["Work"]["is_conflict"]
+    assert saved == {"linked_calendar_id": work, "conflict_calendar_ids": [work], "mode": "two_way",
+                     "window_days_back": 1, "window_days_ahead": 180}
+    assert await (await api.get(path)).json() == saved
+    shown = {c["name"]: c for c in await listed(api, f"/api/v1/users/{user['id']}/calendars")}
+    assert (shown["Work"]["is_linked"], shown["Work"]["is_conflict"]) == (True, True)
+    assert (shown["Holidays (shared)"]["is_linked"], shown["Holidays (shared)"]["is_conflict"]) == (False, False)
 
 
-async def test_explicit_conflict_list_is_taken_as_given(api: Client) -> None:
+async def test_explicit_conflict_list_is_taken_as_given_and_omitted_fields_are_kept(api: Client) -> None:
     user, _, calendars = await connected(api)
-    holidays = calendars["Holidays (shared)"]["id"]
-    response = await api.put(f"/api/v1/users/{user['id']}/sync-settings", json={
-        "linked_calendar_id": calendars["Work"]["id"], "conflict_calendar_ids": [holidays], "window_days_ahead": 30})
-    saved = await response.json()
-    assert saved["conflict_calendar_ids"] == [holidays] and saved["window_days_ahead"] == 30
+    path = f"/api/v1/users/{user['id']}/sync-settings"
+    work, holidays = calendars["Work"]["id"], calendars["Holidays (shared)"]["id"]
+    first = {"linked_calendar_id": work, "conflict_calendar_ids": [holidays], "mode": "two_way",
+             "window_days_back": 0, "window_days_ahead": 30}
+    assert await (await api.put(path, json=first)).json() == first
+    unlinked = await (await api.put(path, json={"linked_calendar_id": None, "conflict_calendar_ids": []})).json()
+    assert unlinked == first | {"linked_calendar_id": None, "conflict_calendar_ids": []}
+    shown = {c["name"]: c for c in await listed(api, f"/api/v1/users/{user['id']}/calendars")}
+    assert not shown["Work"]["is_linked"] and not shown["Holidays (shared)"]["is_conflict"]
 
 
 async def test_linked_calendar_needs_full_access_and_must_be_the_users(api: Client) -> None:
     user, _, calendars = await connected(api)
+    other = await new_user(api, email="ann@example.com")
     path = f"/api/v1/users/{user['id']}/sync-settings"
     read_only = {"linked_calendar_id": calendars["Holidays (shared)"]["id"]}
     assert await error_of(await api.put(path, json=read_only), 422) == "linked_calendar_needs_full_access"
+    johns = {"linked_calendar_id": calendars["Work"]["id"]}
+    assert await error_of(await api.put(f"/api/v1/users/{other['id']}/sync-settings", json=johns), 422) == \
+        "validation_error"
     assert await error_of(await api.put(path, json={"linked_calendar_id": UNKNOWN}), 422) == "validation_error"
-    bad_mode = {"linked_calendar_id": None, "mode": "sideways"}
-    assert await error_of(await api.put(path, json=bad_mode), 422) == "validation_error"
-    bad_window = {"linked_calendar_id": None, "window_days_back": -1}
-    assert await error_of(await api.put(path, json=bad_window), 422) == "validation_error"
+    unknown_conflict = {"linked_calendar_id": None, "conflict_calendar_ids": [UNKNOWN]}
+    assert await error_of(await api.put(path, json=unknown_conflict), 422) == "validation_error"
 
 
-# Team calendars, contacts, automations -----------------------------------------------------------------
+@pytest.mark.parametrize("body", [
+    {}, {"linked_calendar_id": None, "mode": "sideways"}, {"linked_calendar_id": None, "window_days_back": -1},
+    {"linked_calendar_id": None, "window_days_back": 366}, {"linked_calendar_id": None, "window_days_ahead": 0},
+    {"linked_calendar_id": None, "window_days_ahead": 731}, {"linked_calendar_id": None, "conflict_calendar_ids": "x"},
+])
+async def test_invalid_sync_settings_are_422(api: Client, body: dict[str, Any]) -> None:
+    user = await new_user(api)
+    response = await api.put(f"/api/v1/users/{user['id']}/sync-settings", json=body)
+    assert await error_of(response, 422) == "validation_error"
+
+
+async def test_one_way_sync_brings_blocked_slots(api: Client, accounts: Accounts) -> None:
+    user, _ = await synced(api, accounts, "one_way")
+    (slot,) = await listed(api, f"/api/v1/users/{user['id']}/blocked-slots")
+    assert slot["busy"] and not slot["all_day"] and slot["title"] == "Appointment with Dr. Michel"
+    assert slot["start"].endswith("Z") and slot["remote_id"] == "michel.ics"
+    assert await listed(api, f"/api/v1/users/{user['id']}/appointments") == []
+    assert await listed(api, f"/api/v1/users/{user['id']}/blocked-slots", start="2020-01-01T00:00:00Z",
+                        end="2020-01-02T00:00:00+02:00") == []
+
+
+async def test_two_way_sync_brings_an_appointment_a_contact_and_automation_runs(
+    api: Client, accounts: Accounts
+) -> None:
+    hook = await created(await api.post("/api/v1/automations", json={
+        "trigger": "appointment.created", "action": "webhook", "url": "https://hooks.example.com/croco"}))
+    user, _ = await synced(api, accounts, "two_way")
+    (appointment,) = await listed(api, f"/api/v1/users/{user['id']}/appointments")
+    assert appointment["origin"] == "imported" and appointment["calendar_id"] is None
+    assert appointment["status"] == "booked" and appointment["assigned_user_ids"] == [user["id"]]
+    (contact,) = await listed(api, "/api/v1/contacts")
+    assert contact == {"id": appointment["contact_ids"][0], "name": "Dr. Michel", "email": "michel@example.com",
+                       "source": "two_way_import"}
+    assert await listed(api, "/api/v1/contacts", email=" Michel@Example.com ") == [contact]
+    assert await listed(api, "/api/v1/contacts", email="nobody@example.com") == []
+    (run,) = await listed(api, f"/api/v1/automations/{hook['id']}/runs")
+    assert (run["appointment_id"], run["contact_id"], run["status"]) == (appointment["id"], contact["id"], "pending")
+    assert run["at"].endswith("Z")
+
+
+# Team calendars and automations ------------------------------------------------------------------------
 
 
 async def test_team_calendar_with_defaults(api: Client) -> None:
+    ann, john = await new_user(api, email="ann@example.com"), await new_user(api)
+    created_calendar = await created(await api.post("/api/v1/calendars", json={
+        "name": "Consultations", "kind": "round_robin", "member_ids": [john["id"], ann["id"], john["id"]],
+        "duration_minutes": 30, "timezone": "Europe/Paris"}))
+    assert created_calendar == {
+        "id": created_calendar["id"], "name": "Consultations", "kind": "round_robin",
+        "member_ids": [john["id"], ann["id"]], "duration_minutes": 30, "slot_interval_minutes": 30,
+        "timezone": "Europe/Paris", "open_hours": {d: [["00:00", "24:00"]] for d in
+                                                   ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
+        "capacity": None, "buffer_before_minutes": 0, "buffer_after_minutes": 0, "min_notice_minutes": 0,
+        "max_days_ahead": 60}
+    assert await (await api.get(f"/api/v1/calendars/{created_calendar['id']}")).json() == created_calendar
+
+
+async def test_class_calendar_keeps_its_capacity_and_open_hours(api: Client) -> None:
     user = await new_user(api)
-    response = await api.post("/api/v1/calendars", json={
-        "name": "Consultations", "kind": "round_robin", "member_ids": [user["id"]], "duration_minutes": 30,
-        "timezone": "Europe/Paris"})
-    created = await response.json()
-    assert response.status == 201
-    assert created["slot_interval_minutes"] == 30 and created["open_hours"]["sun"] == [["00:00", "24:00"]]
-    assert await (await api.get(f"/api/v1/calendars/{created['id']}")).json() == created
+    body = {"name": "Yoga", "kind": "class", "member_ids": [user["id"]], "duration_minutes": 60, "timezone": "UTC",
+            "open_hours": {"mon": [["18:00", "24:00"], ["07:00", "08:00"]], "sat": []}}
+    yoga = await created(await api.post("/api/v1/calendars", json=body | {"capacity": 12}))
+    assert yoga["capacity"] == 12 and yoga["open_hours"]["mon"] == [["07:00", "08:00"], ["18:00", "24:00"]]
+    assert yoga["open_hours"]["sat"] == [] and yoga["open_hours"]["tue"] == []
+    assert (await created(await api.post("/api/v1/calendars", json=body)))["capacity"] == 1
 
 
 @pytest.mark.parametrize("change", [
-    {"member_ids": ["nobody"]}, {"kind": "solo"}, {"timezone": "Nowhere/City"}, {"duration_minutes": 0},
-    {"open_hours": {"mon": [["17:00", "09:00"]]}}, {"open_hours": {"xyz": [["09:00", "17:00"]]}},
-    {"open_hours": {"mon": [["9am", "5pm"]]}}, {"capacity": 5},
+    {"member_ids": ["nobody"]}, {"member_ids": []}, {"member_ids": "x"}, {"kind": "solo"},
+    {"timezone": "Nowhere/City"}, {"timezone": ""}, {"duration_minutes": 0}, {"duration_minutes": 24 * 60 + 1},
+    {"slot_interval_minutes": 4}, {"capacity": 5}, {"buffer_before_minutes": -1}, {"max_days_ahead": 0},
+    {"open_hours": {"mon": [["17:00", "09:00"]]}}, {"open_hours": {"mon": [["09:00", "09:00"]]}},
+    {"open_hours": {"xyz": [["09:00", "17:00"]]}}, {"open_hours": {"mon": [["9am", "5pm"]]}},
+    {"open_hours": {"mon": [["24:00", "24:00"]]}}, {"open_hours": {"mon": [["09:00", "24:01"]]}},
+    {"open_hours": {"mon": [["09:00"]]}}, {"open_hours": {"mon": [["09:00", "12:00", "13:00"]]}},
+    {"open_hours": {"mon": [["09:00", "12:00"], ["11:00", "13:00"]]}}, {"open_hours": {"mon": "09:00-17:00"}},
+    {"open_hours": {"mon": [[9, 17]]}},
 ])
 async def test_invalid_team_calendars_are_422(api: Client, change: dict[str, Any]) -> None:
     user = await new_user(api)
@@ -216,39 +418,100 @@ async def test_invalid_team_calendars_are_422(api: Client, change: dict[str, Any
     assert await error_of(await api.post("/api/v1/calendars", json=body), 422) == "validation_error"
 
 
-async def test_class_calendar_keeps_its_capacity(api: Client) -> None:
+async def test_automations_check_their_url_and_calendar(api: Client) -> None:
+    hook = {"trigger": "appointment.created", "action": "webhook"}
+    for bad in [hook, hook | {"url": "ftp://hooks.example.com/"}, hook | {"url": "not a url"},
+                {"trigger": "appointment.cancelled", "action": "slack_dm", "url": "https://hooks.example.com/"},
+                hook | {"url": "https://hooks.example.com/", "calendar_id": UNKNOWN},
+                hook | {"trigger": "appointment.booked", "url": "https://hooks.example.com/"}]:
+        assert await error_of(await api.post("/api/v1/automations", json=bad), 422) == "validation_error", bad
     user = await new_user(api)
-    response = await api.post("/api/v1/calendars", json={
-        "name": "Yoga", "kind": "class", "member_ids": [user["id"]], "duration_minutes": 60, "timezone": "UTC",
-        "capacity": 12, "open_hours": {"mon": [["18:00", "19:00"], ["07:00", "08:00"]]}})
-    created = await response.json()
-    assert created["capacity"] == 12 and created["open_hours"] == {"mon": [["07:00", "08:00"], ["18:00", "19:00"]]}
-
-
-async def test_automations_need_a_url_for_webhooks_and_list_runs(api: Client) -> None:
-    bad = {"trigger": "appointment.created", "action": "webhook"}
-    assert await error_of(await api.post("/api/v1/automations", json=bad), 422) == "validation_error"
-    response = await api.post("/api/v1/automations", json=bad | {"url": "https://hooks.example.com/croco"})
-    automation = await response.json()
-    assert response.status == 201 and automation["url"] == "https://hooks.example.com/croco"
-    assert await (await api.get(f"/api/v1/automations/{automation['id']}/runs")).json() == {"items": []}
-    dm = await api.post("/api/v1/automations", json={"trigger": "appointment.cancelled", "action": "slack_dm"})
-    assert dm.status == 201
-
-
-async def test_contacts_list_and_filter(api: Client) -> None:
-    assert await (await api.get("/api/v1/contacts")).json() == {"items": []}
-    assert await (await api.get("/api/v1/contacts", params={"email": "x@example.com"})).json() == {"items": []}
+    team = await created(await api.post("/api/v1/calendars", json={
+        "name": "C", "kind": "service", "member_ids": [user["id"]], "duration_minutes": 30, "timezone": "UTC"}))
+    automation = await created(await api.post("/api/v1/automations", json=hook | {
+        "url": "https://hooks.example.com/croco", "calendar_id": team["id"]}))
+    assert automation == {"id": automation["id"], "trigger": "appointment.created", "action": "webhook",
+                          "calendar_id": team["id"], "url": "https://hooks.example.com/croco"}
+    assert await listed(api, f"/api/v1/automations/{automation['id']}/runs") == []
+    dm = await created(await api.post("/api/v1/automations", json={
+        "trigger": "appointment.cancelled", "action": "slack_dm"}))
+    assert dm["url"] is None and dm["calendar_id"] is None
 
 
 # Operations --------------------------------------------------------------------------------------------
 
 
 async def test_health_metrics_and_openapi_need_no_token(api: Client) -> None:
-    headers = {"Authorization": ""}
-    assert await (await api.get("/healthz", headers=headers)).json() == {"status": "ok", "database": "ok"}
+    no_token = {"Authorization": ""}
+    assert await (await api.get("/healthz", headers=no_token)).json() == {"status": "ok", "database": "ok"}
     await api.get("/api/v1/contacts")
-    metrics = await (await api.get("/metrics", headers=headers)).text()
-    assert 'croco_http_requests_total{method="GET",route="/api/v1/contacts",status="200"}' in metrics
-    document = await (await api.get("/api/v1/openapi.json", headers=headers)).json()
-    assert document["openapi"].startswith("3.") and "/api/v1/users/{user_id}/sync-settings" in document["paths"]
+    await api.get(f"/api/v1/users/{UNKNOWN}")
+    metrics = await (await api.get("/metrics", headers=no_token)).text()
+    assert 'croco_http_requests_total{method="GET",route="/api/v1/contacts",status="200"} 1.0' in metrics
+    assert 'croco_http_requests_total{method="GET",route="/api/v1/users/{user_id}",status="404"} 1.0' in metrics
+    document = await (await api.get("/api/v1/openapi.json", headers=no_token)).json()
+    assert document["openapi"].startswith("3.") and "bearerAuth" in document["components"]["securitySchemes"]
+
+
+async def test_healthz_is_503_when_the_database_is_down(api: Client, db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def down() -> bool:
+        return False
+
+    monkeypatch.setattr(db, "ping", down)
+    response = await api.get("/healthz")
+    assert response.status == 503 and (await response.json())["database"] == "unavailable"
+
+
+async def test_an_unexpected_error_is_a_logged_500_without_details(
+    db: Database, secret_box: SecretBox, accounts: Accounts, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("a bug")
+
+    app = create_app(context(db, secret_box, accounts))
+    app.router.add_get("/api/v1/broken/{thing_id}", broken)
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/api/v1/broken/42", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert await error_of(response, 500) == "internal_error"
+        assert "a bug" not in await response.text()
+    (record,) = [r for r in caplog.records if r.name == "web.errors"]
+    assert record.exc_info and (record.method, record.route, record.error_type) == (  # type: ignore[attr-defined]
+        "GET", "/api/v1/broken/{thing_id}", "RuntimeError")
+
+
+async def test_the_document_describes_every_route_the_app_serves(api: Client) -> None:
+    document = await (await api.get("/api/v1/openapi.json")).json()
+    served = {(route.method.lower(), route.resource.canonical) for route in api.app.router.routes()
+              if route.method != "HEAD" and route.resource is not None}
+    described = {(method, path) for path, item in document["paths"].items() for method in item
+                 if method in ("get", "post", "put", "patch", "delete")}
+    assert described == served
+
+
+async def test_two_apps_on_one_database_share_one_default_workspace(
+    db: Database, secret_box: SecretBox, accounts: Accounts, database_url: str
+) -> None:
+    """Two processes starting at once (one Database each) must not each make a default workspace."""
+    others = [Database(database_url) for _ in range(3)]
+    try:
+        servers = [TestServer(create_app(context(d, secret_box, accounts))) for d in [db, *others]]
+        await asyncio.gather(*(s.start_server() for s in servers))
+        async with TestClient(servers[0]) as first, TestClient(servers[1]) as second:
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+            assert (await first.post("/api/v1/users", json=JOHN, headers=headers)).status == 201
+            assert await error_of(await second.post("/api/v1/users", json=JOHN, headers=headers), 409) == "email_taken"
+        async with db.session() as session:
+            assert await session.scalar(select(func.count()).select_from(Workspace)) == 1
+        await asyncio.gather(*(s.close() for s in servers[2:]))
+    finally:
+        await asyncio.gather(*(d.dispose() for d in others))
+
+
+@pytest.mark.parametrize(("schema", "field", "values"), [
+    ("Appointment", "origin", Origin), ("Appointment", "status", AppointmentStatus), ("Connection", "status", ConnectionStatus),
+    ("Calendar", "access", Access), ("SyncSettings", "mode", SyncMode), ("TeamCalendar", "kind", CalendarKind),
+    ("Contact", "source", ContactSource), ("Automation", "trigger", Trigger), ("Automation", "action", Action),
+])
+def test_the_documents_enumerations_are_the_models(schema: str, field: str, values: type[StrEnum]) -> None:
+    """A value added to a model must be documented, or schema conformance breaks for clients."""
+    assert load_openapi()["components"]["schemas"][schema]["properties"][field]["enum"] == [v.value for v in values]
