@@ -134,7 +134,7 @@ class RemoteCalendar(SQLModel, table=True):
     last_synced_at: datetime | None = _time_field(nullable=True)
     last_error: str | None = Field(default=None, max_length=2000)
     last_full_sync_at: datetime | None = _time_field(nullable=True)
-    needs_confirmation: bool = Field(default=False)  # removals held by the mass-deletion guard
+    removals_held_of: int | None = None  # removals held by the mass-deletion guard: items known at the hold
     removals_confirmed: bool = Field(default=False)  # the user confirmed: the next cycle applies them
     push_channel_id: str | None = Field(default=None, max_length=200)
     push_channel_expires_at: datetime | None = _time_field(nullable=True)

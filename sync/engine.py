@@ -49,6 +49,7 @@ from sync.plan import (
     CreateRemote,
     DeleteRemote,
     DropImport,
+    ForgetPush,
     HoldRemovals,
     ImportOccurrence,
     Known,
@@ -201,7 +202,8 @@ class SyncEngine:
             known = await state.load_known(
                 session, calendar, context.user, context.window_start, linked=context.role.linked
             )
-            result = plan(context.role, known, listing, confirmed_removals=calendar.removals_confirmed)
+            result = plan(context.role, known, listing, confirmed_removals=calendar.removals_confirmed,
+                          held_basis=calendar.removals_held_of)
             cycle = _Cycle(known, await state.booked_appointments(session, context.user.id, context.window_start),
                            state.SlotWriter(context.user, calendar, now), report.tally, now)
             for action in result.actions:
@@ -212,7 +214,7 @@ class SyncEngine:
             assert row is not None
             if not result.held:
                 row.sync_cursor = changes.cursor
-                row.needs_confirmation = row.removals_confirmed = False
+                row.removals_held_of, row.removals_confirmed = None, False
                 if changes.full:
                     row.last_full_sync_at = now
             row.last_synced_at, row.last_error = now, None
@@ -267,6 +269,8 @@ class SyncEngine:
                     "appointment_id": appointment_id, "calendar_id": calendar.id, "cancelled": cancel,
                     "actions": [] if cancel else ["restore_to_calendar", "cancel_appointment"],
                 }, dedupe_key=f"deleted:{appointment_id}:{calendar.id}")
+            case ForgetPush(appointment_id, _):
+                await state.forget_push(session, user.id, calendar.id, appointment_id)
             case SkipItem(item_id, reason):
                 tally.skipped.append((item_id, reason))
                 await notify(session, user.id, NoticeKind.ITEM_SKIPPED, {
@@ -275,7 +279,7 @@ class SyncEngine:
             case HoldRemovals(removing, known_count):
                 row = await session.get(RemoteCalendar, calendar.id)
                 assert row is not None
-                row.needs_confirmation = True
+                row.removals_held_of = known_count
                 await notify(session, user.id, NoticeKind.MASS_DELETION_HELD, {
                     "calendar_id": calendar.id, "calendar_name": calendar.name, "removing": removing,
                     "known": known_count, "actions": ["confirm_removals"],

@@ -11,6 +11,7 @@ remotely is decided on its meaning (start, end, title), not its bytes: servers r
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -196,6 +197,15 @@ class PushedDeletedRemotely:
 
 
 @dataclass(frozen=True)
+class ForgetPush:
+    """Our copy left in a calendar we no longer push to is gone: nothing to clean up there (P4), and the
+    appointment, pushed to the new linked calendar, is not the user's to cancel from here."""
+
+    appointment_id: str
+    item_id: str
+
+
+@dataclass(frozen=True)
 class SkipItem:
     """Bad remote data: that item is left as it was and reported; the rest of the calendar syncs."""
 
@@ -213,7 +223,7 @@ class HoldRemovals:
 
 PlanAction = (
     SetSlots | ImportOccurrence | UpdateImport | CancelImport | DropImport | RecordPush | RestorePush
-    | ApplyRemoteEdit | PushedDeletedRemotely | SkipItem | HoldRemovals
+    | ApplyRemoteEdit | PushedDeletedRemotely | ForgetPush | SkipItem | HoldRemovals
 )
 
 
@@ -229,7 +239,12 @@ def fingerprint(start: datetime, end: datetime, title: str | None) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
-def plan(role: CalendarRole, known: Known, listing: Listing, *, confirmed_removals: bool = False) -> Plan:
+def plan(
+    role: CalendarRole, known: Known, listing: Listing, *, confirmed_removals: bool = False,
+    held_basis: int | None = None,
+) -> Plan:
+    """`held_basis`: how many items were known when the removals were first held. While the hold waits for the
+    user, new items that the rest of each plan adds must not dilute the share of removals and lift it."""
     actions: list[PlanAction] = [SkipItem(item_id, reason) for item_id, reason in listing.skipped]
     skipped = {item_id for item_id, _ in listing.skipped}
     listed: set[str] = set()
@@ -238,6 +253,10 @@ def plan(role: CalendarRole, known: Known, listing: Listing, *, confirmed_remova
     for obj in listing.changed:
         if obj.cancelled:
             removed.append(obj.item_id)
+            aid = obj.appointment_id
+            if aid is not None and role.linked and aid in known.expected_pushes and obj.item_id not in known.pushes:
+                # our copy, written before a crash kept us from recording it, then cancelled by the user: R7
+                actions.append(PushedDeletedRemotely(aid, obj.item_id, cancel=role.mode == SyncMode.TWO_WAY))
             continue
         listed.add(obj.item_id)
         if obj.appointment_id is not None:
@@ -252,7 +271,7 @@ def plan(role: CalendarRole, known: Known, listing: Listing, *, confirmed_remova
     gone = [item_id for item_id in dict.fromkeys(removed) if item_id in known_ids]
     removals = [action for item_id in gone for action in _removed(role, known, item_id)]
 
-    known_count, removing = len(known_ids), len(gone)
+    known_count, removing = held_basis or len(known_ids), len(gone)
     if not confirmed_removals and known_count >= MASS_DELETION_MINIMUM and removing * 2 > known_count:
         return Plan((*actions, HoldRemovals(removing, known_count)), held=True)
     return Plan((*actions, *removals))
@@ -293,6 +312,10 @@ def _ours(role: CalendarRole, known: Known, obj: RemoteObject) -> Iterable[PlanA
         if expected is not None:  # written before a crash, never recorded: adopt, never write a second copy
             yield RecordPush(obj.appointment_id, obj.item_id, obj.etag, remote_print or expected)
         return  # R1: our event seen where we did not put it (a shared calendar): never imported
+    if not role.linked:  # a copy P4 is about to delete: follow its etag so the delete's precondition holds
+        if obj.etag != push.etag or remote_print != push.fingerprint:
+            yield RecordPush(push.appointment_id, obj.item_id, obj.etag, remote_print)
+        return
     if remote_print == push.fingerprint:
         if obj.etag != push.etag:
             yield RecordPush(push.appointment_id, obj.item_id, obj.etag, push.fingerprint)
@@ -314,7 +337,9 @@ def _ours(role: CalendarRole, known: Known, obj: RemoteObject) -> Iterable[PlanA
 def _removed(role: CalendarRole, known: Known, item_id: str) -> Iterable[PlanAction]:
     """R5 and R7: the item is gone from the calendar (deleted, or cancelled as a whole)."""
     push = known.pushes.get(item_id)
-    if push is not None:
+    if push is not None and not role.linked:
+        yield ForgetPush(push.appointment_id, item_id)
+    elif push is not None:
         yield PushedDeletedRemotely(push.appointment_id, item_id, cancel=role.mode == SyncMode.TWO_WAY)
     if known.slots.get(item_id):
         yield SetSlots(item_id, ())
@@ -324,9 +349,10 @@ def _removed(role: CalendarRole, known: Known, item_id: str) -> Iterable[PlanAct
         )
 
 
-def _slot_views(occurrences: Iterable[Occurrence]) -> list[tuple[datetime, datetime, bool, str | None, bool]]:
-    """What a blocked slot stores: two listings that agree on this need no write."""
-    return sorted((o.start, o.end, o.busy, o.title, o.all_day) for o in occurrences)
+def _slot_views(occurrences: Iterable[Occurrence]) -> Counter[tuple[datetime, datetime, bool, str | None, bool]]:
+    """What a blocked slot stores: two listings that agree on this need no write (a multiset: titles may be
+    missing, so the views cannot be sorted)."""
+    return Counter((o.start, o.end, o.busy, o.title, o.all_day) for o in occurrences)
 
 
 def _with_busy(occurrence: Occurrence, busy: bool) -> Occurrence:

@@ -47,13 +47,20 @@ async def test_mass_deletion_is_held_until_the_user_confirms(one_way: World) -> 
     (held,) = await notices(one_way, "mass_deletion_held")
     assert held.payload["removing"] == 11 and held.payload["actions"] == ["confirm_removals"]
     (calendar,) = await one_way.rows(RemoteCalendar, RemoteCalendar.id == one_way.calendar_id)
-    assert calendar.needs_confirmation
+    assert calendar.removals_held_of == 20
+
+    for i in range(3):  # new events block at once, and do not dilute the held share (11 of 23 is under half)
+        one_way.put(f"new{i}.ics", vevent(f"new{i}", f"DTSTART:{DAY:%Y%m%d}T1{i}0000Z",
+                                          f"DTEND:{DAY:%Y%m%d}T1{i}3000Z"))
+    await one_way.sync()
+    await one_way.sync()
+    assert await one_way.count(BlockedSlot) == 23
 
     await accounts.confirm_removals(one_way.db, one_way.calendar_id)
     await one_way.sync()
-    assert await one_way.count(BlockedSlot) == 9
+    assert await one_way.count(BlockedSlot) == 12
     (calendar,) = await one_way.rows(RemoteCalendar, RemoteCalendar.id == one_way.calendar_id)
-    assert not calendar.needs_confirmation and not calendar.removals_confirmed
+    assert calendar.removals_held_of is None and not calendar.removals_confirmed
 
 
 async def test_deleted_collection_is_reported_and_keeps_availability_closed(one_way: World) -> None:
