@@ -315,13 +315,16 @@ class SyncEngine:
                     report.tally.pushed += 1
                 continue
             draft = draft_for(appointment)
-            if isinstance(action, CreateRemote):
-                written = await provider.create(context.calendar.remote_id, draft)
-            else:
-                try:
+            try:
+                if isinstance(action, CreateRemote):
+                    written = await provider.create(context.calendar.remote_id, draft)
+                    if written.existed:  # may show an older version, or be cancelled: make it show this one
+                        written = await provider.update(context.calendar.remote_id, written.remote_id, draft,
+                                                        written.etag)
+                else:
                     written = await provider.update(context.calendar.remote_id, action.item_id, draft, action.etag)
-                except PreconditionFailed:
-                    continue  # edited remotely meanwhile: the next pull sees it and applies R6/R8
+            except PreconditionFailed:
+                continue  # edited remotely meanwhile: the next pull sees it and applies R6/R8
             async with self.db.write() as session:
                 await state.record_push(
                     session, context.user, context.calendar, appointment.id, written.remote_id, written.etag,

@@ -104,6 +104,7 @@ class EventDraft:
 class WriteResult:
     remote_id: str
     etag: str | None
+    existed: bool = False  # `create` found our event already there (written before a crash, or cancelled)
 
 
 @dataclass(frozen=True)

@@ -373,12 +373,12 @@ async def _existing(client: AsyncDAVClient, calendar_id: str, url: str, uid: str
     """Our event already exists: at our href, or (a UID conflict) wherever a client moved it."""
     for result in _results(await client.propfind(url, body=_ETAG, depth=0)):
         if result.status == 200 and result.properties.get(_GETETAG):
-            return WriteResult(result.href, str(result.properties[_GETETAG]))
+            return WriteResult(result.href, str(result.properties[_GETETAG]), existed=True)
     response = await client.report(calendar_id, _by_uid(uid), depth=1)
     _check_collection(response)
     for found in response.parse_calendar_query():
         if found.status == 200 and _is_member(calendar_id, found.href):
-            return WriteResult(found.href, found.etag)
+            return WriteResult(found.href, found.etag, existed=True)
     raise PreconditionFailed("an event with our identifier exists but the server does not show it")
 
 

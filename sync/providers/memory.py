@@ -102,7 +102,7 @@ class MemoryProvider:
         remote_id = f"{draft.appointment_id}.ics"
         existing = self._calendar(calendar_id).items.get(remote_id)
         if existing is not None:  # a retry after a crash: the first copy, never a second
-            return WriteResult(remote_id, existing[0])
+            return WriteResult(remote_id, existing[0], existed=True)
         return WriteResult(remote_id, self.put(calendar_id, remote_id, write_event(draft)))
 
     async def update(self, calendar_id: str, remote_id: str, draft: EventDraft, etag: str | None) -> WriteResult:

@@ -61,6 +61,7 @@ async def test_create_is_idempotent(remote: Remote) -> None:
     first = await provider.create(calendar, DRAFT)
     again = await provider.create(calendar, DRAFT)  # a retry after a crash or a lost reply
     assert (again.remote_id, again.etag) == (first.remote_id, first.etag) and first.etag
+    assert again.existed and not first.existed  # the engine then rewrites it to show the appointment as it is
     listing = await provider.changes(calendar, None)
     assert [i.remote_id for i in listing.changed] == [first.remote_id] and first.remote_id.endswith("a1b2c3d4.ics")
     (item,) = listing.changed

@@ -341,9 +341,9 @@ class World:
         wanted = [Wanted(aid, a.printed) for aid, a in self.wanted().items()]
         for index, action in enumerate(plan_pushes(CALENDAR, wanted, links)):
             match action:
-                case CreateRemote(aid, _):  # idempotent: a deterministic id finds the first copy
+                case CreateRemote(aid, _):  # idempotent: a deterministic id finds the first copy, rewritten
                     item_id = f"{aid}.ics"
-                    existing = self.remote.get(item_id) or self.write(self.our_copy(item_id, aid))
+                    existing = self.write(self.our_copy(item_id, aid))
                     if index == crash_at:
                         return
                     self.local.record_push(aid, item_id, existing.etag, self.local.appointments[aid].printed)
