@@ -15,6 +15,7 @@ from storage import repositories
 from storage.db import Database
 from storage.models import (
     Access,
+    Appointment,
     BlockedSlot,
     ConflictCalendar,
     Connection,
@@ -142,6 +143,14 @@ async def appointments(db: Database, user_id: str, start: datetime, end: datetim
         await get_user(session, user_id)
         return [await appointment_payload(session, a)
                 for a in await repositories.appointments_between(session, user_id, start, end)]
+
+
+async def appointment_json(db: Database, appointment_id: str) -> dict[str, Any]:
+    async with db.session() as session:
+        appointment = await session.get(Appointment, appointment_id)
+        if appointment is None:
+            raise NotFound(f"no appointment {appointment_id}")
+        return await appointment_payload(session, appointment)
 
 
 # Calendars and settings ----------------------------------------------------------------------------

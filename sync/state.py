@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import and_, delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -216,20 +217,24 @@ async def import_occurrence(
 
 
 async def contact_for(
-    session: AsyncSession, workspace_id: str, email: str, name: str | None
+    session: AsyncSession, workspace_id: str, email: str, name: str | None,
+    source: ContactSource = ContactSource.TWO_WAY_IMPORT,
 ) -> tuple[Contact, bool]:
-    """The workspace's contact for this email, created if new (one per email per workspace)."""
+    """The workspace's contact for this email, created if new (one per email per workspace, also when two
+    transactions add the same person at once: the loser reads the winner's row)."""
     email = email.strip().lower()
-    existing = await session.scalar(
-        select(Contact).where(col(Contact.workspace_id) == workspace_id, col(Contact.email) == email)
-    )
+    query = select(Contact).where(col(Contact.workspace_id) == workspace_id, col(Contact.email) == email)
+    existing = await session.scalar(query)
     if existing is not None:
         return existing, False
-    contact = Contact(
-        workspace_id=workspace_id, email=email, name=name or email.split("@")[0], source=ContactSource.TWO_WAY_IMPORT
-    )
-    session.add(contact)
-    await session.flush()
+    contact = Contact(workspace_id=workspace_id, email=email, name=name or email.split("@")[0], source=source)
+    try:
+        async with session.begin_nested():
+            session.add(contact)
+    except IntegrityError:
+        winner = await session.scalar(query)
+        assert winner is not None
+        return winner, False
     return contact, True
 
 
@@ -266,7 +271,7 @@ async def update_appointment_times(
     appointment.updated_at = utcnow()
     if rescheduled:
         await firing.fire(
-            session, user.workspace_id, appointment, Trigger.RESCHEDULED, contact_id=await _first_contact(
+            session, user.workspace_id, appointment, Trigger.RESCHEDULED, contact_id=await first_contact(
                 session, appointment.id), notify_user_ids=[user.id], occasion=occurrence.start.isoformat(),
         )
     return appointment
@@ -282,7 +287,7 @@ async def cancel_appointment(session: AsyncSession, user: User, appointment_id: 
     appointment.updated_at = utcnow()
     await firing.fire(
         session, user.workspace_id, appointment, Trigger.CANCELLED,
-        contact_id=await _first_contact(session, appointment.id), notify_user_ids=[user.id],
+        contact_id=await first_contact(session, appointment.id), notify_user_ids=[user.id],
     )
     return True
 
@@ -326,7 +331,7 @@ async def suppress_push(session: AsyncSession, user_id: str, appointment_id: str
         assignee.push_suppressed = True
 
 
-async def _first_contact(session: AsyncSession, appointment_id: str) -> str | None:
+async def first_contact(session: AsyncSession, appointment_id: str) -> str | None:
     contact_id: str | None = await session.scalar(
         select(col(AppointmentContact.contact_id)).where(col(AppointmentContact.appointment_id) == appointment_id)
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -10,11 +10,20 @@ from pydantic import BaseModel, ValidationError
 
 from storage.models import AutomationRun, BlockedSlot, Connection, Provider, User
 from storage.types import utcnow
-from sync import accounts, automations, contacts, teams
+from sync import accounts, automations, availability, contacts, teams, troubleshoot
+from sync.booking import BookingRequest
 from sync.payloads import contact_payload, rfc3339
 from web.context import WebContext
 from web.errors import ApiError
-from web.schemas import NewAutomation, NewConnection, NewTeamCalendar, NewUser, SyncSettingsBody
+from web.schemas import (
+    AppointmentChange,
+    NewAppointment,
+    NewAutomation,
+    NewConnection,
+    NewTeamCalendar,
+    NewUser,
+    SyncSettingsBody,
+)
 
 routes = web.RouteTableDef()
 CONTEXT: web.AppKey[WebContext] = web.AppKey("context", WebContext)
@@ -41,23 +50,30 @@ def _items(items: list[dict[str, Any]]) -> web.Response:
     return web.json_response({"items": items})
 
 
-def _time_range(request: web.Request, default_days: int = 30) -> tuple[datetime, datetime]:
-    """`start`/`end` query parameters (RFC 3339 with an offset); by default from yesterday for `default_days`."""
-    def parse(name: str, default: datetime) -> datetime:
-        raw = request.query.get(name)
-        if raw is None:
-            return default
-        try:
-            value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise ApiError(422, f"{name}: not an RFC 3339 time") from exc
-        if value.tzinfo is None:
-            raise ApiError(422, f"{name}: the time needs an offset, e.g. 2026-03-02T13:00:00Z")
-        return value.astimezone(UTC)
-
+def _query_time(request: web.Request, name: str) -> datetime | None:
+    """A query parameter as an RFC 3339 time with an offset, in UTC."""
+    raw = request.query.get(name)
+    if raw is None:
+        return None
     try:
-        start = parse("start", utcnow() - timedelta(days=1))
-        end = parse("end", start + timedelta(days=default_days))
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ApiError(422, f"{name}: not an RFC 3339 time") from exc
+    if value.tzinfo is None:
+        raise ApiError(422, f"{name}: the time needs an offset, e.g. 2026-03-02T13:00:00Z")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ApiError(422, f"{name}: out of the supported range of years") from exc
+
+
+def _time_range(
+    request: web.Request, default_days: int = 30, *, default_start: datetime | None = None
+) -> tuple[datetime, datetime]:
+    """`start`/`end` query parameters; by default from `default_start` (yesterday) for `default_days`."""
+    try:
+        start = _query_time(request, "start") or default_start or utcnow() - timedelta(days=1)
+        end = _query_time(request, "end") or start + timedelta(days=default_days)
     except OverflowError as exc:
         raise ApiError(422, "start/end: out of the supported range of years") from exc
     if end <= start:
@@ -202,6 +218,82 @@ async def create_team_calendar(request: web.Request) -> web.Response:
 async def get_team_calendar(request: web.Request) -> web.Response:
     found = await teams.get_team_calendar(_ctx(request).db, request.match_info["calendar_id"])
     return web.json_response(found.as_json())
+
+
+MAX_FREE_SLOTS_RANGE = timedelta(days=62)
+
+
+@routes.get("/api/v1/calendars/{calendar_id}/free-slots")
+async def free_slots(request: web.Request) -> web.Response:
+    now = utcnow()
+    start, end = _time_range(request, 7, default_start=now)
+    if end - start > MAX_FREE_SLOTS_RANGE:
+        raise ApiError(422, f"start/end: at most {MAX_FREE_SLOTS_RANGE.days} days at a time")
+    slots = await availability.free_slots_of(
+        _ctx(request).db, request.match_info["calendar_id"], start, end, now,
+        member_id=request.query.get("member_id"),
+    )
+    return _items([_free_slot_json(slot) for slot in slots])
+
+
+def _free_slot_json(slot: availability.SlotCheck) -> dict[str, Any]:
+    item: dict[str, Any] = {"start": rfc3339(slot.start), "end": rfc3339(slot.end), "member_ids": list(slot.member_ids)}
+    if slot.seats_left is not None:
+        item["seats_left"] = slot.seats_left
+    return item
+
+
+@routes.post("/api/v1/calendars/{calendar_id}/appointments")
+async def book_appointment(request: web.Request) -> web.Response:
+    body = await _body(request, NewAppointment)
+    ctx = _ctx(request)
+    appointment = await ctx.booking.book(request.match_info["calendar_id"], BookingRequest(
+        body.start.astimezone(UTC), body.contact.name, str(body.contact.email), body.title, body.member_id,
+    ))
+    ctx.push_soon()
+    return web.json_response(await accounts.appointment_json(ctx.db, appointment.id), status=201)
+
+
+@routes.get("/api/v1/appointments/{appointment_id}")
+async def get_appointment(request: web.Request) -> web.Response:
+    return web.json_response(await accounts.appointment_json(_ctx(request).db, request.match_info["appointment_id"]))
+
+
+@routes.patch("/api/v1/appointments/{appointment_id}")
+async def update_appointment(request: web.Request) -> web.Response:
+    body = await _body(request, AppointmentChange)
+    ctx = _ctx(request)
+    appointment = await ctx.booking.reschedule(
+        request.match_info["appointment_id"], start=body.start.astimezone(UTC) if body.start else None,
+        end=body.end.astimezone(UTC) if body.end else None, title=body.title,
+    )
+    ctx.push_soon()
+    return web.json_response(await accounts.appointment_json(ctx.db, appointment.id))
+
+
+@routes.post("/api/v1/appointments/{appointment_id}/cancel")
+async def cancel_appointment(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    appointment = await ctx.booking.cancel(request.match_info["appointment_id"])
+    ctx.push_soon()
+    return web.json_response(await accounts.appointment_json(ctx.db, appointment.id))
+
+
+@routes.get("/api/v1/calendars/{calendar_id}/troubleshoot")
+async def troubleshoot_day(request: web.Request) -> web.Response:
+    raw = request.query.get("date")
+    if raw is None:
+        raise ApiError(422, "date: required, as YYYY-MM-DD")
+    try:
+        day = date.fromisoformat(raw)
+    except ValueError as exc:
+        raise ApiError(422, "date: not a date (YYYY-MM-DD)") from exc
+    if not date(1971, 1, 1) <= day <= date(9998, 12, 31):
+        raise ApiError(422, "date: out of the supported range of years")
+    items = await troubleshoot.troubleshoot(
+        _ctx(request).db, request.match_info["calendar_id"], day, viewer_id=request.query.get("viewer_id")
+    )
+    return _items(items)
 
 
 @routes.get("/api/v1/contacts")

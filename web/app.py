@@ -115,4 +115,9 @@ def create_app(ctx: WebContext) -> web.Application:
         ctx.workspace_id = ctx.workspace_id or await accounts.default_workspace(ctx.db)
 
     app.on_startup.append(resolve_workspace)
+
+    async def drain(app: web.Application) -> None:
+        await app[CONTEXT].drain()
+
+    app.on_cleanup.append(drain)
     return app

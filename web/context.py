@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 from storage.db import Database
 from storage.secrets import SecretBox
+from sync.booking import Booking
 from sync.engine import SyncEngine
 from sync.providers.base import ProviderFactory
 
@@ -23,6 +25,22 @@ class WebContext:
     workspace_id: str = ""
     """The default workspace API-created objects belong to, resolved when the app starts."""
 
+    booking: Booking = field(init=False)
+    _background: set[asyncio.Task[object]] = field(init=False, default_factory=set)
+
     def __post_init__(self) -> None:
         if self.engine is None:
             self.engine = SyncEngine(self.db, self.secrets, self.providers)
+        self.booking = Booking(self.db, refresh=self.engine.sync_user)
+
+    def push_soon(self) -> None:
+        """Run an engine cycle now, in the background, so that a booking reaches the members' linked
+        calendars without waiting for the next scheduler tick (the calendars were marked due with it)."""
+        assert self.engine is not None
+        task: asyncio.Task[object] = asyncio.create_task(self.engine.run_due())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Let background cycles finish before the database closes."""
+        await asyncio.gather(*self._background, return_exceptions=True)

@@ -13,6 +13,7 @@ from zoneinfo import available_timezones
 from pydantic import (
     AfterValidator,
     AnyHttpUrl,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     EmailStr,
@@ -112,3 +113,21 @@ class NewAutomation(Body):
     action: Action
     calendar_id: str | None = None
     url: Url | None = None
+
+
+class ContactIn(Body):
+    name: Name
+    email: EmailStr = Field(max_length=320)
+
+
+class NewAppointment(Body):
+    start: AwareDatetime
+    contact: ContactIn
+    title: str | None = Field(default=None, max_length=500)
+    member_id: str | None = Field(default=None, max_length=32)
+
+
+class AppointmentChange(Body):
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+    title: str | None = Field(default=None, max_length=500)

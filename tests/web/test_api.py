@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -30,7 +30,7 @@ from storage.models import (
     Workspace,
 )
 from storage.secrets import SecretBox
-from tests.ics import michel
+from tests.ics import michel, vevent
 from tests.web.conftest import GOOD_PASSWORD, TOKEN, Accounts, Client, context
 from web.app import create_app, load_openapi
 
@@ -47,8 +47,16 @@ ENDPOINTS = [
     ("GET", "/api/v1/users/{u}/blocked-slots"), ("GET", "/api/v1/users/{u}/appointments"),
     ("POST", "/api/v1/calendars"), ("GET", "/api/v1/calendars/{u}"), ("GET", "/api/v1/contacts"),
     ("POST", "/api/v1/automations"), ("GET", "/api/v1/automations/{u}/runs"),
+    ("GET", "/api/v1/calendars/{u}/free-slots"), ("POST", "/api/v1/calendars/{u}/appointments"),
+    ("GET", "/api/v1/calendars/{u}/troubleshoot"), ("GET", "/api/v1/appointments/{u}"),
+    ("PATCH", "/api/v1/appointments/{u}"), ("POST", "/api/v1/appointments/{u}/cancel"),
 ]
-WITH_BODY = [(m, p) for m, p in ENDPOINTS if m in ("POST", "PUT") and not p.endswith("/sync")]
+WITH_BODY = [(m, p) for m, p in ENDPOINTS if m in ("POST", "PUT", "PATCH") and not p.endswith(("/sync", "/cancel"))]
+VALID_BODIES = {
+    "/api/v1/calendars/{u}/appointments": {"start": "2030-01-07T09:00:00Z",
+                                           "contact": {"name": "Ada", "email": "ada@example.com"}},
+    "/api/v1/appointments/{u}": {"title": "Renamed"},
+}
 
 
 async def error_of(response: Any, status: int) -> str:
@@ -82,8 +90,11 @@ async def connected(api: Client) -> tuple[dict[str, Any], dict[str, Any], dict[s
     return user, connection, {c["name"]: c for c in calendars}
 
 
-async def synced(api: Client, accounts: Accounts, mode: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """John's Work calendar linked in `mode`, holding "Appointment with Dr. Michel" tomorrow, synced once."""
+async def synced(
+    api: Client, accounts: Accounts, mode: str, *, events: int = 1
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """John's Work calendar linked in `mode`, holding "Appointment with Dr. Michel" tomorrow (and `events` - 1
+    more already put there), synced once."""
     accounts.provider.put("/john/work/", "michel.ics", michel(TOMORROW))
     user, connection, calendars = await connected(api)
     settings = {"linked_calendar_id": calendars["Work"]["id"], "mode": mode}
@@ -91,7 +102,7 @@ async def synced(api: Client, accounts: Accounts, mode: str) -> tuple[dict[str, 
     response = await api.post(f"/api/v1/users/{user['id']}/sync")
     assert response.status == 200, await response.text()
     (report,) = (await response.json())["calendars"]
-    assert report["id"] == calendars["Work"]["id"] and report["fetched"] == 1
+    assert report["id"] == calendars["Work"]["id"] and report["fetched"] == events
     return user, connection
 
 
@@ -156,7 +167,9 @@ async def test_nul_characters_are_refused_before_reaching_the_database(api: Clie
 @pytest.mark.parametrize("unknown", [UNKNOWN, "x" * 300])
 async def test_unknown_ids_are_404(api: Client, method: str, path: str, unknown: str) -> None:
     body = {"POST": {"provider": "icloud", "username": "a", "password": "b"}, "PUT": {"linked_calendar_id": None}}
-    response = await api.request(method, path.format(u=unknown), json=body.get(method))
+    params = {"date": "2030-01-07"} if path.endswith("/troubleshoot") else None
+    response = await api.request(method, path.format(u=unknown), json=VALID_BODIES.get(path, body.get(method)),
+                                 params=params)
     assert await error_of(response, 404) == "not_found"
 
 
@@ -416,6 +429,139 @@ async def test_invalid_team_calendars_are_422(api: Client, change: dict[str, Any
     body = {"name": "C", "kind": "collective", "member_ids": [user["id"]], "duration_minutes": 30,
             "timezone": "UTC"} | change
     assert await error_of(await api.post("/api/v1/calendars", json=body), 422) == "validation_error"
+
+
+PARIS = ZoneInfo("Europe/Paris")
+NINE_TO_FIVE = {d: [["09:00", "17:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+
+
+def tomorrow_at(hour: int, minute: int = 0) -> str:
+    day = datetime.strptime(TOMORROW, "%Y%m%d")
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=PARIS).isoformat()
+
+
+def paris_times(items: list[dict[str, Any]]) -> list[str]:
+    return [datetime.fromisoformat(i["start"]).astimezone(PARIS).strftime("%H:%M") for i in items]
+
+
+async def johns_desk(api: Client, user: dict[str, Any], **rules: Any) -> dict[str, Any]:
+    return await created(await api.post("/api/v1/calendars", json={
+        "name": "Consultations", "kind": "round_robin", "member_ids": [user["id"]], "duration_minutes": 30,
+        "timezone": "Europe/Paris", "open_hours": NINE_TO_FIVE} | rules))
+
+
+def ada(start: str) -> dict[str, Any]:
+    return {"start": start, "contact": {"name": "Ada Lovelace", "email": "Ada@Example.com"}}
+
+
+async def test_dr_michel_blocks_johns_slots_and_the_troubleshooter_names_it(api: Client, accounts: Accounts) -> None:
+    """The help article's example: after a one-way sync of "Appointment with Dr. Michel" 13:00-14:00, no slot
+    overlapping it is offered, booking one is 409 slot_unavailable, and the troubleshooter names the event."""
+    free_event = "DTSTART;TZID=Europe/Paris:{d}T150000", "DTEND;TZID=Europe/Paris:{d}T153000", "TRANSP:TRANSPARENT"
+    cancelled = "DTSTART;TZID=Europe/Paris:{d}T160000", "DTEND;TZID=Europe/Paris:{d}T163000", "STATUS:CANCELLED"
+    accounts.provider.put("/john/work/", "free.ics", vevent("free", *(x.format(d=TOMORROW) for x in free_event)))
+    accounts.provider.put("/john/work/", "off.ics", vevent("off", *(x.format(d=TOMORROW) for x in cancelled)))
+    user, _ = await synced(api, accounts, "one_way", events=3)
+    desk = await johns_desk(api, user)
+    window = {"start": tomorrow_at(0), "end": tomorrow_at(23)}
+
+    offered = paris_times(await listed(api, f"/api/v1/calendars/{desk['id']}/free-slots", **window))
+    assert "12:30" in offered and "13:00" not in offered and "13:30" not in offered and "14:00" in offered
+    assert "15:00" in offered and "16:00" in offered  # a Free event and a cancelled one leave the slot open
+
+    response = await api.post(f"/api/v1/calendars/{desk['id']}/appointments", json=ada(tomorrow_at(13)))
+    assert await error_of(response, 409) == "slot_unavailable"
+
+    for viewer, title in ((user["id"], "Appointment with Dr. Michel"), (None, None)):
+        query = {"date": datetime.strptime(TOMORROW, "%Y%m%d").date().isoformat()} | (
+            {"viewer_id": viewer} if viewer else {})
+        items = await listed(api, f"/api/v1/calendars/{desk['id']}/troubleshoot", **query)
+        one = next(i for i in items if paris_times([i]) == ["13:00"])
+        assert not one["available"]
+        (conflict,) = one["reasons"]
+        calendars = await listed(api, f"/api/v1/users/{user['id']}/calendars")
+        assert conflict["code"] == "CONFLICT" and conflict["user_id"] == user["id"]
+        assert conflict["event"]["title"] == title  # the title only to its owner
+        assert conflict["event"]["calendar_id"] == next(c["id"] for c in calendars if c["name"] == "Work")
+        assert conflict["event"]["fetched_at"] and conflict["event"]["start"].endswith("Z")
+        early = next(i for i in items if paris_times([i]) == ["08:00"])
+        assert [r["code"] for r in early["reasons"]][0] == "OUTSIDE_HOURS" and not early["available"]
+
+
+async def test_book_read_reschedule_and_cancel_over_the_api(api: Client) -> None:
+    john = await new_user(api)
+    desk = await johns_desk(api, john)
+    window = {"start": tomorrow_at(0), "end": tomorrow_at(23)}
+    booked = await created(await api.post(f"/api/v1/calendars/{desk['id']}/appointments", json=ada(tomorrow_at(9))))
+    assert booked == booked | {"calendar_id": desk["id"], "assigned_user_ids": [john["id"]], "status": "booked",
+                               "origin": "system", "title": "Consultations with Ada Lovelace"}
+    assert booked["start"] == datetime.fromisoformat(tomorrow_at(9)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    (contact,) = await listed(api, "/api/v1/contacts")
+    assert booked["contact_ids"] == [contact["id"]] and contact["email"] == "ada@example.com"
+    assert contact["source"] == "booking"
+    assert "09:00" not in paris_times(await listed(api, f"/api/v1/calendars/{desk['id']}/free-slots", **window))
+
+    again = await api.post(f"/api/v1/calendars/{desk['id']}/appointments", json=ada(tomorrow_at(9)))
+    assert await error_of(again, 409) == "slot_unavailable"
+    assert await (await api.get(f"/api/v1/appointments/{booked['id']}")).json() == booked
+
+    moved = await api.patch(f"/api/v1/appointments/{booked['id']}", json={"start": tomorrow_at(10)})
+    assert moved.status == 200, await moved.text()
+    assert paris_times([await moved.json()]) == ["10:00"]
+    offered = paris_times(await listed(api, f"/api/v1/calendars/{desk['id']}/free-slots", **window))
+    assert "09:00" in offered and "10:00" not in offered
+
+    cancelled = await api.post(f"/api/v1/appointments/{booked['id']}/cancel")
+    assert (await cancelled.json())["status"] == "cancelled"
+    assert "10:00" in paris_times(await listed(api, f"/api/v1/calendars/{desk['id']}/free-slots", **window))
+    patch = await api.patch(f"/api/v1/appointments/{booked['id']}", json={"start": tomorrow_at(11)})
+    assert await error_of(patch, 409) == "appointment_cancelled"
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"start": "2030-01-07T09:00:00"}, "start"),
+    ({"start": "2030-01-07T09:00:00Z", "contact": {"name": "Ada"}}, "email"),
+    ({"start": "2030-01-07T09:00:00Z", "contact": {"name": "Ada", "email": "not-an-email"}}, "email"),
+    ({"start": "2030-01-07T09:00:00Z", "contact": {"name": "", "email": "a@example.com"}}, "name"),
+])
+async def test_invalid_bookings_are_422_naming_the_field(api: Client, body: dict[str, Any], field: str) -> None:
+    desk = await johns_desk(api, await new_user(api))
+    response = await api.post(f"/api/v1/calendars/{desk['id']}/appointments", json=body | {
+        "contact": body.get("contact", {"name": "Ada", "email": "a@example.com"})})
+    assert await error_of(response, 422) == "validation_error"
+    assert field in (await response.json())["error"]["message"]
+
+
+async def test_booking_a_time_outside_the_grid_or_the_past_is_409(api: Client) -> None:
+    desk = await johns_desk(api, await new_user(api))
+    for start in (tomorrow_at(9, 10), tomorrow_at(20), "2020-01-06T09:00:00+01:00"):
+        response = await api.post(f"/api/v1/calendars/{desk['id']}/appointments", json=ada(start))
+        assert await error_of(response, 409) == "slot_unavailable"
+
+
+@pytest.mark.parametrize("query", [
+    {"start": "2030-01-01T00:00:00Z", "end": "2030-06-01T00:00:00Z"}, {"start": "soon"},
+    {"member_id": "someone-else"},
+])
+async def test_bad_free_slot_queries_are_422(api: Client, query: dict[str, str]) -> None:
+    desk = await johns_desk(api, await new_user(api))
+    response = await api.get(f"/api/v1/calendars/{desk['id']}/free-slots", params=query)
+    assert await error_of(response, 422) == "validation_error"
+
+
+@pytest.mark.parametrize("query", [{}, {"date": "tomorrow"}, {"date": "0001-01-01"}])
+async def test_bad_troubleshoot_dates_are_422(api: Client, query: dict[str, str]) -> None:
+    desk = await johns_desk(api, await new_user(api))
+    response = await api.get(f"/api/v1/calendars/{desk['id']}/troubleshoot", params=query)
+    assert await error_of(response, 422) == "validation_error"
+
+
+async def test_imported_appointments_cannot_be_changed_over_the_api(api: Client, accounts: Accounts) -> None:
+    user, _ = await synced(api, accounts, "two_way")
+    (imported,) = await listed(api, f"/api/v1/users/{user['id']}/appointments")
+    for response in (await api.patch(f"/api/v1/appointments/{imported['id']}", json={"title": "x"}),
+                     await api.post(f"/api/v1/appointments/{imported['id']}/cancel")):
+        assert await error_of(response, 409) == "imported_appointment"
 
 
 async def test_automations_check_their_url_and_calendar(api: Client) -> None:

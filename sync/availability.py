@@ -1,0 +1,371 @@
+"""Free slots of team calendars (DESIGN.md section 5).
+
+Everything comes from the database: browsing never calls a provider (external busy time is what the last
+sync stored; a booking refreshes its member first, `sync/booking.py`). One evaluation, `check()`, serves the
+free-slots list, the booking transaction and the troubleshooter, so the three can never disagree.
+
+A member is busy over a booked appointment (any team calendar, widened by that calendar's buffers), a
+blocking blocked slot, or a busy imported appointment. A slot is checked with its own calendar's buffers
+around it: a slot whose bare time is free but whose buffer touches busy time is refused (BUFFER).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from itertools import accumulate
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from storage.db import Database
+from storage.models import (
+    Appointment,
+    AppointmentAssignee,
+    AppointmentContact,
+    AppointmentStatus,
+    BlockedSlot,
+    Calendar,
+    CalendarKind,
+    Origin,
+)
+from sync.errors import Invalid
+from sync.teams import WEEKDAYS, get_team_calendar
+
+LOAD_MARGIN = timedelta(days=1, minutes=1)
+"""Busy time is loaded this far around the range: buffers are at most a day (web/schemas.py)."""
+
+
+class Reason(StrEnum):
+    OUTSIDE_HOURS = "OUTSIDE_HOURS"
+    PAST = "PAST"
+    MIN_NOTICE = "MIN_NOTICE"
+    TOO_FAR = "TOO_FAR"
+    BOOKED = "BOOKED"
+    CONFLICT = "CONFLICT"
+    BUFFER = "BUFFER"
+    NO_SEATS = "NO_SEATS"
+    MEMBERS_BUSY = "MEMBERS_BUSY"
+    STALE = "STALE"
+
+
+@dataclass(frozen=True)
+class Rules:
+    """A team calendar's booking rules, in the units the evaluation uses."""
+
+    calendar_id: str
+    kind: CalendarKind
+    member_ids: tuple[str, ...]
+    zone: ZoneInfo
+    open_hours: dict[str, list[list[str]]]
+    duration: timedelta
+    interval: timedelta
+    capacity: int
+    buffer_before: timedelta
+    buffer_after: timedelta
+    min_notice: timedelta
+    max_ahead: timedelta
+
+    @classmethod
+    def of(cls, calendar: Calendar, member_ids: Sequence[str]) -> Rules:
+        minutes = _minutes
+        return cls(
+            calendar.id, CalendarKind(calendar.kind), tuple(member_ids), ZoneInfo(calendar.timezone),
+            calendar.open_hours, minutes(calendar.duration_minutes), minutes(calendar.slot_interval_minutes),
+            calendar.capacity or 1, minutes(calendar.buffer_before_minutes), minutes(calendar.buffer_after_minutes),
+            minutes(calendar.min_notice_minutes), timedelta(days=calendar.max_days_ahead),
+        )
+
+
+def _minutes(count: int) -> timedelta:
+    return timedelta(minutes=count)
+
+
+# Candidate slots ---------------------------------------------------------------------------------
+
+
+def _local(day: date, hhmm: str, zone: ZoneInfo) -> datetime:
+    """A wall-clock time of the calendar as an instant; 24:00 is the next midnight. A time skipped by a DST
+    change reads with the offset before it, so 02:30 on a spring-forward night is 03:30 summer time."""
+    hours, minutes = map(int, hhmm.split(":"))
+    if hours == 24:
+        return datetime.combine(day + timedelta(days=1), time(), zone).astimezone(UTC)
+    # In UTC: adding to an aware local time would step in wall-clock time, wrong across a DST change.
+    return datetime.combine(day, time(hours, minutes), zone).astimezone(UTC)
+
+
+def _local_days(start: datetime, end: datetime, zone: ZoneInfo) -> Iterator[date]:
+    """Every calendar day (in the calendar's zone) that an open range starting inside [start, end) can be on."""
+    day, last = start.astimezone(zone).date() - timedelta(days=1), end.astimezone(zone).date()
+    while day <= last:
+        yield day
+        day += timedelta(days=1)
+
+
+def open_slots(rules: Rules, start: datetime, end: datetime) -> Iterator[datetime]:
+    """Slot starts in [start, end) inside open hours: each open range is stepped by the interval in real
+    time from its opening, and a slot must end by its closing (so a DST night makes a range shorter or longer,
+    never shifts the day's grid)."""
+    for day in _local_days(start, end, rules.zone):
+        for opens, closes in rules.open_hours.get(WEEKDAYS[day.weekday()], []):
+            slot, closing = _local(day, opens, rules.zone), _local(day, closes, rules.zone)
+            while slot + rules.duration <= closing:
+                if start <= slot < end:
+                    yield slot
+                slot += rules.interval
+
+
+def day_grid(rules: Rules, day: date) -> list[datetime]:
+    """The troubleshooter's candidates for one day: the open slots, and the interval grid from midnight
+    for the hours outside them (so "why not 08:00?" has an answer)."""
+    start, end = _local(day, "00:00", rules.zone), _local(day, "24:00", rules.zone)
+    opened = list(open_slots(rules, start, end))
+    taken = [(s, s + rules.duration) for s in opened]
+    closed = []
+    slot = start
+    while slot + rules.duration <= end:
+        if not any(s < slot + rules.duration and slot < e for s, e in taken):
+            closed.append(slot)
+        slot += rules.interval
+    return sorted(opened + closed)
+
+
+# What members are busy with ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Busy:
+    """Time one member cannot be booked: `start`/`end` include the booked calendar's buffers."""
+
+    user_id: str
+    start: datetime
+    end: datetime
+    core_start: datetime
+    core_end: datetime
+    appointment_id: str | None = None
+    calendar_id: str | None = None  # the team calendar of a booked appointment
+    blocked_slot_id: str | None = None
+
+
+@dataclass
+class Timeline:
+    """A member's busy time sorted by start, with the running maximum of ends: one overlap test is a bisect."""
+
+    items: list[Busy]
+    starts: list[datetime] = field(init=False)
+    max_ends: list[datetime] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.items.sort(key=lambda b: b.start)
+        self.starts = [b.start for b in self.items]
+        self.max_ends = list(accumulate((b.end for b in self.items), max))
+
+    def free(self, start: datetime, end: datetime) -> bool:
+        before = bisect_left(self.starts, end)
+        return before == 0 or self.max_ends[before - 1] <= start
+
+    def overlapping(self, start: datetime, end: datetime) -> list[Busy]:
+        return [b for b in self.items[:bisect_left(self.starts, end)] if b.end > start]
+
+
+@dataclass(frozen=True)
+class ClassSession:
+    """A booked session of a class calendar: one appointment, one contact per seat taken."""
+
+    appointment_id: str
+    member_ids: tuple[str, ...]
+    attendees: int
+
+
+@dataclass
+class View:
+    """Everything availability needs for one calendar over one range, loaded in one go."""
+
+    rules: Rules
+    now: datetime
+    busy: dict[str, Timeline]
+    sessions: dict[datetime, ClassSession]
+
+
+async def load_view(
+    session: AsyncSession, rules: Rules, start: datetime, end: datetime, now: datetime, *,
+    member_ids: Sequence[str] | None = None, exclude_appointment: str | None = None,
+) -> View:
+    """Busy time of the members (all, or `member_ids`) around [start, end); `exclude_appointment` is left
+    out, so that rescheduling an appointment does not collide with itself."""
+    members = tuple(member_ids if member_ids is not None else rules.member_ids)
+    low, high = start - LOAD_MARGIN, end + rules.duration + LOAD_MARGIN
+    busy: dict[str, list[Busy]] = defaultdict(list)
+
+    appointments = await session.execute(
+        select(
+            col(Appointment.id), col(Appointment.start), col(Appointment.end), col(Appointment.calendar_id),
+            col(AppointmentAssignee.user_id), col(Calendar.buffer_before_minutes), col(Calendar.buffer_after_minutes),
+        )
+        .join(AppointmentAssignee, col(AppointmentAssignee.appointment_id) == col(Appointment.id))
+        .outerjoin(Calendar, col(Calendar.id) == col(Appointment.calendar_id))
+        .where(
+            col(AppointmentAssignee.user_id).in_(members), col(Appointment.status) == AppointmentStatus.BOOKED,
+            col(Appointment.busy).is_(True), col(Appointment.start) < high, col(Appointment.end) > low,
+        )
+    )
+    for aid, a_start, a_end, calendar_id, user_id, before, after in appointments.tuples():
+        if aid == exclude_appointment:
+            continue
+        busy[user_id].append(Busy(
+            user_id, a_start - timedelta(minutes=before or 0), a_end + timedelta(minutes=after or 0), a_start, a_end,
+            appointment_id=aid, calendar_id=calendar_id,
+        ))
+
+    blocked = await session.execute(
+        select(col(BlockedSlot.id), col(BlockedSlot.user_id), col(BlockedSlot.start), col(BlockedSlot.end))
+        .where(
+            col(BlockedSlot.user_id).in_(members), col(BlockedSlot.busy).is_(True),
+            col(BlockedSlot.start) < high, col(BlockedSlot.end) > low,
+        )
+    )
+    for slot_id, user_id, b_start, b_end in blocked.tuples():
+        busy[user_id].append(Busy(user_id, b_start, b_end, b_start, b_end, blocked_slot_id=slot_id))
+
+    sessions: dict[datetime, ClassSession] = {}
+    if rules.kind == CalendarKind.CLASS:
+        sessions = await _class_sessions(session, rules, busy, low, high, exclude_appointment)
+    return View(rules, now, {m: Timeline(busy.get(m, [])) for m in members}, sessions)
+
+
+async def _class_sessions(
+    session: AsyncSession, rules: Rules, busy: dict[str, list[Busy]], low: datetime, high: datetime,
+    exclude: str | None,
+) -> dict[datetime, ClassSession]:
+    rows = await session.execute(
+        select(col(Appointment.id), col(Appointment.start), func.count(col(AppointmentContact.contact_id)))
+        .outerjoin(AppointmentContact, col(AppointmentContact.appointment_id) == col(Appointment.id))
+        .where(
+            col(Appointment.calendar_id) == rules.calendar_id, col(Appointment.origin) == Origin.SYSTEM,
+            col(Appointment.status) == AppointmentStatus.BOOKED, col(Appointment.start) < high,
+            col(Appointment.end) > low,
+        )
+        .group_by(col(Appointment.id), col(Appointment.start))
+    )
+    hosts: dict[str, list[str]] = defaultdict(list)
+    for items in busy.values():
+        for b in items:
+            if b.appointment_id is not None:
+                hosts[b.appointment_id].append(b.user_id)
+    return {
+        s_start: ClassSession(aid, tuple(sorted(hosts.get(aid, []))), attendees)
+        for aid, s_start, attendees in rows.tuples() if aid != exclude
+    }
+
+
+# Checking a slot ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One reason a slot is not bookable, or a warning about it (STALE)."""
+
+    code: Reason
+    user_id: str | None = None
+    detail: str | None = None
+    busy: Busy | None = None
+
+
+@dataclass(frozen=True)
+class SlotCheck:
+    start: datetime
+    end: datetime
+    member_ids: tuple[str, ...]  # who can take it (class: the session's host)
+    seats_left: int | None
+    findings: tuple[Finding, ...]
+    session: ClassSession | None = None  # the class session this slot would add a seat to
+
+    @property
+    def available(self) -> bool:
+        return bool(self.member_ids) and not any(f.code != Reason.STALE for f in self.findings)
+
+
+def check(view: View, start: datetime, *, member_id: str | None = None, detailed: bool = False) -> SlotCheck:
+    """Whether the slot at `start` can be booked, and by whom. Without `detailed`, member findings are left
+    out (the free-slots list only needs the answer, the troubleshooter needs every reason)."""
+    rules = view.rules
+    end = start + rules.duration
+    findings = list(_timing(view, start))
+    if rules.kind == CalendarKind.CLASS and start in view.sessions:
+        booked = view.sessions[start]
+        seats = rules.capacity - booked.attendees
+        if seats <= 0:
+            findings.append(Finding(Reason.NO_SEATS, detail=f"all {rules.capacity} seats taken"))
+        return SlotCheck(start, end, booked.member_ids if seats > 0 else (), max(seats, 0), tuple(findings), booked)
+
+    members = (member_id,) if member_id is not None else rules.member_ids
+    window = (start - rules.buffer_before, end + rules.buffer_after)
+    free = tuple(m for m in members if view.busy[m].free(*window))
+    if detailed:
+        for m in members:
+            findings.extend(_member_findings(view.busy[m], m, start, end, window))
+    busy_count = len(members) - len(free)
+    if rules.kind == CalendarKind.COLLECTIVE and busy_count:
+        free = ()
+    if len(members) > 1 and not free:
+        findings.append(Finding(Reason.MEMBERS_BUSY, detail=f"{busy_count} of {len(members)} busy"))
+    seats_left = rules.capacity if rules.kind == CalendarKind.CLASS else None
+    return SlotCheck(start, end, free, seats_left, tuple(findings))
+
+
+def _timing(view: View, start: datetime) -> Iterator[Finding]:
+    rules, now = view.rules, view.now
+    if start < now:
+        yield Finding(Reason.PAST)
+    elif start < now + rules.min_notice:
+        yield Finding(Reason.MIN_NOTICE, detail=f"bookable from {now + rules.min_notice:%Y-%m-%d %H:%M} UTC")
+    if start > now + rules.max_ahead:
+        yield Finding(Reason.TOO_FAR, detail=f"bookable up to {rules.max_ahead.days} days ahead")
+
+
+def _member_findings(
+    timeline: Timeline, user_id: str, start: datetime, end: datetime, window: tuple[datetime, datetime]
+) -> Iterator[Finding]:
+    for busy in timeline.overlapping(*window):
+        if busy.core_start >= end or busy.core_end <= start:
+            yield Finding(Reason.BUFFER, user_id, busy=busy)
+        else:
+            yield Finding(Reason.BOOKED if busy.appointment_id else Reason.CONFLICT, user_id, busy=busy)
+
+
+def free_slots(view: View, start: datetime, end: datetime, *, member_id: str | None = None) -> list[SlotCheck]:
+    """The bookable slots starting in [start, end), limited to the booking horizon first (cheap to ask
+    for a year: only what can be booked is evaluated)."""
+    rules = view.rules
+    first = max(start, view.now + rules.min_notice)
+    last = min(end, view.now + rules.max_ahead + timedelta(microseconds=1))
+    if first >= last:
+        return []
+    checks = (check(view, s, member_id=member_id) for s in open_slots(rules, first, last))
+    return [c for c in checks if c.available]
+
+
+async def free_slots_of(
+    db: Database, calendar_id: str, start: datetime, end: datetime, now: datetime, *, member_id: str | None = None
+) -> list[SlotCheck]:
+    """`GET /calendars/{id}/free-slots`: one read transaction, no provider call."""
+    team = await get_team_calendar(db, calendar_id)
+    rules = Rules.of(team.calendar, team.member_ids)
+    if member_id is not None and (rules.kind == CalendarKind.COLLECTIVE or member_id not in rules.member_ids):
+        raise Invalid(f"member_id: {member_id} is not a member who can be chosen on this calendar")
+    async with db.session() as session:
+        view = await load_view(session, rules, max(start, now), end, now,
+                               member_ids=[member_id] if member_id else None)
+    return free_slots(view, start, end, member_id=member_id)
+
+
+def in_open_hours(rules: Rules, start: datetime) -> bool:
+    """Whether `start` is one of the calendar's slots (on the grid, inside open hours)."""
+    return any(slot == start for slot in open_slots(rules, start, start + timedelta(microseconds=1)))
+
