@@ -103,7 +103,8 @@ class Booking:
         view = await load_view(session, rules, start, start + rules.duration, now or self.clock())
         result = check(view, start, member_id=request.member_id)
         if not result.available:
-            raise Conflict(f"the slot at {start.isoformat()} is not available: {_describe(result.findings)}",
+            why = check(view, start, member_id=request.member_id, detailed=True).findings
+            raise Conflict(f"the slot at {start.isoformat()} is not available: {_describe(why)}",
                            code="slot_unavailable")
         return result
 

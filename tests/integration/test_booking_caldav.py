@@ -1,0 +1,62 @@
+"""Bookings against real CalDAV servers: what John's calendar holds blocks the booking, and what is booked
+reaches his linked calendar once and leaves it when cancelled (Radicale and Xandikos)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from storage.models import Action, Automation, AutomationRun, CalendarKind, Trigger
+from sync import teams
+from sync.booking import Booking, BookingRequest
+from sync.errors import Conflict
+from sync.troubleshoot import troubleshoot
+from tests.ics import michel
+from tests.integration.conftest import DAY, D, World, paris
+from tests.integration.test_engine_push import caldav, remote_names
+
+
+async def johns_desk(world: World) -> str:
+    spec = teams.TeamCalendarSpec(name="Consultations", kind=CalendarKind.ROUND_ROBIN, member_ids=[world.user_id],
+                                  duration_minutes=60, timezone="Europe/Paris")
+    return (await teams.create_team_calendar(world.db, world.workspace_id, spec)).calendar.id
+
+
+def ada(hour: int) -> BookingRequest:
+    return BookingRequest(paris(DAY, hour), "Ada Lovelace", "ada@example.com")
+
+
+async def test_dr_michel_refuses_the_booking_and_is_named(one_way: World) -> None:
+    one_way.put("michel.ics", michel(D))
+    desk = await johns_desk(one_way)
+    booking = Booking(one_way.db, refresh=one_way.engine.sync_user)  # the refresh is what syncs it first
+    with pytest.raises(Conflict) as refused:
+        await booking.book(desk, ada(13))
+    assert refused.value.code == "slot_unavailable" and "CONFLICT" in refused.value.message
+    items = await troubleshoot(one_way.db, desk, DAY, viewer_id=one_way.user_id)
+    (one,) = [i for i in items if i["start"] == paris(DAY, 13).isoformat().replace("+00:00", "Z")]
+    (conflict,) = one["reasons"]
+    assert conflict["event"]["title"] == "Appointment with Dr. Michel"
+    assert conflict["event"]["calendar_id"] == one_way.calendar_id
+
+
+async def test_booking_reaches_the_linked_calendar_once_and_cancelling_removes_it(one_way: World) -> None:
+    async with one_way.db.write() as session:
+        automation = Automation(workspace_id=one_way.workspace_id, trigger=Trigger.CREATED, action=Action.SLACK_DM)
+        session.add(automation)
+    desk = await johns_desk(one_way)
+    booking = Booking(one_way.db, refresh=one_way.engine.sync_user)
+    appointment = await booking.book(desk, ada(10))
+
+    await one_way.engine.run_due()  # the booking marked John's linked calendar due
+    await one_way.sync()  # and again: nothing more is written
+    assert await remote_names(one_way) == [f"{appointment.id}.ics"]
+    listing = await caldav(one_way).changes(one_way.calendar_url, None)
+    assert "SUMMARY:Consultations with Ada Lovelace" in listing.changed[0].data
+    async with one_way.db.session() as session:
+        runs = list(await session.scalars(select(AutomationRun).where(AutomationRun.automation_id == automation.id)))
+    assert [(r.appointment_id, r.status) for r in runs] == [(appointment.id, "delivered")]
+
+    await booking.cancel(appointment.id)
+    await one_way.engine.run_due()
+    assert await remote_names(one_way) == []
