@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 
@@ -42,6 +43,14 @@ def slack_status(runtime: Runtime) -> str:
     return "Slack bot: disabled, no CROCO_SLACK_BOT_TOKEN; the API and sync run without it"
 
 
+def settle_startup_objects() -> None:
+    """Keep what start-up built (modules, mappers, metadata) out of every later garbage collection: a
+    free-slots request allocates thousands of rows, and a full collection scanning all of start-up's objects
+    would otherwise land in some of them (measured: p95 from 40 to 90 ms, bench/availability.py)."""
+    gc.collect()
+    gc.freeze()
+
+
 async def serve(
     runtime: Runtime, host: str, port: int, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None
 ) -> None:
@@ -54,6 +63,7 @@ async def serve(
     await site.start()
     log.info("serving", extra={"url": f"http://{host}:{port}", "database": runtime.db.dialect})
     log.info(slack_status(runtime))
+    settle_startup_objects()
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -13,14 +13,25 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from itertools import accumulate
+from operator import itemgetter
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    Select,
+    cast,
+    extract,
+    func,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -139,39 +150,58 @@ def day_grid(rules: Rules, day: date) -> list[datetime]:
 # What members are busy with ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Busy:
-    """Time one member cannot be booked: `start`/`end` include the booked calendar's buffers."""
+class Busy(NamedTuple):
+    """Time one member cannot be booked, in seconds since 1970 (browsing reads thousands of these: plain
+    numbers, no datetime per row). `start`/`end` include the booked calendar's buffers."""
 
+    start: int
+    end: int
+    core_start: int
+    core_end: int
     user_id: str
-    start: datetime
-    end: datetime
-    core_start: datetime
-    core_end: datetime
     appointment_id: str | None = None
     calendar_id: str | None = None  # the team calendar of a booked appointment
     blocked_slot_id: str | None = None
 
+    @property
+    def span(self) -> tuple[datetime, datetime]:
+        """The busy time itself, without buffers."""
+        return datetime.fromtimestamp(self.core_start, UTC), datetime.fromtimestamp(self.core_end, UTC)
 
-@dataclass
+
+def _seconds(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def _busy(row: Sequence[Any]) -> Busy:
+    """A row of `load_view`: (start, end, user, blocked slot id) or, for an appointment, (padded start,
+    padded end, user, appointment id, start, end, team calendar id)."""
+    if isinstance(row, Busy):
+        return row
+    if len(row) == 4:
+        return Busy(row[0], row[1], row[0], row[1], row[2], blocked_slot_id=row[3])
+    return Busy(row[0], row[1], row[4], row[5], row[2], row[3], row[6])
+
+
 class Timeline:
-    """A member's busy time sorted by start, with the running maximum of ends: one overlap test is a bisect."""
+    """A member's busy time sorted by start, with the running maximum of ends: one overlap test is a bisect.
+    Items are `Busy` or `load_view` rows: both start with (start, end)."""
 
-    items: list[Busy]
-    starts: list[datetime] = field(init=False)
-    max_ends: list[datetime] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.items.sort(key=lambda b: b.start)
-        self.starts = [b.start for b in self.items]
-        self.max_ends = list(accumulate((b.end for b in self.items), max))
+    def __init__(self, items: Iterable[Sequence[Any]]) -> None:
+        self.items = sorted(items, key=itemgetter(0))
+        self.starts = [b[0] for b in self.items]
+        self.max_ends = list(accumulate((b[1] for b in self.items), max))
 
     def free(self, start: datetime, end: datetime) -> bool:
+        return self.free_between(_seconds(start), _seconds(end))
+
+    def free_between(self, start: int, end: int) -> bool:
         before = bisect_left(self.starts, end)
         return before == 0 or self.max_ends[before - 1] <= start
 
     def overlapping(self, start: datetime, end: datetime) -> list[Busy]:
-        return [b for b in self.items[:bisect_left(self.starts, end)] if b.end > start]
+        after = _seconds(start)
+        return [_busy(b) for b in self.items[:bisect_left(self.starts, _seconds(end))] if b[1] > after]
 
 
 @dataclass(frozen=True)
@@ -201,37 +231,35 @@ async def load_view(
     out, so that rescheduling an appointment does not collide with itself."""
     members = tuple(member_ids if member_ids is not None else rules.member_ids)
     low, high = start - LOAD_MARGIN, end + rules.duration + LOAD_MARGIN
-    busy: dict[str, list[Busy]] = defaultdict(list)
-
-    appointments = await session.execute(
+    dialect = session.get_bind().dialect.name
+    appointments: Select[Any] = (
         select(
-            col(Appointment.id), col(Appointment.start), col(Appointment.end), col(Appointment.calendar_id),
-            col(AppointmentAssignee.user_id), col(Calendar.buffer_before_minutes), col(Calendar.buffer_after_minutes),
+            _epoch(Appointment.start, dialect) - func.coalesce(col(Calendar.buffer_before_minutes), 0) * 60,
+            _epoch(Appointment.end, dialect) + func.coalesce(col(Calendar.buffer_after_minutes), 0) * 60,
+            col(AppointmentAssignee.user_id), col(Appointment.id), _epoch(Appointment.start, dialect),
+            _epoch(Appointment.end, dialect), col(Appointment.calendar_id),
         )
         .join(AppointmentAssignee, col(AppointmentAssignee.appointment_id) == col(Appointment.id))
         .outerjoin(Calendar, col(Calendar.id) == col(Appointment.calendar_id))
         .where(
             col(AppointmentAssignee.user_id).in_(members), col(Appointment.status) == AppointmentStatus.BOOKED,
             col(Appointment.busy).is_(True), col(Appointment.start) < high, col(Appointment.end) > low,
+            col(Appointment.id) != (exclude_appointment or ""),
         )
     )
-    for aid, a_start, a_end, calendar_id, user_id, before, after in appointments.tuples():
-        if aid == exclude_appointment:
-            continue
-        busy[user_id].append(Busy(
-            user_id, a_start - timedelta(minutes=before or 0), a_end + timedelta(minutes=after or 0), a_start, a_end,
-            appointment_id=aid, calendar_id=calendar_id,
-        ))
-
-    blocked = await session.execute(
-        select(col(BlockedSlot.id), col(BlockedSlot.user_id), col(BlockedSlot.start), col(BlockedSlot.end))
-        .where(
-            col(BlockedSlot.user_id).in_(members), col(BlockedSlot.busy).is_(True),
-            col(BlockedSlot.start) < high, col(BlockedSlot.end) > low,
-        )
+    blocked = select(  # the widest query: only the two times are computed, the rest is read from the index
+        _epoch(BlockedSlot.start, dialect), _epoch(BlockedSlot.end, dialect), col(BlockedSlot.user_id),
+        col(BlockedSlot.id),
+    ).where(
+        col(BlockedSlot.user_id).in_(members), col(BlockedSlot.busy).is_(True), col(BlockedSlot.start) < high,
+        col(BlockedSlot.end) > low,
     )
-    for slot_id, user_id, b_start, b_end in blocked.tuples():
-        busy[user_id].append(Busy(user_id, b_start, b_end, b_start, b_end, blocked_slot_id=slot_id))
+    # Core rows (no ORM: thousands of them per request), each query in its index order.
+    connection = await session.connection()
+    busy: dict[str, list[Sequence[Any]]] = defaultdict(list)
+    for query in (appointments, blocked):
+        for row in await connection.execute(query):
+            busy[row[2]].append(row)
 
     sessions: dict[datetime, ClassSession] = {}
     if rules.kind == CalendarKind.CLASS:
@@ -239,8 +267,15 @@ async def load_view(
     return View(rules, now, {m: Timeline(busy.get(m, [])) for m in members}, sessions)
 
 
+def _epoch(column: Any, dialect: str) -> ColumnElement[int]:
+    """Seconds since 1970, computed by the database."""
+    if dialect == "sqlite":
+        return cast(func.strftime("%s", column), Integer)
+    return cast(func.floor(extract("epoch", column)), BigInteger)
+
+
 async def _class_sessions(
-    session: AsyncSession, rules: Rules, busy: dict[str, list[Busy]], low: datetime, high: datetime,
+    session: AsyncSession, rules: Rules, busy: dict[str, list[Sequence[Any]]], low: datetime, high: datetime,
     exclude: str | None,
 ) -> dict[datetime, ClassSession]:
     rows = await session.execute(
@@ -254,10 +289,10 @@ async def _class_sessions(
         .group_by(col(Appointment.id), col(Appointment.start))
     )
     hosts: dict[str, list[str]] = defaultdict(list)
-    for items in busy.values():
-        for b in items:
-            if b.appointment_id is not None:
-                hosts[b.appointment_id].append(b.user_id)
+    for user_id, items in busy.items():
+        for row in items:
+            if len(row) > 4:  # an appointment row: its id is the fourth column
+                hosts[row[3]].append(user_id)
     return {
         s_start: ClassSession(aid, tuple(sorted(hosts.get(aid, []))), attendees)
         for aid, s_start, attendees in rows.tuples() if aid != exclude
@@ -306,7 +341,8 @@ def check(view: View, start: datetime, *, member_id: str | None = None, detailed
 
     members = (member_id,) if member_id is not None else rules.member_ids
     window = (start - rules.buffer_before, end + rules.buffer_after)
-    free = tuple(m for m in members if view.busy[m].free(*window))
+    low, high = _seconds(window[0]), _seconds(window[1])
+    free = tuple(m for m in members if view.busy[m].free_between(low, high))
     if detailed:
         for m in members:
             findings.extend(_member_findings(view.busy[m], m, start, end, window))
@@ -333,7 +369,7 @@ def _member_findings(
     timeline: Timeline, user_id: str, start: datetime, end: datetime, window: tuple[datetime, datetime]
 ) -> Iterator[Finding]:
     for busy in timeline.overlapping(*window):
-        if busy.core_start >= end or busy.core_end <= start:
+        if busy.core_start >= _seconds(end) or busy.core_end <= _seconds(start):
             yield Finding(Reason.BUFFER, user_id, busy=busy)
         else:
             yield Finding(Reason.BOOKED if busy.appointment_id else Reason.CONFLICT, user_id, busy=busy)

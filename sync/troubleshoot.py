@@ -78,10 +78,11 @@ def _reasons(
     if busy.appointment_id is not None:
         reason["detail"] = f"appointment {busy.appointment_id}" + (" (its buffer)" if busy.start != busy.core_start
                                                                     or busy.end != busy.core_end else "")
+        start, end = busy.span
         reason["event"] = {
             "appointment_id": busy.appointment_id, "calendar_id": busy.calendar_id,
             "title": titles.get(busy.appointment_id) if own else None,
-            "start": rfc3339(busy.core_start), "end": rfc3339(busy.core_end), "fetched_at": None,
+            "start": rfc3339(start), "end": rfc3339(end), "fetched_at": None,
         }
         return [reason]
     source = sources.get(busy.blocked_slot_id or "")
@@ -98,9 +99,10 @@ def _reasons(
 
 
 def _event(busy: Busy, source: _Source, own: bool) -> dict[str, Any]:
+    start, end = busy.span
     return {
         "calendar_id": source.calendar_id, "title": source.title if own else None,
-        "start": rfc3339(busy.core_start), "end": rfc3339(busy.core_end), "fetched_at": rfc3339(source.fetched_at),
+        "start": rfc3339(start), "end": rfc3339(end), "fetched_at": rfc3339(source.fetched_at),
     }
 
 

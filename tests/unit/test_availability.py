@@ -45,12 +45,16 @@ MONDAY = date(2027, 3, 1)
 NOW = at(MONDAY, 6)
 
 
+def seconds(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
 def blocked(user: str, start: datetime, end: datetime, slot_id: str = "b1") -> Busy:
-    return Busy(user, start, end, start, end, blocked_slot_id=slot_id)
+    return Busy(seconds(start), seconds(end), seconds(start), seconds(end), user, blocked_slot_id=slot_id)
 
 
 def booked(user: str, start: datetime, end: datetime, before: int = 0, after: int = 0) -> Busy:
-    return Busy(user, start - timedelta(minutes=before), end + timedelta(minutes=after), start, end,
+    return Busy(seconds(start) - before * 60, seconds(end) + after * 60, seconds(start), seconds(end), user,
                 appointment_id="ap1", calendar_id="other")
 
 
