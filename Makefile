@@ -33,6 +33,7 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/caldav_sync.py
+	$(BIN)/python bench/availability.py
 
 clean:
 	rm -rf $(VENV) .croco .pytest_cache .mypy_cache .ruff_cache
