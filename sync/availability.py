@@ -197,7 +197,7 @@ class Timeline:
 
     def free_between(self, start: int, end: int) -> bool:
         before = bisect_left(self.starts, end)
-        return before == 0 or self.max_ends[before - 1] <= start
+        return not before or self.max_ends[before - 1] <= start
 
     def overlapping(self, start: datetime, end: datetime) -> list[Busy]:
         after = _seconds(start)
@@ -342,7 +342,8 @@ def check(view: View, start: datetime, *, member_id: str | None = None, detailed
     members = (member_id,) if member_id is not None else rules.member_ids
     window = (start - rules.buffer_before, end + rules.buffer_after)
     low, high = _seconds(window[0]), _seconds(window[1])
-    free = tuple(m for m in members if view.busy[m].free_between(low, high))
+    timelines = view.busy
+    free = tuple(m for m in members if timelines[m].free_between(low, high))
     if detailed:
         for m in members:
             findings.extend(_member_findings(view.busy[m], m, start, end, window))
