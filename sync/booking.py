@@ -87,8 +87,9 @@ class Booking:
 
         async with self.db.session() as session:
             cached = await self._check(session, rules, request)
-            if cached.session is None:  # a new appointment: take the member's latest calendar into account
-                await self._refresh(await _assignees(session, rules, cached, self.clock()), calendar_id)
+            # a new appointment: the members it would take have their latest calendars read first
+            chosen = await _assignees(session, rules, cached, self.clock()) if cached.session is None else []
+        await self._refresh(chosen, calendar_id)
 
         async with self.db.write() as session:
             await _lock_users(session, rules.member_ids)
