@@ -49,8 +49,9 @@ from storage.models import (
 from sync.errors import Invalid
 from sync.teams import WEEKDAYS, get_team_calendar
 
-LOAD_MARGIN = timedelta(days=1, minutes=1)
-"""Busy time is loaded this far around the range: buffers are at most a day (web/schemas.py)."""
+APPOINTMENT_MARGIN = timedelta(days=1, minutes=1)
+"""Appointments are loaded this far around the range: their own calendar's buffers are at most a day
+(web/schemas.py). Blocked slots have no buffers of their own: only the slots' windows count."""
 
 
 class Reason(StrEnum):
@@ -230,7 +231,7 @@ async def load_view(
     """Busy time of the members (all, or `member_ids`) around [start, end); `exclude_appointment` is left
     out, so that rescheduling an appointment does not collide with itself."""
     members = tuple(member_ids if member_ids is not None else rules.member_ids)
-    low, high = start - LOAD_MARGIN, end + rules.duration + LOAD_MARGIN
+    low, high = start - rules.buffer_before, end + rules.duration + rules.buffer_after  # every slot's window
     dialect = session.get_bind().dialect.name
     appointments: Select[Any] = (
         select(
@@ -243,7 +244,8 @@ async def load_view(
         .outerjoin(Calendar, col(Calendar.id) == col(Appointment.calendar_id))
         .where(
             col(AppointmentAssignee.user_id).in_(members), col(Appointment.status) == AppointmentStatus.BOOKED,
-            col(Appointment.busy).is_(True), col(Appointment.start) < high, col(Appointment.end) > low,
+            col(Appointment.busy).is_(True), col(Appointment.start) < high + APPOINTMENT_MARGIN,
+            col(Appointment.end) > low - APPOINTMENT_MARGIN,
             col(Appointment.id) != (exclude_appointment or ""),
         )
     )

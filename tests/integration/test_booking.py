@@ -208,6 +208,15 @@ async def test_buffers_notice_and_horizon_limit_booking(team: Team) -> None:
         await team.booking().book(calendar, request(at(MONDAY, 9, 10)))  # not on the grid
 
 
+async def test_another_calendars_buffer_reaches_into_a_range_that_starts_after_its_appointment(team: Team) -> None:
+    """Browsing from 10:00 still sees a 09:00-10:00 appointment whose own calendar keeps 30 minutes after it."""
+    with_buffer = await team.calendar(CalendarKind.ROUND_ROBIN, "ann", buffer_after_minutes=30)
+    plain = await team.calendar(CalendarKind.ROUND_ROBIN, "ann")
+    await team.booking().book(with_buffer, request(at(MONDAY, 9)))
+    slots = await availability.free_slots_of(team.db, plain, at(MONDAY, 10), at(MONDAY, 12), NOW)
+    assert [s.start for s in slots] == [at(MONDAY, 11)]
+
+
 async def test_free_external_event_leaves_the_slot_open(team: Team) -> None:
     calendar = await team.calendar(CalendarKind.ROUND_ROBIN, "ann")
     await team.busy("ann", at(MONDAY, 13), at(MONDAY, 14), busy=False)
