@@ -217,6 +217,21 @@ async def test_another_calendars_buffer_reaches_into_a_range_that_starts_after_i
     assert [s.start for s in slots] == [at(MONDAY, 11)]
 
 
+async def test_a_returning_contact_is_reused_and_each_booking_fires_created(team: Team) -> None:
+    calendar = await team.calendar(CalendarKind.ROUND_ROBIN, "ann")
+    async with team.db.write() as session:
+        session.add(Automation(workspace_id=team.workspace_id, trigger=Trigger.CREATED, action=Action.SLACK_DM))
+    booking = team.booking()
+    first = await booking.book(calendar, BookingRequest(at(MONDAY, 9), "Ada", "ada@example.com"))
+    second = await booking.book(calendar, BookingRequest(at(MONDAY, 11), "Ada L.", "ADA@example.com"))
+    async with team.db.session() as session:
+        (contact,) = await session.scalars(select(Contact))
+        linked = set(await session.scalars(select(AppointmentContact.appointment_id).where(
+            AppointmentContact.contact_id == contact.id)))
+        runs = set(await session.scalars(select(AutomationRun.appointment_id)))
+    assert linked == runs == {first.id, second.id}
+
+
 async def test_free_external_event_leaves_the_slot_open(team: Team) -> None:
     calendar = await team.calendar(CalendarKind.ROUND_ROBIN, "ann")
     await team.busy("ann", at(MONDAY, 13), at(MONDAY, 14), busy=False)
