@@ -11,6 +11,7 @@ around it: a slot whose bare time is free but whose buffer touches busy time is 
 
 from __future__ import annotations
 
+import sqlite3
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -47,7 +48,7 @@ from storage.models import (
     Origin,
 )
 from sync.errors import Invalid
-from sync.teams import WEEKDAYS, get_team_calendar
+from sync.teams import WEEKDAYS, load_team_calendar
 
 APPOINTMENT_MARGIN = timedelta(days=1, minutes=1)
 """Appointments are loaded this far around the range: their own calendar's buffers are at most a day
@@ -270,9 +271,10 @@ async def load_view(
 
 
 def _epoch(column: Any, dialect: str) -> ColumnElement[int]:
-    """Seconds since 1970, computed by the database."""
+    """Seconds since 1970, computed by the database (SQLite: `unixepoch` where it exists, a third faster)."""
     if dialect == "sqlite":
-        return cast(func.strftime("%s", column), Integer)
+        return cast(func.unixepoch(column) if sqlite3.sqlite_version_info >= (3, 38) else func.strftime("%s", column),
+                    Integer)
     return cast(func.floor(extract("epoch", column)), BigInteger)
 
 
@@ -394,11 +396,11 @@ async def free_slots_of(
     db: Database, calendar_id: str, start: datetime, end: datetime, now: datetime, *, member_id: str | None = None
 ) -> list[SlotCheck]:
     """`GET /calendars/{id}/free-slots`: one read transaction, no provider call."""
-    team = await get_team_calendar(db, calendar_id)
-    rules = Rules.of(team.calendar, team.member_ids)
-    if member_id is not None and (rules.kind == CalendarKind.COLLECTIVE or member_id not in rules.member_ids):
-        raise Invalid(f"member_id: {member_id} is not a member who can be chosen on this calendar")
     async with db.session() as session:
+        team = await load_team_calendar(session, calendar_id)
+        rules = Rules.of(team.calendar, team.member_ids)
+        if member_id is not None and (rules.kind == CalendarKind.COLLECTIVE or member_id not in rules.member_ids):
+            raise Invalid(f"member_id: {member_id} is not a member who can be chosen on this calendar")
         view = await load_view(session, rules, max(start, now), end, now,
                                member_ids=[member_id] if member_id else None)
     return free_slots(view, start, end, member_id=member_id)

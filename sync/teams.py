@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from storage.db import Database
@@ -110,10 +111,14 @@ async def create_team_calendar(db: Database, workspace_id: str, spec: TeamCalend
 
 async def get_team_calendar(db: Database, calendar_id: str) -> TeamCalendar:
     async with db.session() as session:
-        calendar = await session.get(Calendar, calendar_id)
-        if calendar is None:
-            raise NotFound(f"no calendar {calendar_id}")
-        members = await session.scalars(select(col(CalendarMember.user_id))
-                                        .where(col(CalendarMember.calendar_id) == calendar_id)
-                                        .order_by(col(CalendarMember.position)))
-        return TeamCalendar(calendar, list(members))
+        return await load_team_calendar(session, calendar_id)
+
+
+async def load_team_calendar(session: AsyncSession, calendar_id: str) -> TeamCalendar:
+    calendar = await session.get(Calendar, calendar_id)
+    if calendar is None:
+        raise NotFound(f"no calendar {calendar_id}")
+    members = await session.scalars(select(col(CalendarMember.user_id))
+                                    .where(col(CalendarMember.calendar_id) == calendar_id)
+                                    .order_by(col(CalendarMember.position)))
+    return TeamCalendar(calendar, list(members))

@@ -239,6 +239,17 @@ async def test_free_external_event_leaves_the_slot_open(team: Team) -> None:
     await team.booking().book(calendar, request(at(MONDAY, 13)))
 
 
+async def test_older_sqlite_without_unixepoch_reads_the_same_busy_time(
+    team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calendar = await team.calendar(CalendarKind.ROUND_ROBIN, "ann")
+    await team.busy("ann", at(MONDAY, 13), at(MONDAY, 14))
+    await team.booking().book(calendar, request(at(MONDAY, 9)))
+    offered = await team.free(calendar)
+    monkeypatch.setattr(availability.sqlite3, "sqlite_version_info", (3, 37, 2))
+    assert await team.free(calendar) == offered and "13:00" not in offered and "09:00" not in offered
+
+
 async def test_spring_forward_week_keeps_local_open_hours(team: Team) -> None:
     calendar = await team.calendar(CalendarKind.ROUND_ROBIN, "ann")
     sunday = MONDAY + timedelta(days=6)  # 28 March 2027: Paris moves to UTC+2
