@@ -465,7 +465,9 @@ async def test_dr_michel_blocks_johns_slots_and_the_troubleshooter_names_it(api:
     desk = await johns_desk(api, user)
     window = {"start": tomorrow_at(0), "end": tomorrow_at(23)}
 
+    calls = len(accounts.calls)
     offered = paris_times(await listed(api, f"/api/v1/calendars/{desk['id']}/free-slots", **window))
+    assert len(accounts.calls) == calls  # browsing never opens a provider
     assert "12:30" in offered and "13:00" not in offered and "13:30" not in offered and "14:00" in offered
     assert "15:00" in offered and "16:00" in offered  # a Free event and a cancelled one leave the slot open
 
