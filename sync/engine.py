@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
@@ -403,8 +404,14 @@ async def pull_listing(
     pool: Executor | None = None,
 ) -> tuple[ChangeSet, Listing]:
     """Transfer what changed since `cursor` and read it, each batch read (on the pool) while the next one
-    downloads; an unreadable item is skipped with its reason, the rest go on."""
+    downloads; an unreadable item is skipped with its reason, the rest go on.
+
+    A full listing (no cursor) may be large: the pool's workers are started first, so a worker that has to
+    start (a spawned process imports the reader's modules, about a second of CPU) does it while the server
+    prepares the listing, not while chunks arrive."""
     reading = ListingReader(provider.reader(), context, pool)
+    if cursor is None:
+        reading.start_workers()
     try:
         changes = await provider.changes(calendar_id, cursor, on_items=reading.add)
     except BaseException:
@@ -467,6 +474,12 @@ class ListingReader:
         for shipped in self._shipped:
             shipped.cancel()
         self._shipped, self._waiting = [], []
+
+    def start_workers(self) -> None:
+        """One empty read per core: a process pool starts a worker for each task it has no idle worker for."""
+        if self._pool is not None:
+            for _ in range(os.cpu_count() or 1):
+                self._pool.submit(_read_chunk, self._reader, (), self._context)
 
     def _ship(self, count: int) -> None:
         assert self._pool is not None

@@ -4,6 +4,7 @@ as the provider transfers them."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -46,13 +47,19 @@ def _memory(items: tuple[RemoteItem, ...], batch_size: int) -> MemoryProvider:
 
 
 class RecordingPool(Executor):
-    """Reads each shipped chunk at once in this process (or never, with `run=False`) and records its ids."""
+    """Reads each shipped chunk at once in this process (or never, with `run=False`) and records its ids;
+    empty reads (starting the workers) are only counted."""
 
     def __init__(self, *, run: bool = True) -> None:
         self.run, self.chunks, self.futures = run, list[list[str]](), list[Future[Any]]()
+        self.empty = 0
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         future: Future[Any] = Future()
+        if not args[1]:
+            self.empty += 1
+            future.set_result(fn(*args, **kwargs))
+            return future
         self.chunks.append([item.remote_id for item in args[1]])
         self.futures.append(future)
         if self.run:
@@ -92,10 +99,22 @@ async def test_batches_go_to_the_pool_as_they_arrive_and_a_bad_item_is_skipped_a
 
 
 async def test_a_small_listing_is_read_inline_even_with_a_pool() -> None:
-    pool = RecordingPool()
-    changes, listing = await pull_listing(_memory(_items(20), batch_size=5), CALENDAR, None, CONTEXT, pool)
+    pool, provider = RecordingPool(), _memory(_items(20), batch_size=5)
+    changes, listing = await pull_listing(provider, CALENDAR, "not a cursor", CONTEXT, pool)
     assert pool.chunks == [] and len(listing.changed) == 20 and len(listing.skipped) == 1 and listing.full
-    assert len(changes.changed) == 21
+    assert len(changes.changed) == 21 and pool.empty == 0  # with a cursor, no worker is started
+
+
+async def test_a_full_listing_starts_the_workers_before_the_transfer() -> None:
+    """A spawned worker spends about a second importing: it does that while the server prepares the listing."""
+    pool, provider = RecordingPool(), _memory(_items(20), batch_size=5)
+    started = []
+    provider.fail_next(Unreachable("The calendar server cannot be reached"))
+    with pytest.raises(Unreachable):
+        await pull_listing(provider, CALENDAR, None, CONTEXT, pool)
+    started.append(pool.empty)
+    await pull_listing(provider, CALENDAR, None, CONTEXT, pool)
+    assert started == [os.cpu_count() or 1] and pool.empty == 2 * (os.cpu_count() or 1) and pool.chunks == []
 
 
 async def test_pulling_reads_the_batches_on_worker_processes_like_inline_reading() -> None:
