@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -192,10 +193,9 @@ class SyncEngine:
     async def _pull(self, context: _Context, provider: CalendarProvider, report: CalendarReport) -> None:
         calendar, now = context.calendar, self.clock()
         relist = calendar.last_full_sync_at is None or now - calendar.last_full_sync_at > FULL_RESYNC_EVERY
-        changes = await provider.changes(calendar.remote_id, None if relist else calendar.sync_cursor)
-        listing = await read_listing(provider.reader(), changes, ReadContext(
-            ZoneInfo(context.user.timezone), context.user.email, context.window_start, context.window_end
-        ), self.pool)
+        changes, listing = await pull_listing(provider, calendar.remote_id, None if relist else calendar.sync_cursor,
+                                              ReadContext(ZoneInfo(context.user.timezone), context.user.email,
+                                                          context.window_start, context.window_end), self.pool)
         report.tally.fetched = len(changes.changed)
 
         async with self.db.write() as session:
@@ -403,34 +403,100 @@ PARALLEL_READ_MINIMUM = 400
 """Below this many changed items, reading inline beats shipping them to worker processes."""
 READ_CHUNK = 250
 
+_Results = list[RemoteObject | tuple[str, str]]
+
+
+async def pull_listing(
+    provider: CalendarProvider, calendar_id: str, cursor: str | None, context: ReadContext,
+    pool: Executor | None = None,
+) -> tuple[ChangeSet, Listing]:
+    """Transfer what changed since `cursor` and read it, each batch read (on the pool) while the next one
+    downloads; an unreadable item is skipped with its reason, the rest go on.
+
+    A full listing (no cursor) may be large: the pool's workers are started first, so a worker that has to
+    start (a spawned process imports the reader's modules, about a second of CPU) does it while the server
+    prepares the listing, not while chunks arrive."""
+    reading = ListingReader(provider.reader(), context, pool)
+    if cursor is None:
+        reading.start_workers()
+    try:
+        changes = await provider.changes(calendar_id, cursor, on_items=reading.add)
+    except BaseException:
+        reading.cancel()
+        raise
+    return changes, await reading.listing(changes)
+
 
 async def read_listing(
     reader: Reader, changes: ChangeSet, context: ReadContext, pool: Executor | None = None
 ) -> Listing:
-    """Read every changed item; an unreadable one is skipped with its reason, the rest go on.
+    """Read every changed item of a transferred change set (`ListingReader` with everything at once)."""
+    reading = ListingReader(reader, context, pool)
+    reading.add(changes.changed)
+    return await reading.listing(changes)
 
-    Parsing iCalendar costs more than downloading it, so a large listing is read on every core.
+
+class ListingReader:
+    """Reads changed items as they arrive (the provider's `on_items`); `listing()` gives the result.
+
+    Parsing iCalendar costs more than downloading it, so a large listing is read on every core: once at least
+    PARALLEL_READ_MINIMUM items have arrived, every full READ_CHUNK goes to a worker process at once, while the
+    provider downloads the next batch. A smaller listing is read inline at the end. Results keep item order.
     """
-    items = changes.changed
-    if pool is None or len(items) < PARALLEL_READ_MINIMUM:
-        results = _read_chunk(reader, items, context)
-    else:
-        loop = asyncio.get_running_loop()
-        parts = await asyncio.gather(*(
-            loop.run_in_executor(pool, _read_chunk, reader, items[start:start + READ_CHUNK], context)
-            for start in range(0, len(items), READ_CHUNK)
-        ))
-        results = [result for part in parts for result in part]
-    objects = tuple(r for r in results if isinstance(r, RemoteObject))
-    skipped = tuple(r for r in results if isinstance(r, tuple))
-    return Listing(objects, changes.removed, skipped, changes.full)
+
+    def __init__(self, reader: Reader, context: ReadContext, pool: Executor | None = None) -> None:
+        self._reader, self._context, self._pool = reader, context, pool
+        self._waiting: list[RemoteItem] = []  # arrived, not yet shipped to a worker
+        self._shipped: list[Future[_Results]] = []  # on the pool, in item order
+        self._received = 0
+
+    def add(self, items: tuple[RemoteItem, ...]) -> None:
+        self._waiting += items
+        self._received += len(items)
+        if self._pool is not None and (self._shipped or self._received >= PARALLEL_READ_MINIMUM):
+            while len(self._waiting) >= READ_CHUNK:
+                self._ship(READ_CHUNK)
+
+    async def listing(self, changes: ChangeSet) -> Listing:
+        """Everything `add` was given, read; it must be exactly `changes.changed` (the provider's promise)."""
+        if self._received != len(changes.changed):
+            self.cancel()
+            raise RuntimeError(f"the provider handed over {self._received} of {len(changes.changed)} changed items")
+        try:
+            if self._shipped:
+                if self._waiting:
+                    self._ship(len(self._waiting))
+                parts = await asyncio.gather(*map(asyncio.wrap_future, self._shipped))
+                results = [result for part in parts for result in part]
+            else:
+                results = _read_chunk(self._reader, tuple(self._waiting), self._context)
+        finally:
+            self.cancel()
+        objects = tuple(r for r in results if isinstance(r, RemoteObject))
+        skipped = tuple(r for r in results if isinstance(r, tuple))
+        return Listing(objects, changes.removed, skipped, changes.full)
+
+    def cancel(self) -> None:
+        """Drop the reads not started yet (the transfer failed); one already running is left to finish."""
+        for shipped in self._shipped:
+            shipped.cancel()
+        self._shipped, self._waiting = [], []
+
+    def start_workers(self) -> None:
+        """One empty read per core: a process pool starts a worker for each task it has no idle worker for."""
+        if self._pool is not None:
+            for _ in range(os.cpu_count() or 1):
+                self._pool.submit(_read_chunk, self._reader, (), self._context)
+
+    def _ship(self, count: int) -> None:
+        assert self._pool is not None
+        chunk, self._waiting = tuple(self._waiting[:count]), self._waiting[count:]
+        self._shipped.append(self._pool.submit(_read_chunk, self._reader, chunk, self._context))
 
 
-def _read_chunk(
-    reader: Reader, items: tuple[RemoteItem, ...], context: ReadContext
-) -> list[RemoteObject | tuple[str, str]]:
+def _read_chunk(reader: Reader, items: tuple[RemoteItem, ...], context: ReadContext) -> _Results:
     """Runs in a worker process: results and skip reasons come back as plain, picklable values."""
-    results: list[RemoteObject | tuple[str, str]] = []
+    results: _Results = []
     for item in items:
         try:
             results.append(reader(item, context))

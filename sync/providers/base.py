@@ -177,14 +177,22 @@ class ItemEvents:
 
 Reader = Callable[[RemoteItem, ReadContext], RemoteObject]
 
+ItemSink = Callable[[tuple[RemoteItem, ...]], None]
+"""`changes(on_items=...)`: receives the changed items batch by batch as they are transferred."""
+
 
 class CalendarProvider(Protocol):
     async def list_calendars(self) -> list[RemoteCalendarInfo]:
         """Every calendar of the account with our access level."""
         ...
 
-    async def changes(self, calendar_id: str, cursor: str | None) -> ChangeSet:
-        """What changed since `cursor` (None: everything). An invalid cursor gives a full listing."""
+    async def changes(self, calendar_id: str, cursor: str | None, *, on_items: ItemSink | None = None) -> ChangeSet:
+        """What changed since `cursor` (None: everything). An invalid cursor gives a full listing.
+
+        `on_items`, if given, is called with each batch of changed items as soon as it is transferred, so the
+        caller can read one batch while the next downloads. Batches arrive in order, never empty, and together
+        they are exactly the result's `changed`; if `changes()` raises, the caller drops what it was given.
+        """
         ...
 
     async def create(self, calendar_id: str, draft: EventDraft) -> WriteResult:

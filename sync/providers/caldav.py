@@ -57,6 +57,7 @@ from sync.providers.base import (
     ChangeSet,
     EventDraft,
     InvalidCredentials,
+    ItemSink,
     PreconditionFailed,
     ProviderConfig,
     ProviderError,
@@ -129,20 +130,27 @@ class CalDAVProvider:
 
         return await self._run(run)
 
-    async def changes(self, calendar_id: str, cursor: str | None) -> ChangeSet:
+    async def changes(self, calendar_id: str, cursor: str | None, *, on_items: ItemSink | None = None) -> ChangeSet:
+        handed: list[int] = []  # batches already given to `on_items`: those must never be given twice
+
+        def hand_over(items: tuple[RemoteItem, ...]) -> None:
+            if items and on_items is not None:
+                handed.append(len(items))
+                on_items(items)
+
         async def run(client: AsyncDAVClient) -> ChangeSet:
             if cursor is not None and cursor.startswith(ETAGS):
-                return await _etag_changes(client, calendar_id, _EtagState.decode(cursor))
+                return await _etag_changes(client, calendar_id, _EtagState.decode(cursor), hand_over)
             token = cursor.removeprefix(SYNC) if cursor and cursor.startswith(SYNC) else None
             try:
-                return await _sync_changes(client, calendar_id, token)
+                return await _sync_changes(client, calendar_id, token, hand_over)
             except _TokenRejected:
                 log.info("sync token rejected, listing everything", extra={"calendar_url": calendar_id})
-                return await _sync_changes(client, calendar_id, None)
+                return await _sync_changes(client, calendar_id, None, hand_over)
             except _NoSyncCollection:
-                return await _etag_changes(client, calendar_id, None)
+                return await _etag_changes(client, calendar_id, None, hand_over)
 
-        return await self._run(run)
+        return await self._run(run, negotiate=lambda: not handed)
 
     def read(self, item: RemoteItem, context: ReadContext) -> RemoteObject:
         return self.reader()(item, context)
@@ -188,14 +196,19 @@ class CalDAVProvider:
 
         await self._run(run)
 
-    async def _run(self, operation: Callable[[AsyncDAVClient], Awaitable[T]]) -> T:
-        """One operation on a fresh client (the engine keeps no provider between cycles), failures mapped."""
+    async def _run(
+        self, operation: Callable[[AsyncDAVClient], Awaitable[T]], *, negotiate: Callable[[], bool] = lambda: True
+    ) -> T:
+        """One operation on a fresh client (the engine keeps no provider between cycles), failures mapped.
+
+        A 401 is retried once with negotiation while `negotiate()` says the operation may start over (a
+        listing that already handed items to its caller may not: it would hand them over twice)."""
         with self._failures():
             try:
                 async with self._client(preemptive=True) as client:
                     return await operation(client)
             except dav_error.AuthorizationError as exc:
-                if exc.status != 401:
+                if exc.status != 401 or not negotiate():
                     raise
             async with self._client(preemptive=False) as client:  # maybe a Digest server: negotiate
                 return await operation(client)
@@ -243,7 +256,9 @@ def open_caldav(
 # Changes ----------------------------------------------------------------------------------------------
 
 
-async def _sync_changes(client: AsyncDAVClient, calendar_id: str, token: str | None) -> ChangeSet:
+async def _sync_changes(
+    client: AsyncDAVClient, calendar_id: str, token: str | None, hand_over: ItemSink
+) -> ChangeSet:
     """RFC 6578, following truncated replies (3.6) until the server says it sent everything."""
     changed: dict[str, None] = {}  # ordered sets: a truncated reply's pages may name an href twice
     removed: dict[str, None] = {}
@@ -262,7 +277,7 @@ async def _sync_changes(client: AsyncDAVClient, calendar_id: str, token: str | N
         page_token = result.sync_token or page_token
         if not truncated:
             break
-    items, missing = await _multiget(client, calendar_id, list(changed))
+    items, missing = await _multiget(client, calendar_id, list(changed), hand_over)
     if missing:  # listed but not fetchable yet (iCloud): the cursor never moves past an item we could not read
         return _partial(items, tuple(removed), SYNC + token if token else None)
     cursor = SYNC + page_token if page_token else None
@@ -289,7 +304,9 @@ async def _sync_report(client: AsyncDAVClient, calendar_id: str, token: str | No
     return response
 
 
-async def _etag_changes(client: AsyncDAVClient, calendar_id: str, state: _EtagState | None) -> ChangeSet:
+async def _etag_changes(
+    client: AsyncDAVClient, calendar_id: str, state: _EtagState | None, hand_over: ItemSink
+) -> ChangeSet:
     """Without sync-collection: getctag says whether anything changed, a getetag listing says what."""
     if state is not None and state.ctag is not None:
         response = await client.propfind(calendar_id, body=_CTAG, depth=0)
@@ -303,7 +320,7 @@ async def _etag_changes(client: AsyncDAVClient, calendar_id: str, state: _EtagSt
     known = state.etags if state is not None else None
     changed = [href for href, etag in listing.items() if known is None or known.get(href) != etag]
     removed = [href for href in known or {} if href not in listing]
-    items, missing = await _multiget(client, calendar_id, changed)
+    items, missing = await _multiget(client, calendar_id, changed, hand_over)
     if missing and known is None:
         return _partial(items, (), None)
     kept = {href: "" if href in missing else etag for href, etag in listing.items()}  # "": changed next cycle
@@ -346,9 +363,10 @@ class _EtagState:
 
 
 async def _multiget(
-    client: AsyncDAVClient, calendar_id: str, hrefs: list[str]
+    client: AsyncDAVClient, calendar_id: str, hrefs: list[str], hand_over: ItemSink
 ) -> tuple[tuple[RemoteItem, ...], set[str]]:
-    """The changed objects in chunks (never one GET each), and the hrefs the server could not give yet."""
+    """The changed objects in chunks (never one GET each), each chunk handed over as it arrives, and the
+    hrefs the server could not give yet."""
     items: list[RemoteItem] = []
     for start in range(0, len(hrefs), MULTIGET_CHUNK):
         body = (
@@ -359,10 +377,12 @@ async def _multiget(
         )
         response = await client.report(calendar_id, body, depth=None)
         _check_collection(response)
-        items += [
+        chunk = tuple(
             RemoteItem(r.href, r.etag, r.calendar_data) for r in response.parse_calendar_query()
             if r.status == 200 and r.calendar_data is not None and _is_member(calendar_id, r.href)
-        ]
+        )
+        items += chunk
+        hand_over(chunk)
     return tuple(items), set(hrefs) - {item.remote_id for item in items}
 
 

@@ -3,7 +3,8 @@
 The same protocol as CalDAV with the same semantics: etags change on every write, cursors are incremental,
 a stale etag gives PreconditionFailed, create is idempotent, delete of a missing item is done. Items are
 iCalendar text read with the real `sync.ical` reader. Hooks make the awkward cases one line each:
-`fail_next(error)`, `invalidate_cursors()`, `remove_calendar()`; `calls` records what was asked.
+`fail_next(error)`, `invalidate_cursors()`, `remove_calendar()`; `calls` records what was asked. Changed
+items are handed to `changes(on_items=...)` in batches of `batch_size`, like a server's multiget chunks.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sync.providers.base import (
     CalendarGone,
     ChangeSet,
     EventDraft,
+    ItemSink,
     PreconditionFailed,
     ProviderError,
     ReadContext,
@@ -39,10 +41,10 @@ class MemoryCalendar:
 
 
 class MemoryProvider:
-    def __init__(self, *, account_email: str | None = None) -> None:
+    def __init__(self, *, account_email: str | None = None, batch_size: int = 100) -> None:
         self.calendars: dict[str, MemoryCalendar] = {}
         self.calls: list[str] = []
-        self.account_email = account_email
+        self.account_email, self.batch_size = account_email, batch_size
         self._failures: deque[tuple[ProviderError, str | None]] = deque()
         self._versions = itertools.count(1)
         self._epoch = 0  # part of every cursor: bumping it invalidates all cursors handed out
@@ -83,7 +85,7 @@ class MemoryProvider:
         self._call("list_calendars")
         return [RemoteCalendarInfo(i, c.name, c.access) for i, c in self.calendars.items()]
 
-    async def changes(self, calendar_id: str, cursor: str | None) -> ChangeSet:
+    async def changes(self, calendar_id: str, cursor: str | None, *, on_items: ItemSink | None = None) -> ChangeSet:
         self._call("changes")
         calendar = self._calendar(calendar_id)
         latest = calendar.log[-1][0] if calendar.log else 0
@@ -92,9 +94,11 @@ class MemoryProvider:
         new_cursor = f"{self._epoch}:{latest}"
         if since is None or since > latest:
             items = tuple(RemoteItem(i, etag, data) for i, (etag, data) in calendar.items.items())
+            self._hand_over(items, on_items)
             return ChangeSet(items, (), new_cursor, full=True)
         touched = dict.fromkeys(remote_id for v, remote_id in calendar.log if v > since)
         changed = tuple(RemoteItem(r, *calendar.items[r]) for r in touched if r in calendar.items)
+        self._hand_over(changed, on_items)
         return ChangeSet(changed, tuple(r for r in touched if r not in calendar.items), new_cursor, full=False)
 
     async def create(self, calendar_id: str, draft: EventDraft) -> WriteResult:
@@ -130,6 +134,11 @@ class MemoryProvider:
             if on is None or on == name:
                 del self._failures[index]
                 raise error
+
+    def _hand_over(self, items: tuple[RemoteItem, ...], on_items: ItemSink | None) -> None:
+        if on_items is not None:
+            for start in range(0, len(items), self.batch_size):
+                on_items(items[start:start + self.batch_size])
 
     def _calendar(self, calendar_id: str) -> MemoryCalendar:
         if calendar_id not in self.calendars:

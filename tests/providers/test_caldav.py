@@ -79,6 +79,44 @@ async def test_an_idle_cycle_is_one_request_and_nothing_is_fetched_one_by_one(ca
         assert {method for method, _ in proxy.requests} == {"REPORT"}  # never a GET per object
 
 
+async def test_each_multiget_chunk_is_handed_over_before_the_next_is_asked_for(
+    caldav_server: CalDAVServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sync.providers.caldav.MULTIGET_CHUNK", 2)
+    calendar = caldav_server.new_calendar()
+    for n in range(5):
+        caldav_server.put(calendar, f"e{n}.ics", ics("michel.ics").replace("5F1C2D0A", f"e{n}"))
+    async with dav_proxy(caldav_server.url) as proxy:
+        provider, via_proxy = caldav(caldav_server, url=proxy.url), calendar.replace(caldav_server.url, proxy.url)
+        seen: list[tuple[int, int]] = []  # (batch size, requests sent when it was handed over)
+        listing = await provider.changes(via_proxy, None, on_items=lambda items: seen.append((len(items), proxy.count())))
+    assert seen == [(2, 2), (2, 3), (1, 4)] and proxy.count() == 4  # sync-collection, then one multiget per batch
+    assert len(listing.changed) == 5
+
+
+async def test_a_401_after_items_were_handed_over_is_not_retried_into_duplicates(
+    radicale: CalDAVServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sync.providers.caldav.MULTIGET_CHUNK", 2)
+    calendar = radicale.new_calendar()
+    for n in range(5):
+        radicale.put(calendar, f"e{n}.ics", ics("michel.ics").replace("5F1C2D0A", f"e{n}"))
+    multigets = 0
+
+    def refuse_the_second_multiget(_request: web.Request, body: str) -> web.Response | None:
+        nonlocal multigets
+        multigets += "calendar-multiget" in body
+        return web.Response(status=401) if "calendar-multiget" in body and multigets == 2 else None
+
+    async with dav_proxy(radicale.url) as proxy:
+        proxy.rules.append(refuse_the_second_multiget)
+        provider, via_proxy = caldav(radicale, url=proxy.url), calendar.replace(radicale.url, proxy.url)
+        batches: list[int] = []
+        with pytest.raises(InvalidCredentials):
+            await provider.changes(via_proxy, None, on_items=lambda items: batches.append(len(items)))
+    assert batches == [2]  # handed over once; starting over would hand it over again
+
+
 async def test_rate_limiting_is_reported_with_retry_after(radicale: CalDAVServer) -> None:
     calendar = radicale.new_calendar()
     async with dav_proxy(radicale.url) as proxy:

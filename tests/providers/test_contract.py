@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from sync.providers.base import BadRemoteData, CalendarGone, ChangeSet, EventDraft, PreconditionFailed, RemoteItem
+from sync.providers.memory import MemoryProvider
 from tests.providers.support import CONTEXT, DRAFT, START, Remote, ics, names
 
 
@@ -106,3 +107,31 @@ async def test_writing_into_a_deleted_calendar_is_calendar_gone(remote: Remote) 
     remote.drop_calendar()
     with pytest.raises(CalendarGone):
         await remote.provider.create(remote.calendar_id, DRAFT)
+
+
+async def test_changed_items_are_handed_over_in_batches_as_they_arrive(
+    remote: Remote, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`on_items` gets non-empty batches that add up to exactly `changed`, whatever path the listing took."""
+    monkeypatch.setattr("sync.providers.caldav.MULTIGET_CHUNK", 2)
+    if isinstance(remote.provider, MemoryProvider):
+        remote.provider.batch_size = 2
+    for n in range(5):
+        remote.seed(f"e{n}.ics", ics("michel.ics").replace("5F1C2D0A", f"e{n}"))
+    provider, calendar = remote.provider, remote.calendar_id
+
+    batches: list[tuple[RemoteItem, ...]] = []
+    first = await provider.changes(calendar, None, on_items=batches.append)
+    assert len(first.changed) == 5 and all(batches) and sum(batches, ()) == first.changed
+
+    batches.clear()
+    idle = await provider.changes(calendar, first.cursor, on_items=batches.append)
+    assert idle.changed == () and batches == []
+
+    remote.seed("e1.ics", ics("michel.ics").replace("5F1C2D0A", "e1").replace("20260302T130000", "20260302T160000"))
+    later = await provider.changes(calendar, idle.cursor, on_items=batches.append)
+    assert names(i.remote_id for i in later.changed) == ["e1.ics"] and batches == [later.changed]
+
+    batches.clear()
+    again = await provider.changes(calendar, remote.stale_cursor(later.cursor or ""), on_items=batches.append)
+    assert again.full and len(again.changed) == 5 and sum(batches, ()) == again.changed
