@@ -87,13 +87,21 @@ class Rules:
 
     @classmethod
     def of(cls, calendar: Calendar, member_ids: Sequence[str]) -> Rules:
-        minutes = _minutes
         return cls(
             calendar.id, CalendarKind(calendar.kind), tuple(member_ids), ZoneInfo(calendar.timezone),
-            calendar.open_hours, minutes(calendar.duration_minutes), minutes(calendar.slot_interval_minutes),
-            calendar.capacity or 1, minutes(calendar.buffer_before_minutes), minutes(calendar.buffer_after_minutes),
-            minutes(calendar.min_notice_minutes), timedelta(days=calendar.max_days_ahead),
+            calendar.open_hours, _minutes(calendar.duration_minutes), _minutes(calendar.slot_interval_minutes),
+            calendar.capacity or 1, _minutes(calendar.buffer_before_minutes), _minutes(calendar.buffer_after_minutes),
+            _minutes(calendar.min_notice_minutes), timedelta(days=calendar.max_days_ahead),
         )
+
+    def check_member_choice(self, member_id: str | None) -> None:
+        """A chosen member (service, or a preferred host) must be one of the calendar's; collective books all."""
+        if member_id is None:
+            return
+        if self.kind == CalendarKind.COLLECTIVE:
+            raise Invalid("member_id: a collective calendar books every member")
+        if member_id not in self.member_ids:
+            raise Invalid(f"member_id: {member_id} is not a member of this calendar")
 
 
 def _minutes(count: int) -> timedelta:
@@ -399,8 +407,7 @@ async def free_slots_of(
     async with db.session() as session:
         team = await load_team_calendar(session, calendar_id)
         rules = Rules.of(team.calendar, team.member_ids)
-        if member_id is not None and (rules.kind == CalendarKind.COLLECTIVE or member_id not in rules.member_ids):
-            raise Invalid(f"member_id: {member_id} is not a member who can be chosen on this calendar")
+        rules.check_member_choice(member_id)
         view = await load_view(session, rules, max(start, now), end, now,
                                member_ids=[member_id] if member_id else None)
     return free_slots(view, start, end, member_id=member_id)

@@ -76,11 +76,7 @@ class Booking:
     async def book(self, calendar_id: str, request: BookingRequest) -> Appointment:
         team = await get_team_calendar(self.db, calendar_id)
         rules = Rules.of(team.calendar, team.member_ids)
-        if request.member_id is not None:
-            if rules.kind == CalendarKind.COLLECTIVE:
-                raise Invalid("member_id: a collective calendar books every member")
-            if request.member_id not in rules.member_ids:
-                raise Invalid(f"member_id: {request.member_id} is not a member of this calendar")
+        rules.check_member_choice(request.member_id)
         if not in_open_hours(rules, request.start):
             raise Conflict("the time is not one of the calendar's slots (open hours and interval)",
                            code="slot_unavailable")
