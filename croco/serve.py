@@ -9,10 +9,9 @@ import signal
 
 import aiohttp
 from aiohttp import web
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from croco import scheduler
 from croco.runtime import Runtime
+from croco.scheduler import Ticker
 from storage import migrate
 from storage.types import utcnow
 from sync import firing
@@ -70,24 +69,26 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with aiohttp.ClientSession() as http:
-        scheduler = _start_scheduler(runtime, engine, http) if runtime.settings.scheduler_enabled else None
+        ticker = _ticker(runtime, engine, http) if runtime.settings.scheduler_enabled else None
+        if ticker is not None:
+            ticker.start()
         if ready is not None:
             ready.set()
         try:
             await stop.wait()
         finally:
             log.info("shutting down")
-            if scheduler is not None:
-                scheduler.shutdown(wait=False)
+            if ticker is not None:
+                await ticker.stop()
             await runner.cleanup()
             await runtime.close()
 
 
-def _start_scheduler(runtime: Runtime, engine: SyncEngine, http: aiohttp.ClientSession) -> AsyncIOScheduler:
+def _ticker(runtime: Runtime, engine: SyncEngine, http: aiohttp.ClientSession) -> Ticker:
     send = AiohttpWebhookSender(http, timeout_seconds=runtime.settings.http_timeout_seconds)
     secret = runtime.settings.webhook_secret.get_secret_value()
 
     async def deliver() -> int:
         return await firing.deliver_due(runtime.db, send, secret, utcnow())
 
-    return scheduler.start({"sync": engine.run_due, "webhooks": deliver}, runtime.settings.scheduler_tick_seconds)
+    return Ticker({"sync": engine.run_due, "webhooks": deliver}, runtime.settings.scheduler_tick_seconds)
