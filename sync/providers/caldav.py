@@ -8,10 +8,14 @@ back to downloading everything and GETs one object per request (provider-apis.md
 - discovery: principal, then its calendar-home-set, which may be on another host (iCloud's partition hosts:
   calendar ids are absolute URLs, so later calls go there directly), then one Depth:1 PROPFIND listing the
   calendars with `current-user-privilege-set` (write: full, read: read, read-free-busy only: freebusy);
-- changes: RFC 6578 `sync-collection` with the stored token (one request when idle), then
-  `calendar-multiget` of only the changed hrefs, in chunks. A rejected token (403 or 412 `valid-sync-token`;
-  iCloud uses 403) restarts with an empty token and says so (`full=True`). Servers without sync-collection
-  get a getctag/getetag fallback whose cursor carries the last etag listing (`_EtagState`);
+- changes: RFC 6578 `sync-collection` with the stored token (one request when idle), asking for
+  `calendar-data` with `getetag`, so a server that gives it (Radicale, Xandikos, iCloud) sends a first import
+  in one reply instead of one multiget per 250 events. What it leaves out comes by `calendar-multiget`, in
+  chunks. RFC 6578 does not promise `calendar-data` there: a server that refuses the request is asked again
+  without it, and its cursor kind (`SYNC_HREFS`) remembers that. A rejected token (403 or 412
+  `valid-sync-token`; iCloud uses 403) restarts with an empty token and says so (`full=True`). Servers
+  without sync-collection get a getctag/getetag fallback whose cursor carries the last etag listing
+  (`_EtagState`);
 - writes: our event lives at `<calendar>/<appointment-id>.ics`; create is `PUT If-None-Match: *`, and a 412
   (or a UID conflict) means our copy already exists, written before a crash or a lost reply: we return it
   and never write a second one. Update is `PUT If-Match`, delete `DELETE If-Match`; 404/410 on delete is done;
@@ -76,7 +80,12 @@ T = TypeVar("T")
 MULTIGET_CHUNK = 250
 """Hrefs per calendar-multiget: few requests, and well under servers' report limits (research C5)."""
 DEFAULT_RETRY_AFTER = 60.0
-SYNC, ETAGS = "sync:", "etags:"  # cursor kinds: an RFC 6578 token, or the fallback's etag listing
+SYNC, SYNC_HREFS, ETAGS = "sync:", "sync-hrefs:", "etags:"
+"""Cursor kinds: an RFC 6578 token (events' data asked for with it), the same for a server that refuses
+that (hrefs and etags only, data by multiget), and the fallback's etag listing."""
+_REFUSALS = frozenset({400, 403, 409, 412, 415, 422, 501})
+"""Answers to a sync-collection asking for calendar-data that may mean "not with calendar-data": asked again
+without it, which then tells a rejected token or a missing REPORT apart."""
 
 _DAV, _CALDAV, _CS = "DAV:", "urn:ietf:params:xml:ns:caldav", "http://calendarserver.org/ns/"
 _GETETAG, _GETCTAG = f"{{{_DAV}}}getetag", f"{{{_CS}}}getctag"
@@ -97,7 +106,11 @@ ICLOUD = Profile("iCloud", "Apple ID or app-specific password")
 
 
 class _TokenRejected(Exception):
-    """The server no longer knows our sync token: start over with a full listing."""
+    """The server no longer knows our sync token: start over with a full listing (asking for data as before)."""
+
+    def __init__(self, *, inline: bool) -> None:
+        super().__init__()
+        self.inline = inline
 
 
 class _NoSyncCollection(Exception):
@@ -141,12 +154,13 @@ class CalDAVProvider:
         async def run(client: AsyncDAVClient) -> ChangeSet:
             if cursor is not None and cursor.startswith(ETAGS):
                 return await _etag_changes(client, calendar_id, _EtagState.decode(cursor), hand_over)
-            token = cursor.removeprefix(SYNC) if cursor and cursor.startswith(SYNC) else None
+            inline = not (cursor and cursor.startswith(SYNC_HREFS))
+            token = cursor.split(":", 1)[1] if cursor and cursor.startswith((SYNC, SYNC_HREFS)) else None
             try:
-                return await _sync_changes(client, calendar_id, token, hand_over)
-            except _TokenRejected:
+                return await _sync_changes(client, calendar_id, token, hand_over, inline=inline)
+            except _TokenRejected as rejected:
                 log.info("sync token rejected, listing everything", extra={"calendar_url": calendar_id})
-                return await _sync_changes(client, calendar_id, None, hand_over)
+                return await _sync_changes(client, calendar_id, None, hand_over, inline=rejected.inline)
             except _NoSyncCollection:
                 return await _etag_changes(client, calendar_id, None, hand_over)
 
@@ -257,18 +271,21 @@ def open_caldav(
 
 
 async def _sync_changes(
-    client: AsyncDAVClient, calendar_id: str, token: str | None, hand_over: ItemSink
+    client: AsyncDAVClient, calendar_id: str, token: str | None, hand_over: ItemSink, *, inline: bool
 ) -> ChangeSet:
-    """RFC 6578, following truncated replies (3.6) until the server says it sent everything."""
-    changed: dict[str, None] = {}  # ordered sets: a truncated reply's pages may name an href twice
+    """RFC 6578, following truncated replies (3.6) until the server says it sent everything; the events
+    whose data came with the listing are handed over at once, the rest fetched by multiget."""
+    changed: dict[str, RemoteItem | None] = {}  # ordered: a truncated reply's pages may name an href twice
     removed: dict[str, None] = {}
     page_token = token
     while True:
-        response = await _sync_report(client, calendar_id, page_token, first=page_token == token)
+        response, inline = await _sync_report(client, calendar_id, page_token, first=page_token == token, inline=inline)
         result = response.parse_sync_collection()
         for member in result.changed:
             if _is_member(calendar_id, member.href):
-                changed[member.href] = None
+                changed[member.href] = (
+                    RemoteItem(member.href, member.etag, member.calendar_data) if member.calendar_data else None
+                )
                 removed.pop(member.href, None)
         for href in result.deleted:
             changed.pop(href, None)
@@ -277,31 +294,55 @@ async def _sync_changes(
         page_token = result.sync_token or page_token
         if not truncated:
             break
-    items, missing = await _multiget(client, calendar_id, list(changed), hand_over)
+    sent = tuple(item for item in changed.values() if item is not None)
+    hand_over(sent)
+    left_out = [href for href, item in changed.items() if item is None]
+    fetched, missing = await _multiget(client, calendar_id, left_out, hand_over)
+    kind = SYNC if inline else SYNC_HREFS
     if missing:  # listed but not fetchable yet (iCloud): the cursor never moves past an item we could not read
-        return _partial(items, tuple(removed), SYNC + token if token else None)
-    cursor = SYNC + page_token if page_token else None
-    return ChangeSet(items, tuple(removed), cursor if cursor and len(cursor) <= MAX_CURSOR_LENGTH else None,
+        return _partial(sent + fetched, tuple(removed), kind + token if token else None)
+    cursor = kind + page_token if page_token else None
+    return ChangeSet(sent + fetched, tuple(removed), cursor if cursor and len(cursor) <= MAX_CURSOR_LENGTH else None,
                      full=token is None)
 
 
-async def _sync_report(client: AsyncDAVClient, calendar_id: str, token: str | None, *, first: bool) -> DAVResponse:
-    """The REPORT, with the two answers that are not errors: a rejected token and an unknown REPORT."""
+async def _sync_report(
+    client: AsyncDAVClient, calendar_id: str, token: str | None, *, first: bool, inline: bool
+) -> tuple[DAVResponse, bool]:
+    """The REPORT and whether it carries events' data, with the answers that are not errors: a refusal of
+    calendar-data (asked again without it), a rejected token and an unknown REPORT."""
     rejected = token is not None and first
     try:
-        response = await client.report(calendar_id, _sync_collection(token), depth=1)
+        response = await client.report(calendar_id, _sync_collection(token, inline=inline), depth=1)
     except dav_error.AuthorizationError as exc:  # the library raises every 403
+        if inline and exc.status == 403:
+            return await _without_data(client, calendar_id, token, first=first)
         if exc.status == 403 and rejected:
-            raise _TokenRejected from None
+            raise _TokenRejected(inline=inline) from None
         if exc.status == 403 and f"{{{_DAV}}}supported-report" in exc.preconditions:
             raise _NoSyncCollection from None
         raise
+    if inline and response.status in _REFUSALS:
+        return await _without_data(client, calendar_id, token, first=first)
     if rejected and response.status in (400, 409, 412):  # Xandikos: 412 valid-sync-token
-        raise _TokenRejected
+        raise _TokenRejected(inline=inline)
     if token is None and response.status in (400, 405, 415, 501):
         raise _NoSyncCollection
     _check_collection(response)
-    return response
+    return response, inline
+
+
+async def _without_data(
+    client: AsyncDAVClient, calendar_id: str, token: str | None, *, first: bool
+) -> tuple[DAVResponse, bool]:
+    """Asked again without calendar-data. If the token is what the server refused (iCloud says so with a
+    bare 403 too), the full listing asks for data again: only a refusal of the data itself is remembered."""
+    try:
+        response, _ = await _sync_report(client, calendar_id, token, first=first, inline=False)
+    except _TokenRejected:
+        raise _TokenRejected(inline=True) from None
+    log.info("sync-collection refused with calendar-data, asked without", extra={"calendar_url": calendar_id})
+    return response, False
 
 
 async def _etag_changes(
@@ -431,10 +472,11 @@ _ETAG = _propfind_body("D:getetag")
 _ETAG_LISTING = _propfind_body("D:resourcetype", "D:getetag", "CS:getctag")
 
 
-def _sync_collection(token: str | None) -> str:
+def _sync_collection(token: str | None, *, inline: bool) -> str:
+    data = "<C:calendar-data/>" if inline else ""
     return (
-        f'{_XML}<D:sync-collection xmlns:D="{_DAV}"><D:sync-token>{escape(token or "")}</D:sync-token>'
-        "<D:sync-level>1</D:sync-level><D:prop><D:getetag/></D:prop></D:sync-collection>"
+        f'{_XML}<D:sync-collection xmlns:D="{_DAV}" xmlns:C="{_CALDAV}"><D:sync-token>{escape(token or "")}'
+        f"</D:sync-token><D:sync-level>1</D:sync-level><D:prop><D:getetag/>{data}</D:prop></D:sync-collection>"
     )
 
 

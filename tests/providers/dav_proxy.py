@@ -1,8 +1,9 @@
 """A recording HTTP proxy in front of a real CalDAV server, in the test's event loop.
 
 It counts what the provider really sends (method and path of every request, challenges included) and lets a
-test answer some requests itself, to play a server that rate-limits, lacks sync-collection, is eventually
-consistent, or is iCloud's front door that sends the client on to a partition host.
+test answer some requests itself, or rewrite what it forwards, to play a server that rate-limits, lacks
+sync-collection, leaves events' data out of it, is eventually consistent, or is iCloud's front door that sends
+the client on to a partition host.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from aiohttp import web
 
 Rule = Callable[[web.Request, str], web.Response | None]
 """Given a request and its body, a canned answer, or None to forward it upstream."""
+Rewrite = Callable[[str], str]
+"""A request body as forwarded upstream."""
 
 _DROPPED = {"host", "content-length", "transfer-encoding", "connection", "content-encoding"}
 
@@ -29,6 +32,8 @@ class DAVProxy:
     requests: list[tuple[str, str]] = field(default_factory=list)
     schemes: list[str] = field(default_factory=list)  # of each request's Authorization ("" without one)
     rules: list[Rule] = field(default_factory=list)
+    rewrites: list[Rewrite] = field(default_factory=list)
+    bodies: list[str] = field(default_factory=list)
 
     def count(self) -> int:
         return len(self.requests)
@@ -36,11 +41,14 @@ class DAVProxy:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = (await request.read()).decode("utf-8")
         self.requests.append((request.method, request.path))
+        self.bodies.append(body)
         self.schemes.append(request.headers.get("Authorization", "").split(" ", 1)[0])
         for rule in self.rules:
             answer = rule(request, body)
             if answer is not None:
                 return answer
+        for rewrite in self.rewrites:
+            body = rewrite(body)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROPPED}
         if self.upstream_authorization is not None:
             headers["Authorization"] = self.upstream_authorization
@@ -75,6 +83,16 @@ def multistatus(*responses: str) -> web.Response:
         text=f'<?xml version="1.0"?><D:multistatus xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">'
         f'{"".join(responses)}</D:multistatus>',
     )
+
+
+def without_data_in_listings(body: str) -> str:
+    """A server that lists hrefs and etags only: what it does not know among asked properties stays out."""
+    return body.replace("<C:calendar-data/>", "") if "sync-collection" in body else body
+
+
+def refuse_data_in_listings(_request: web.Request, body: str) -> web.Response | None:
+    """A server that answers 400 to a sync-collection asking for calendar-data (RFC 6578 does not promise it)."""
+    return web.Response(status=400) if "sync-collection" in body and "calendar-data" in body else None
 
 
 def hrefs_in(body: str) -> list[str]:
