@@ -204,10 +204,13 @@ class Appointment(SQLModel, table=True):
 
 
 class AppointmentAssignee(SQLModel, table=True):
+    # Covers the availability query: a member's appointments are found without reading the table.
+    __table_args__ = (Index("ix_appointmentassignee_user_id", "user_id", "appointment_id"),)
+
     appointment_id: str = Field(
         foreign_key="appointment.id", primary_key=True, max_length=32, ondelete="CASCADE"
     )
-    user_id: str = Field(foreign_key="user.id", primary_key=True, max_length=32, index=True)
+    user_id: str = Field(foreign_key="user.id", primary_key=True, max_length=32)
     push_suppressed: bool = Field(default=False)  # R7 one-way: deleted remotely, kept booked, not re-pushed
 
 

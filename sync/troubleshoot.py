@@ -44,7 +44,8 @@ async def troubleshoot(
         return []
     opened = set(open_slots(rules, candidates[0], candidates[-1] + timedelta(microseconds=1)))
     async with db.session() as session:
-        view = await load_view(session, rules, candidates[0], candidates[-1] + rules.duration, now or utcnow())
+        view = await load_view(session, rules, candidates[0], candidates[-1] + rules.duration, now or utcnow(),
+                               slot_ids=True)
         checks = [check(view, start, detailed=True) for start in candidates]
         busy = [f.busy for c in checks for f in c.findings if f.busy is not None]
         sources = await _sources(session, [b.blocked_slot_id for b in busy if b.blocked_slot_id])
