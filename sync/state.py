@@ -14,18 +14,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from storage.enums import AppointmentStatus, ContactSource, Origin, Trigger
 from storage.models import (
     Appointment,
     AppointmentAssignee,
     AppointmentContact,
-    AppointmentStatus,
     BlockedSlot,
     Contact,
-    ContactSource,
     EventLink,
-    Origin,
     RemoteCalendar,
-    Trigger,
     User,
 )
 from storage.types import new_id, utcnow
@@ -173,7 +170,7 @@ class SlotWriter:
 
     async def flush(self, session: AsyncSession) -> None:
         if self._rows:
-            await session.execute(insert(BlockedSlot), self._rows)
+            await (await session.connection()).execute(insert(BlockedSlot), self._rows)  # as Core: no ORM bulk work
             self._rows = []
 
 
