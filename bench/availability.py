@@ -34,16 +34,8 @@ from croco.embedded_caldav import free_port
 from croco.serve import settle_startup_objects
 from storage import migrate
 from storage.db import Database
-from storage.models import (
-    Appointment,
-    AppointmentAssignee,
-    AppointmentStatus,
-    BlockedSlot,
-    CalendarKind,
-    Connection,
-    RemoteCalendar,
-    User,
-)
+from storage.enums import AppointmentStatus, CalendarKind
+from storage.models import Appointment, AppointmentAssignee, BlockedSlot, Connection, RemoteCalendar, User
 from storage.secrets import SecretBox, generate_key
 from storage.types import new_id
 from sync import accounts, availability, teams

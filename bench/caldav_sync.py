@@ -32,10 +32,10 @@ from rich.table import Table
 from croco.embedded_caldav import EmbeddedRadicale
 from storage import migrate
 from storage.db import Database
-from storage.models import Provider, SyncMode
+from storage.enums import Provider, SyncMode
 from storage.secrets import SecretBox, generate_key
 from sync import accounts
-from sync.engine import SyncEngine
+from sync.engine import SyncEngine, start_workers
 from sync.providers.base import ProviderConfig
 from sync.providers.registry import open_provider
 
@@ -97,7 +97,9 @@ async def croco_cycles(workdir: Path, server_url: str, calendar_url: str) -> dic
     (calendar,) = [c for c in calendars if c.remote_id == calendar_url]
     await accounts.put_settings(db, user.id, calendar.id, None, SyncMode.ONE_WAY, None, None)
     with ProcessPoolExecutor(os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        engine = SyncEngine(db, box, factory, pool=pool)  # as `croco serve` runs it: reading on every core
+        # As `croco serve` runs it: reading on every core, the workers started with the service, not timed.
+        engine = SyncEngine(db, box, factory, pool=pool)
+        await asyncio.gather(*map(asyncio.wrap_future, start_workers(pool)))
         results = {
             "first import": await timed(lambda: engine.sync_user(user.id)),
             "idle cycle": await timed(lambda: engine.sync_user(user.id)),

@@ -15,7 +15,7 @@ from croco.scheduler import Ticker
 from storage import migrate
 from storage.types import utcnow
 from sync import firing
-from sync.engine import SyncEngine
+from sync.engine import SyncEngine, start_workers
 from web.app import create_app
 from web.context import WebContext
 from web.webhooks import AiohttpWebhookSender
@@ -63,6 +63,7 @@ async def serve(
     log.info("serving", extra={"url": f"http://{host}:{port}", "database": runtime.db.dialect})
     log.info(slack_status(runtime))
     settle_startup_objects()
+    start_workers(runtime.read_pool)
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -8,69 +8,13 @@ contacts of an appointment) are association tables rather than JSON, so they can
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from storage.enums import Access, AppointmentStatus, ConnectionStatus, Origin, SyncMode
 from storage.types import UTCDateTime, new_id, utcnow
-
-
-class Provider(StrEnum):
-    GOOGLE = "google"
-    MICROSOFT = "microsoft"
-    ICLOUD = "icloud"
-    CALDAV = "caldav"
-
-
-class ConnectionStatus(StrEnum):
-    OK = "ok"
-    BROKEN = "broken"
-
-
-class Access(StrEnum):
-    FULL = "full"
-    READ = "read"
-    FREEBUSY = "freebusy"
-
-
-class SyncMode(StrEnum):
-    ONE_WAY = "one_way"
-    TWO_WAY = "two_way"
-
-
-class CalendarKind(StrEnum):
-    ROUND_ROBIN = "round_robin"
-    SERVICE = "service"
-    CLASS = "class"
-    COLLECTIVE = "collective"
-
-
-class AppointmentStatus(StrEnum):
-    BOOKED = "booked"
-    CANCELLED = "cancelled"
-
-
-class Origin(StrEnum):
-    SYSTEM = "system"
-    IMPORTED = "imported"
-
-
-class ContactSource(StrEnum):
-    BOOKING = "booking"
-    TWO_WAY_IMPORT = "two_way_import"
-
-
-class Trigger(StrEnum):
-    CREATED = "appointment.created"
-    RESCHEDULED = "appointment.rescheduled"
-    CANCELLED = "appointment.cancelled"
-
-
-class Action(StrEnum):
-    WEBHOOK = "webhook"
-    SLACK_DM = "slack_dm"
 
 
 def _id_field() -> Any:

@@ -13,16 +13,13 @@ from sqlmodel import col
 
 from storage import repositories
 from storage.db import Database
+from storage.enums import Access, ConnectionStatus, Provider, SyncMode
 from storage.models import (
-    Access,
     Appointment,
     BlockedSlot,
     ConflictCalendar,
     Connection,
-    ConnectionStatus,
-    Provider,
     RemoteCalendar,
-    SyncMode,
     SyncSettings,
     User,
     Workspace,

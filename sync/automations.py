@@ -9,7 +9,8 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from storage.db import Database
-from storage.models import Action, Automation, AutomationRun, Calendar, Trigger
+from storage.enums import Action, Trigger
+from storage.models import Automation, AutomationRun, Calendar
 from sync.errors import Invalid, NotFound
 
 

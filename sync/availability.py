@@ -37,16 +37,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from storage.db import Database
-from storage.models import (
-    Appointment,
-    AppointmentAssignee,
-    AppointmentContact,
-    AppointmentStatus,
-    BlockedSlot,
-    Calendar,
-    CalendarKind,
-    Origin,
-)
+from storage.enums import AppointmentStatus, CalendarKind, Origin
+from storage.models import Appointment, AppointmentAssignee, AppointmentContact, BlockedSlot, Calendar
 from sync.errors import Invalid
 from sync.teams import WEEKDAYS, load_team_calendar
 

@@ -22,19 +22,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from storage.db import Database
+from storage.enums import AppointmentStatus, CalendarKind, ContactSource, Origin, Trigger
 from storage.models import (
     Appointment,
     AppointmentAssignee,
     AppointmentContact,
-    AppointmentStatus,
     Calendar,
-    CalendarKind,
     CalendarMember,
-    ContactSource,
-    Origin,
     RemoteCalendar,
     SyncSettings,
-    Trigger,
     User,
 )
 from storage.types import utcnow

@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from storage.db import Database
-from storage.models import Action, Appointment, Automation, AutomationRun, Contact, Trigger
+from storage.enums import Action, Trigger
+from storage.models import Appointment, Automation, AutomationRun, Contact
 from sync.notices import NoticeKind, notify
 from sync.payloads import appointment_payload, contact_payload
 

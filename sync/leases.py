@@ -13,7 +13,8 @@ from sqlalchemy import CompoundSelect, or_, select, union, update
 from sqlmodel import col
 
 from storage.db import Database
-from storage.models import ConflictCalendar, Connection, ConnectionStatus, RemoteCalendar, SyncSettings
+from storage.enums import ConnectionStatus
+from storage.models import ConflictCalendar, Connection, RemoteCalendar, SyncSettings
 
 DEFAULT_LEASE = timedelta(minutes=10)
 

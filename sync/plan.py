@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from storage.models import SyncMode
+from storage.enums import SyncMode
 
 MASS_DELETION_MINIMUM = 20
 """Below this many known items a calendar may empty itself without confirmation."""

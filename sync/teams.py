@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from storage.db import Database
-from storage.models import Calendar, CalendarKind, CalendarMember, User
+from storage.enums import CalendarKind
+from storage.models import Calendar, CalendarMember, User
 from sync.errors import Invalid, NotFound
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

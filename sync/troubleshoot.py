@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from storage.db import Database
-from storage.models import Appointment, BlockedSlot, Connection, ConnectionStatus, RemoteCalendar
+from storage.enums import ConnectionStatus
+from storage.models import Appointment, BlockedSlot, Connection, RemoteCalendar
 from storage.types import utcnow
 from sync.availability import Busy, Finding, Reason, Rules, check, day_grid, load_view, open_slots
 from sync.payloads import rfc3339

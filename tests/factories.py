@@ -3,17 +3,8 @@
 from __future__ import annotations
 
 from storage.db import Database
-from storage.models import (
-    Access,
-    ConflictCalendar,
-    Connection,
-    ConnectionStatus,
-    RemoteCalendar,
-    SyncMode,
-    SyncSettings,
-    User,
-    Workspace,
-)
+from storage.enums import Access, ConnectionStatus, SyncMode
+from storage.models import ConflictCalendar, Connection, RemoteCalendar, SyncSettings, User, Workspace
 from storage.secrets import SecretBox
 
 

@@ -8,7 +8,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from storage.models import AutomationRun, BlockedSlot, Connection, Provider, User
+from storage.enums import Provider
+from storage.models import AutomationRun, BlockedSlot, Connection, User
 from storage.types import utcnow
 from sync import accounts, automations, availability, contacts, teams, troubleshoot
 from sync.booking import BookingRequest

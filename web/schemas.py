@@ -22,7 +22,7 @@ from pydantic import (
     field_validator,
 )
 
-from storage.models import Action, CalendarKind, SyncMode, Trigger
+from storage.enums import Action, CalendarKind, SyncMode, Trigger
 
 MAX_URL_LENGTH = 2000  # Connection.server_url is VARCHAR(2000)
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from storage.models import Access
+from storage.enums import Access
 from sync.plan import Guest, Occurrence, RemoteObject
 
 MAX_CURSOR_LENGTH = 4000
@@ -179,6 +179,21 @@ Reader = Callable[[RemoteItem, ReadContext], RemoteObject]
 
 ItemSink = Callable[[tuple[RemoteItem, ...]], None]
 """`changes(on_items=...)`: receives the changed items batch by batch as they are transferred."""
+
+ReadResults = list[RemoteObject | tuple[str, str]]
+"""Per item: what it reads as, or (remote id, why it was skipped)."""
+
+
+def read_items(reader: Reader, items: tuple[RemoteItem, ...], context: ReadContext) -> ReadResults:
+    """Runs in a worker process: results and skip reasons come back as plain, picklable values. It lives
+    here, away from the engine, so that a worker imports the readers and not the database layer."""
+    results: ReadResults = []
+    for item in items:
+        try:
+            results.append(reader(item, context))
+        except BadRemoteData as exc:
+            results.append((exc.remote_id, exc.reason))
+    return results
 
 
 class CalendarProvider(Protocol):

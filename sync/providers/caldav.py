@@ -52,7 +52,7 @@ from caldav.aio import AsyncDAVClient
 from caldav.lib import error as dav_error
 from caldav.response import DAVResponse, PropfindResult
 
-from storage.models import Access
+from storage.enums import Access
 from sync.ical import UID_SUFFIX, read_object, write_event
 from sync.plan import RemoteObject
 from sync.providers.base import (

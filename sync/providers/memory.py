@@ -14,7 +14,7 @@ import itertools
 from collections import deque
 from dataclasses import dataclass, field
 
-from storage.models import Access
+from storage.enums import Access
 from sync.ical import read_object, write_event
 from sync.plan import RemoteObject
 from sync.providers.base import (

@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import func, select
 
 from storage.db import Database
-from storage.models import Action, Appointment, AppointmentAssignee, Automation, Provider, SyncMode, Trigger
+from storage.enums import Action, Provider, SyncMode, Trigger
+from storage.models import Appointment, AppointmentAssignee, Automation
 from storage.secrets import SecretBox
 from sync import accounts
 from sync.engine import SyncEngine

@@ -13,20 +13,17 @@ import pytest
 from sqlalchemy import func, select, update
 
 from storage.db import Database
+from storage.enums import Action, CalendarKind, Origin, Trigger
 from storage.models import (
-    Action,
     Appointment,
     AppointmentAssignee,
     AppointmentContact,
     Automation,
     AutomationRun,
     BlockedSlot,
-    CalendarKind,
     CalendarMember,
     Contact,
-    Origin,
     RemoteCalendar,
-    Trigger,
 )
 from storage.secrets import SecretBox
 from sync import accounts, availability, teams

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from storage.models import Action, Automation, AutomationRun, CalendarKind, Trigger
+from storage.enums import Action, CalendarKind, Trigger
+from storage.models import Automation, AutomationRun
 from sync import teams
 from sync.booking import Booking, BookingRequest
 from sync.errors import Conflict

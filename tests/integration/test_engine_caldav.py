@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import update
 
 from storage.db import Database
+from storage.enums import SyncMode
 from storage.models import (
     Appointment,
     AutomationRun,
@@ -17,7 +18,6 @@ from storage.models import (
     EventLink,
     Notice,
     RemoteCalendar,
-    SyncMode,
 )
 from storage.secrets import SecretBox
 from sync import state

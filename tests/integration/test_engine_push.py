@@ -8,17 +8,8 @@ import pytest
 from sqlalchemy import select, update
 
 from storage.db import Database
-from storage.models import (
-    Appointment,
-    AutomationRun,
-    BlockedSlot,
-    Contact,
-    EventLink,
-    Notice,
-    Provider,
-    RemoteCalendar,
-    SyncMode,
-)
+from storage.enums import Provider, SyncMode
+from storage.models import Appointment, AutomationRun, BlockedSlot, Contact, EventLink, Notice, RemoteCalendar
 from storage.secrets import SecretBox
 from storage.types import utcnow
 from sync import accounts, state

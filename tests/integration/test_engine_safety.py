@@ -6,7 +6,8 @@ import asyncio
 from datetime import timedelta
 
 from storage.db import Database
-from storage.models import Appointment, BlockedSlot, Notice, RemoteCalendar, SyncMode
+from storage.enums import SyncMode
+from storage.models import Appointment, BlockedSlot, Notice, RemoteCalendar
 from storage.secrets import SecretBox
 from sync import accounts
 from sync.engine import SyncEngine

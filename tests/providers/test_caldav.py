@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from croco.embedded_caldav import free_port
-from storage.models import Access
+from storage.enums import Access
 from sync.providers.base import InvalidCredentials, ProviderConfig, ProviderError, RateLimited, Unreachable
 from sync.providers.caldav import ETAGS, SYNC, SYNC_HREFS, CalDAVProvider
 from sync.providers.registry import open_provider

@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from storage.models import CalendarKind
+from storage.enums import CalendarKind
 from sync.availability import (
     Busy,
     ClassSession,

@@ -15,7 +15,8 @@ from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
 from storage.db import Database
-from storage.models import Action, Appointment, Automation, AutomationRun, Notice, Trigger, Workspace
+from storage.enums import Action, Trigger
+from storage.models import Appointment, Automation, AutomationRun, Notice, Workspace
 from sync import firing
 from web.webhooks import AiohttpWebhookSender
 

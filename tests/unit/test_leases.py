@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 from storage.db import Database
-from storage.models import ConnectionStatus
+from storage.enums import ConnectionStatus
 from storage.secrets import SecretBox
 from sync import leases
 from tests.factories import add_connection, add_user, select_calendars

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from storage.models import SyncMode
+from storage.enums import SyncMode
 from sync.plan import (
     MASS_DELETION_MINIMUM,
     ApplyRemoteEdit,

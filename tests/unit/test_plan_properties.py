@@ -34,7 +34,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from storage.models import SyncMode
+from storage.enums import SyncMode
 from sync.plan import (
     MASS_DELETION_MINIMUM,
     ApplyRemoteEdit,

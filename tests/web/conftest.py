@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from storage.db import Database
-from storage.models import Access
+from storage.enums import Access
 from storage.secrets import SecretBox
 from sync.providers.base import CalendarProvider, InvalidCredentials, Unreachable
 from sync.providers.memory import MemoryProvider

@@ -15,11 +15,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
 from storage.db import Database
-from storage.models import (
+from storage.enums import (
     Access,
     Action,
-    Appointment,
-    AppointmentAssignee,
     AppointmentStatus,
     CalendarKind,
     ConnectionStatus,
@@ -27,8 +25,8 @@ from storage.models import (
     Origin,
     SyncMode,
     Trigger,
-    Workspace,
 )
+from storage.models import Appointment, AppointmentAssignee, Workspace
 from storage.secrets import SecretBox
 from tests.ics import michel, vevent
 from tests.web.conftest import GOOD_PASSWORD, TOKEN, Accounts, Client, context
