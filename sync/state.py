@@ -56,8 +56,13 @@ async def load_known(
     session: AsyncSession, calendar: RemoteCalendar, user: User, window_start: datetime, *, linked: bool
 ) -> Known:
     slots: dict[str, list[Occurrence]] = defaultdict(list)
-    for slot in await session.scalars(select(BlockedSlot).where(col(BlockedSlot.remote_calendar_id) == calendar.id)):
-        slots[slot.remote_id].append(Occurrence("", slot.start, slot.end, slot.busy, slot.title, slot.all_day))
+    columns = (BlockedSlot.remote_id, BlockedSlot.start, BlockedSlot.end, BlockedSlot.busy, BlockedSlot.title,
+               BlockedSlot.all_day)
+    # Plain rows, not ORM objects: a large calendar has tens of thousands, read on every cycle.
+    for remote_id, start, end, busy, title, all_day in await session.execute(
+        select(*map(col, columns)).where(col(BlockedSlot.remote_calendar_id) == calendar.id)
+    ):
+        slots[remote_id].append(Occurrence("", start, end, busy, title, all_day))
 
     imports: dict[str, dict[str, ImportedCopy]] = defaultdict(dict)
     pushes: dict[str, PushedCopy] = {}
