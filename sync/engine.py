@@ -396,6 +396,7 @@ PARALLEL_READ_MINIMUM = 400
 """Below this many changed items, reading inline beats shipping them to worker processes."""
 READ_CHUNK = 250
 
+
 async def pull_listing(
     provider: CalendarProvider, calendar_id: str, cursor: str | None, context: ReadContext,
     pool: Executor | None = None,

@@ -9,13 +9,13 @@ back to downloading everything and GETs one object per request (provider-apis.md
   calendar ids are absolute URLs, so later calls go there directly), then one Depth:1 PROPFIND listing the
   calendars with `current-user-privilege-set` (write: full, read: read, read-free-busy only: freebusy);
 - changes: RFC 6578 `sync-collection` with the stored token (one request when idle), asking for
-  `calendar-data` with `getetag`, so a server that gives it (Radicale, Xandikos, iCloud) sends a first import
-  in one reply instead of one multiget per 250 events. What it leaves out comes by `calendar-multiget`, in
-  chunks. RFC 6578 does not promise `calendar-data` there: a server that refuses the request is asked again
-  without it, and its cursor kind (`SYNC_HREFS`) remembers that. A rejected token (403 or 412
-  `valid-sync-token`; iCloud uses 403) restarts with an empty token and says so (`full=True`). Servers
-  without sync-collection get a getctag/getetag fallback whose cursor carries the last etag listing
-  (`_EtagState`);
+  `calendar-data` with `getetag`, so a server that gives it (Radicale) sends a first import in one reply
+  instead of one multiget per 250 events. What it leaves out (Xandikos answers 404 for the property) comes
+  by `calendar-multiget`, in chunks. RFC 6578 does not promise `calendar-data` there: a server that
+  refuses the request is asked again without it, and its cursor kind (`SYNC_HREFS`) remembers that.
+  A rejected token (403 or 412 `valid-sync-token`; iCloud uses 403) restarts with an empty token and says
+  so (`full=True`). Servers without sync-collection get a getctag/getetag fallback whose cursor carries the
+  last etag listing (`_EtagState`);
 - writes: our event lives at `<calendar>/<appointment-id>.ics`; create is `PUT If-None-Match: *`, and a 412
   (or a UID conflict) means our copy already exists, written before a crash or a lost reply: we return it
   and never write a second one. Update is `PUT If-Match`, delete `DELETE If-Match`; 404/410 on delete is done;
