@@ -483,10 +483,15 @@ class PlannerMachine(RuleBasedStateMachine):
     @precondition(lambda self: [aid for aid in self.booked() if self.world.local.appointments[aid].suppressed])
     @rule(data=st.data())
     def restore_to_calendar(self, data: st.DataObject) -> None:
-        """R7 one-way: the user presses "Restore to calendar"."""
-        local = self.world.local
-        aid = data.draw(st.sampled_from([aid for aid in self.booked() if local.appointments[aid].suppressed]))
-        local.appointments[aid].suppressed = False
+        """R7 one-way: the user presses "Restore to calendar", which writes our copy back at once.
+
+        At once: the engine pulls before it pushes, and a pull that still saw the copy the user cancelled
+        would apply R7 again (a soak run found it). The service behind the Slack button must do the same."""
+        world = self.world
+        aid = data.draw(st.sampled_from([aid for aid in self.booked() if world.local.appointments[aid].suppressed]))
+        world.local.appointments[aid].suppressed = False
+        if world.role.linked:
+            world.push()
 
     def booked(self) -> list[str]:
         return sorted(aid for aid, a in self.world.local.ours().items() if a.booked)
