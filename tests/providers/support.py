@@ -24,6 +24,11 @@ def ics(name: str) -> str:
     return (ICS / name).read_text()
 
 
+def michel_copy(n: int) -> str:
+    """Dr. Michel's event under a UID of its own, to fill a calendar with distinct events."""
+    return ics("michel.ics").replace("5F1C2D0A", f"e{n}")
+
+
 def names(ids: Iterable[str]) -> list[str]:
     """Object names without the collection path, which differs between servers."""
     return sorted(i.rsplit("/", 1)[-1] for i in ids)

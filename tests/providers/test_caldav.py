@@ -27,7 +27,7 @@ from tests.providers.dav_proxy import (
     refuse_data_in_listings,
     without_data_in_listings,
 )
-from tests.providers.support import CONFIG, DRAFT, caldav, ics, names
+from tests.providers.support import CONFIG, DRAFT, caldav, ics, michel_copy, names
 
 
 async def test_discovery_lists_calendars_with_their_access(caldav_server: CalDAVServer) -> None:
@@ -72,10 +72,16 @@ async def test_an_unreachable_server_is_unreachable() -> None:
         await provider.changes(f"http://127.0.0.1:{free_port()}/john/work/", None)
 
 
+def calendar_of_copies(server: CalDAVServer, count: int) -> str:
+    """A new calendar holding `count` distinct events, e0.ics and on."""
+    calendar = server.new_calendar()
+    for n in range(count):
+        server.put(calendar, f"e{n}.ics", michel_copy(n))
+    return calendar
+
+
 async def test_an_idle_cycle_is_one_request_and_nothing_is_fetched_one_by_one(caldav_server: CalDAVServer) -> None:
-    calendar = caldav_server.new_calendar()
-    for n in range(3):
-        caldav_server.put(calendar, f"e{n}.ics", ics("michel.ics").replace("5F1C2D0A", f"e{n}"))
+    calendar = calendar_of_copies(caldav_server, 3)
     async with dav_proxy(caldav_server.url) as proxy:
         provider, via_proxy = caldav(caldav_server, url=proxy.url), calendar.replace(caldav_server.url, proxy.url)
         first = await provider.changes(via_proxy, None)
@@ -91,9 +97,7 @@ async def test_each_multiget_chunk_is_handed_over_before_the_next_is_asked_for(
     caldav_server: CalDAVServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("sync.providers.caldav.MULTIGET_CHUNK", 2)
-    calendar = caldav_server.new_calendar()
-    for n in range(5):
-        caldav_server.put(calendar, f"e{n}.ics", ics("michel.ics").replace("5F1C2D0A", f"e{n}"))
+    calendar = calendar_of_copies(caldav_server, 5)
     async with dav_proxy(caldav_server.url) as proxy:
         proxy.rewrites.append(without_data_in_listings)
         provider, via_proxy = caldav(caldav_server, url=proxy.url), calendar.replace(caldav_server.url, proxy.url)
@@ -107,9 +111,7 @@ async def test_a_401_after_items_were_handed_over_is_not_retried_into_duplicates
     radicale: CalDAVServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("sync.providers.caldav.MULTIGET_CHUNK", 2)
-    calendar = radicale.new_calendar()
-    for n in range(5):
-        radicale.put(calendar, f"e{n}.ics", ics("michel.ics").replace("5F1C2D0A", f"e{n}"))
+    calendar = calendar_of_copies(radicale, 5)
     multigets = 0
 
     def refuse_the_second_multiget(_request: web.Request, body: str) -> web.Response | None:

@@ -8,7 +8,7 @@ import pytest
 
 from sync.providers.base import BadRemoteData, CalendarGone, ChangeSet, EventDraft, PreconditionFailed, RemoteItem
 from sync.providers.memory import MemoryProvider
-from tests.providers.support import CONTEXT, DRAFT, START, Remote, ics, names
+from tests.providers.support import CONTEXT, DRAFT, START, Remote, ics, michel_copy, names
 
 
 def items(changes: ChangeSet) -> dict[str, RemoteItem]:
@@ -117,7 +117,7 @@ async def test_changed_items_are_handed_over_in_batches_as_they_arrive(
     if isinstance(remote.provider, MemoryProvider):
         remote.provider.batch_size = 2
     for n in range(5):
-        remote.seed(f"e{n}.ics", ics("michel.ics").replace("5F1C2D0A", f"e{n}"))
+        remote.seed(f"e{n}.ics", michel_copy(n))
     provider, calendar = remote.provider, remote.calendar_id
 
     batches: list[tuple[RemoteItem, ...]] = []
@@ -128,7 +128,7 @@ async def test_changed_items_are_handed_over_in_batches_as_they_arrive(
     idle = await provider.changes(calendar, first.cursor, on_items=batches.append)
     assert idle.changed == () and batches == []
 
-    remote.seed("e1.ics", ics("michel.ics").replace("5F1C2D0A", "e1").replace("20260302T130000", "20260302T160000"))
+    remote.seed("e1.ics", michel_copy(1).replace("20260302T130000", "20260302T160000"))
     later = await provider.changes(calendar, idle.cursor, on_items=batches.append)
     assert names(i.remote_id for i in later.changed) == ["e1.ics"] and batches == [later.changed]
 
