@@ -34,6 +34,7 @@ from storage.models import Appointment, ConflictCalendar, Connection, RemoteCale
 from storage.secrets import SecretBox
 from storage.types import utcnow
 from sync import leases, state
+from sync.events import Occurrence, RemoteObject
 from sync.notices import NoticeKind, notify
 from sync.plan import (
     ApplyRemoteEdit,
@@ -47,11 +48,9 @@ from sync.plan import (
     ImportOccurrence,
     Known,
     Listing,
-    Occurrence,
     PlanAction,
     PushedDeletedRemotely,
     RecordPush,
-    RemoteObject,
     RestorePush,
     SetSlots,
     SkipItem,
@@ -410,7 +409,7 @@ async def pull_listing(
     if cursor is None and pool is not None:
         start_workers(pool)
     try:
-        changes = await provider.changes(calendar_id, cursor, on_items=reading.add)
+        changes = await provider.changes(calendar_id, cursor, context.window, on_items=reading.add)
     except BaseException:
         reading.cancel()
         raise
