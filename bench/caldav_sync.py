@@ -36,7 +36,7 @@ from storage.enums import Provider, SyncMode
 from storage.secrets import SecretBox, generate_key
 from sync import accounts
 from sync.engine import SyncEngine, start_workers
-from sync.providers.base import ProviderConfig, TimeWindow
+from sync.providers.base import AppPassword, ProviderConfig, TimeWindow
 from sync.providers.registry import open_provider
 
 USER, PASSWORD = "bench", "bench-password"
@@ -93,7 +93,8 @@ async def croco_cycles(workdir: Path, server_url: str, calendar_url: str) -> dic
     factory = functools.partial(open_provider, config=ProviderConfig(timeout_seconds=600))
     workspace = await accounts.default_workspace(db)
     user = await accounts.create_user(db, workspace, "Bench", "bench@example.com", "Europe/Paris", None)
-    _, calendars = await accounts.connect(db, box, factory, user.id, Provider.CALDAV, USER, PASSWORD, server_url)
+    _, calendars = await accounts.connect(db, box, factory, user.id, Provider.CALDAV, AppPassword(USER, PASSWORD),
+                                          server_url)
     (calendar,) = [c for c in calendars if c.remote_id == calendar_url]
     await accounts.put_settings(db, user.id, calendar.id, None, SyncMode.ONE_WAY, None, None)
     with ProcessPoolExecutor(os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn")) as pool:

@@ -26,10 +26,18 @@ from storage.models import (
 )
 from storage.secrets import SecretBox
 from storage.types import utcnow
-from sync import state
+from sync import credentials, state
 from sync.errors import Conflict, Invalid, NotFound
 from sync.payloads import appointment_payload
-from sync.providers.base import InvalidCredentials, ProviderError, ProviderFactory
+from sync.providers.base import (
+    AppPassword,
+    Credentials,
+    ExchangedAccount,
+    InvalidCredentials,
+    ProviderError,
+    ProviderFactory,
+    RemoteCalendarInfo,
+)
 
 DEFAULT_WORKSPACE = "Default workspace"
 
@@ -74,9 +82,13 @@ async def create_user(db: Database, workspace_id: str, name: str, email: str, ti
 # Connections ---------------------------------------------------------------------------------------
 
 
+Login = AppPassword | ExchangedAccount
+"""What connecting takes: an app password (CalDAV, iCloud) or the result of an OAuth code exchange."""
+
+
 async def connect(
     db: Database, secrets: SecretBox, providers: ProviderFactory, user_id: str, provider: Provider,
-    username: str, password: str, url: str | None,
+    login: Login, url: str | None,
 ) -> tuple[Connection, list[RemoteCalendar]]:
     """Check the credentials against the server, then save them encrypted with the calendars found.
 
@@ -85,22 +97,65 @@ async def connect(
     """
     async with db.session() as session:
         await get_user(session, user_id)
-    credentials = {"username": username, "password": password}
+    calendars = await check_login(providers, provider, login, url)
+    async with db.write() as session:
+        return await save_connection(session, secrets, user_id, provider, login, url, calendars, utcnow())
+
+
+async def check_login(
+    providers: ProviderFactory, provider: Provider, login: Login, url: str | None
+) -> list[RemoteCalendarInfo]:
+    """The account's calendars, which proves the credentials work; no transaction may be open meanwhile."""
     try:
-        calendars = await providers(provider, credentials, url).list_calendars()
+        return await providers(provider, _credentials_of(login), url).list_calendars()
     except InvalidCredentials as exc:
-        raise Invalid("the server refused this username and password", code="invalid_credentials") from exc
+        raise Invalid("the server refused these credentials", code="invalid_credentials") from exc
     except (ProviderError, ValueError) as exc:  # provider messages never carry credentials (base.py)
         raise Invalid(f"the calendar server cannot be reached: {exc}", code="unreachable") from exc
-    async with db.write() as session:
-        connection = Connection(user_id=user_id, provider=provider, account=username, server_url=url,
-                                credentials=secrets.seal(credentials), status=ConnectionStatus.OK)
-        session.add(connection)
-        await session.flush()
-        rows = [RemoteCalendar(connection_id=connection.id, remote_id=c.remote_id, name=c.name, access=c.access,
-                               due_at=utcnow()) for c in calendars]
-        session.add_all(rows)
+
+
+async def save_connection(
+    session: AsyncSession, secrets: SecretBox, user_id: str, provider: Provider, login: Login, url: str | None,
+    calendars: list[RemoteCalendarInfo], now: datetime,
+) -> tuple[Connection, list[RemoteCalendar]]:
+    """A new connection with the calendars `check_login` found, all due at once."""
+    connection = Connection(user_id=user_id, provider=provider, account=_account_of(login), server_url=url,
+                            credentials=credentials.seal(secrets, _credentials_of(login)),
+                            status=ConnectionStatus.OK)
+    session.add(connection)
+    await session.flush()
+    rows = [RemoteCalendar(connection_id=connection.id, remote_id=c.remote_id, name=c.name, access=c.access,
+                           due_at=now) for c in calendars]
+    session.add_all(rows)
     return connection, rows
+
+
+async def renew_connection(
+    session: AsyncSession, secrets: SecretBox, connection: Connection, login: Login, url: str | None,
+    calendars: list[RemoteCalendarInfo], now: datetime,
+) -> tuple[Connection, list[RemoteCalendar]]:
+    """Reconnect: new credentials for the same connection, which works again with its calendars, blocked
+    slots and settings kept; calendars the account gained are added, and all are due at once."""
+    connection.account, connection.server_url = _account_of(login), url
+    connection.credentials = credentials.seal(secrets, _credentials_of(login))
+    connection.status, connection.last_error = ConnectionStatus.OK, None
+    known = {c.remote_id: c for c in await session.scalars(
+        select(RemoteCalendar).where(col(RemoteCalendar.connection_id) == connection.id))}
+    session.add_all(RemoteCalendar(connection_id=connection.id, remote_id=c.remote_id, name=c.name, access=c.access)
+                    for c in calendars if c.remote_id not in known)
+    await session.flush()
+    await session.execute(update(RemoteCalendar).where(col(RemoteCalendar.connection_id) == connection.id)
+                          .values(due_at=now))
+    rows = await session.scalars(select(RemoteCalendar).where(col(RemoteCalendar.connection_id) == connection.id))
+    return connection, list(rows)
+
+
+def _account_of(login: Login) -> str:
+    return login.username if isinstance(login, AppPassword) else login.account
+
+
+def _credentials_of(login: Login) -> Credentials:
+    return login if isinstance(login, AppPassword) else login.tokens
 
 
 async def list_connections(db: Database, user_id: str) -> list[Connection]:

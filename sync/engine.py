@@ -7,14 +7,15 @@ One cycle of one remote calendar:
 2. push (linked calendar only): create, update or delete our copies, each write followed by the commit
    of its link, so a crash in between is adopted on the next pull instead of written twice.
 
-Failures stay inside their calendar: revoked credentials break the connection (one notice, blocked slots
-kept and shown stale), a rate limit or an unreachable server postpones the calendar, anything else is
-recorded as the calendar's last error. Other calendars go on.
+Failures stay inside their calendar: revoked credentials or a refused token refresh break the connection
+(one notice, blocked slots kept and shown stale), a rate limit or an unreachable server postpones the
+calendar, anything else is recorded as the calendar's last error. Other calendars go on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from storage.enums import ConnectionStatus, SyncMode
 from storage.models import Appointment, ConflictCalendar, Connection, RemoteCalendar, SyncSettings, User
 from storage.secrets import SecretBox
 from storage.types import utcnow
-from sync import leases, state
+from sync import credentials, leases, state
 from sync.events import Occurrence, RemoteObject
 from sync.notices import NoticeKind, notify
 from sync.plan import (
@@ -210,6 +211,7 @@ class SyncEngine:
                 if changes.full:
                     row.last_full_sync_at = now
             row.last_synced_at, row.last_error = now, None
+            await self._keep_rotated(session, context.connection.id, provider)
 
     async def _apply(
         self, session: AsyncSession, context: _Context, provider: CalendarProvider, cycle: _Cycle, action: PlanAction
@@ -371,18 +373,30 @@ class SyncEngine:
         )
 
     def _provider(self, connection: Connection, user: User) -> CalendarProvider:
-        credentials = self.secrets.open(connection.credentials)
-        return self.providers(connection.provider, credentials, connection.server_url)
+        return self.providers(connection.provider, credentials.unseal(self.secrets, connection.credentials),
+                              connection.server_url)
+
+    async def _keep_rotated(self, session: AsyncSession, connection_id: str, provider: CalendarProvider) -> None:
+        """Store tokens a refresh replaced, encrypted, in the pull's transaction: if it rolls back, the row
+        keeps the tokens it had (Graph leaves a replaced refresh token valid), never a half-written state."""
+        rotated = provider.rotated_credentials()
+        if rotated is not None:
+            connection = await session.get(Connection, connection_id)
+            assert connection is not None
+            connection.credentials = credentials.seal(self.secrets, rotated)
 
     async def _break_connection(self, context: _Context, reason: str) -> None:
+        """One notice per set of credentials that stopped working: the calendars of one connection failing
+        together tell once, and a connection renewed with new credentials that break later tells again."""
         async with self.db.write() as session:
             connection = await session.get(Connection, context.connection.id)
             assert connection is not None
             connection.status, connection.last_error = ConnectionStatus.BROKEN, reason
+            these_credentials = hashlib.sha256(connection.credentials).hexdigest()[:16]
             await notify(session, context.user.id, NoticeKind.CONNECTION_BROKEN, {
                 "connection_id": connection.id, "provider": connection.provider, "account": connection.account,
                 "reason": reason, "actions": ["reconnect"],
-            }, dedupe_key=f"broken:{connection.id}")
+            }, dedupe_key=f"broken:{connection.id}:{these_credentials}")
 
     async def _record_error(self, calendar_id: str, error: str) -> None:
         async with self.db.write() as session:

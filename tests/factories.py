@@ -8,7 +8,8 @@ from storage.db import Database
 from storage.enums import Access, ConnectionStatus, SyncMode
 from storage.models import ConflictCalendar, Connection, RemoteCalendar, SyncSettings, User, Workspace
 from storage.secrets import SecretBox
-from sync.providers.base import TimeWindow
+from sync import credentials
+from sync.providers.base import AppPassword, Credentials, TimeWindow
 
 ANY_TIME = TimeWindow(datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
 """A window every test event falls in: for provider calls that are not about the window."""
@@ -27,12 +28,12 @@ async def add_user(db: Database, *, name: str = "John", email: str = "john@examp
 async def add_connection(
     db: Database, user: User, box: SecretBox, *, calendars: int = 1, provider: str = "caldav",
     status: ConnectionStatus = ConnectionStatus.OK, server_url: str | None = None,
-    credentials: dict[str, str] | None = None,
+    login: Credentials | None = None,
 ) -> tuple[Connection, list[RemoteCalendar]]:
     async with db.write() as session:
         connection = Connection(
             user_id=user.id, provider=provider, account=user.email, server_url=server_url, status=status,
-            credentials=box.seal(credentials or {"username": user.email, "password": "pw"}),
+            credentials=credentials.seal(box, login or AppPassword(user.email, "pw")),
         )
         session.add(connection)
         await session.flush()

@@ -14,6 +14,7 @@ from storage.types import utcnow
 from sync import accounts, automations, availability, contacts, teams, troubleshoot
 from sync.booking import BookingRequest
 from sync.payloads import contact_payload, rfc3339
+from sync.providers.base import AppPassword
 from web.context import WebContext
 from web.errors import ApiError
 from web.schemas import (
@@ -140,7 +141,7 @@ async def create_connection(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     connection, _ = await accounts.connect(
         ctx.db, ctx.secrets, ctx.providers, request.match_info["user_id"], Provider(body.provider),
-        body.username, body.password, str(body.url) if body.url else None,
+        AppPassword(body.username, body.password), str(body.url) if body.url else None,
     )
     return web.json_response(_connection_json(connection), status=201)
 

@@ -10,9 +10,9 @@ the engine skips and reports it while the rest of the calendar syncs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from storage.enums import Access
@@ -28,6 +28,15 @@ class ProviderError(Exception):
 
 class InvalidCredentials(ProviderError):
     """The server refused the credentials (wrong password, revoked token or app password)."""
+
+
+class GrantRevoked(InvalidCredentials):
+    """The token endpoint refused our refresh token (OAuth `invalid_grant`): revoked by the user, unused for
+    months, or superseded by newer tokens. Only connecting again helps, so it breaks the connection."""
+
+    def __init__(self, error: str = "invalid_grant") -> None:
+        super().__init__(f"the account's authorization was withdrawn ({error}): connect it again")
+        self.error = error
 
 
 class Unreachable(ProviderError):
@@ -56,6 +65,36 @@ class BadRemoteData(ProviderError):
     def __init__(self, remote_id: str, reason: str) -> None:
         super().__init__(f"{remote_id}: {reason}")
         self.remote_id, self.reason = remote_id, reason
+
+
+@dataclass(frozen=True)
+class AppPassword:
+    """CalDAV and iCloud: a username and a (preferably app-specific) password."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class OAuthTokens:
+    """Google and Microsoft: what the token endpoint answered. The access token expires at `expires_at`; the
+    refresh token gets new ones and may itself be replaced on use (Microsoft always, Google sometimes)."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_at: datetime
+    scope: tuple[str, ...] = ()
+
+
+Credentials = AppPassword | OAuthTokens
+
+
+@dataclass(frozen=True)
+class ExchangedAccount:
+    """The result of an OAuth code exchange: the account's address (the connection's `account`) and its tokens."""
+
+    account: str
+    tokens: OAuthTokens
 
 
 @dataclass(frozen=True)
@@ -190,6 +229,11 @@ class CalendarProvider(Protocol):
         """The item's occurrences inside the window; raises BadRemoteData for an unreadable item."""
         ...
 
+    def rotated_credentials(self) -> Credentials | None:
+        """The credentials now in use if a token refresh replaced those the provider was opened with, else
+        None. The engine stores them with the cycle's pull: a replaced refresh token may be the only one left."""
+        ...
+
 
 @dataclass(frozen=True)
 class ProviderConfig:
@@ -200,5 +244,5 @@ class ProviderConfig:
 
 
 class ProviderFactory(Protocol):
-    def __call__(self, provider: str, credentials: dict[str, Any], server_url: str | None) -> CalendarProvider:
+    def __call__(self, provider: str, credentials: Credentials, server_url: str | None) -> CalendarProvider:
         ...

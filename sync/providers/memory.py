@@ -6,6 +6,9 @@ iCalendar text read with the real CalDAV reader (`sync.providers.caldav.ical`). 
 cases one line each:
 `fail_next(error)`, `invalidate_cursors()`, `remove_calendar()`; `calls` records what was asked. Changed
 items are handed to `changes(on_items=...)` in batches of `batch_size`, like a server's multiget chunks.
+
+Opened with OAuth tokens (`opened_with`), it refreshes them like Graph: `rotate_tokens(new)` makes the next
+call refresh and receive `new`, `revoke_grant()` makes every refresh fail with `invalid_grant`.
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ from sync.events import RemoteObject
 from sync.providers.base import (
     CalendarGone,
     ChangeSet,
+    Credentials,
     EventDraft,
+    GrantRevoked,
     ItemSink,
+    OAuthTokens,
     PreconditionFailed,
     ProviderError,
     ReadContext,
@@ -50,6 +56,10 @@ class MemoryProvider:
         self._failures: deque[tuple[ProviderError, str | None]] = deque()
         self._versions = itertools.count(1)
         self._epoch = 0  # part of every cursor: bumping it invalidates all cursors handed out
+        self.credentials: Credentials | None = None
+        self._rotated: OAuthTokens | None = None  # what a refresh of this opening gave
+        self._next_tokens: OAuthTokens | None = None
+        self._revoked = False
 
     # Test hooks ------------------------------------------------------------------------------------
 
@@ -76,6 +86,19 @@ class MemoryProvider:
     def fail_next(self, error: ProviderError, *, on: str | None = None) -> None:
         """The next call (or the next call of method `on`) raises `error`; queued in order."""
         self._failures.append((error, on))
+
+    def opened_with(self, credentials: Credentials) -> MemoryProvider:
+        """The account as a provider opened with `credentials` (a test's `ProviderFactory` calls this)."""
+        self.credentials, self._rotated = credentials, None
+        return self
+
+    def rotate_tokens(self, tokens: OAuthTokens) -> None:
+        """The access token has expired: the next call refreshes it and the server answers `tokens`."""
+        self._next_tokens = tokens
+
+    def revoke_grant(self) -> None:
+        """The user withdrew our access: every refresh of OAuth tokens is refused with `invalid_grant`."""
+        self._revoked = True
 
     def invalidate_cursors(self) -> None:
         """Like an expired sync token: the next `changes()` with an old cursor answers a full listing."""
@@ -130,14 +153,26 @@ class MemoryProvider:
     def reader(self) -> Reader:
         return functools.partial(read_object, account_email=self.account_email)
 
+    def rotated_credentials(self) -> OAuthTokens | None:
+        return self._rotated
+
     # Internals -------------------------------------------------------------------------------------
 
     def _call(self, name: str) -> None:
         self.calls.append(name)
+        if isinstance(self.credentials, OAuthTokens):
+            self._refresh()
         for index, (error, on) in enumerate(self._failures):
             if on is None or on == name:
                 del self._failures[index]
                 raise error
+
+    def _refresh(self) -> None:
+        if self._revoked:
+            raise GrantRevoked()
+        if self._next_tokens is not None:
+            self.credentials = self._rotated = self._next_tokens
+            self._next_tokens = None
 
     def _hand_over(self, items: tuple[RemoteItem, ...], on_items: ItemSink | None) -> None:
         if on_items is not None:

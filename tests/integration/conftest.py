@@ -16,7 +16,7 @@ from storage.models import Appointment, AppointmentAssignee, Automation
 from storage.secrets import SecretBox
 from sync import accounts
 from sync.engine import SyncEngine
-from sync.providers.base import ProviderConfig
+from sync.providers.base import AppPassword, ProviderConfig
 from sync.providers.registry import open_provider
 from tests.caldav_servers import CalDAVAccount
 
@@ -62,8 +62,8 @@ async def make_world(
     workspace = await accounts.default_workspace(db)
     user = await accounts.create_user(db, workspace, "John", email, "Europe/Paris", None)
     url = account.new_calendar()
-    _, calendars = await accounts.connect(db, box, factory, user.id, Provider.CALDAV, account.username,
-                                          account.password, account.url)
+    _, calendars = await accounts.connect(db, box, factory, user.id, Provider.CALDAV,
+                                          AppPassword(account.username, account.password), account.url)
     (calendar,) = [c for c in calendars if c.remote_id == url]
     await accounts.put_settings(db, user.id, calendar.id, None, mode, None, None)
     return World(db, SyncEngine(db, box, factory), account, url, user.id, workspace, calendar.id)

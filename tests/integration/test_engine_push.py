@@ -13,7 +13,7 @@ from storage.models import Appointment, AutomationRun, BlockedSlot, Contact, Eve
 from storage.secrets import SecretBox
 from storage.types import utcnow
 from sync import accounts, state
-from sync.providers.base import EventDraft, ProviderConfig
+from sync.providers.base import AppPassword, EventDraft, ProviderConfig
 from sync.providers.caldav.provider import CalDAVProvider
 from tests.caldav_servers import CalDAVAccount
 from tests.factories import ANY_TIME
@@ -62,7 +62,7 @@ async def test_p4_new_linked_calendar_moves_the_copy(one_way: World) -> None:
         known = {c.remote_id: c.id for c in await session.scalars(select(RemoteCalendar))}
     if new_url not in known:  # the calendar appeared after connecting: reconnecting lists it
         await accounts.connect(one_way.db, one_way.engine.secrets, one_way.engine.providers, one_way.user_id,
-                               Provider.CALDAV, one_way.account.username, one_way.account.password,
+                               Provider.CALDAV, AppPassword(one_way.account.username, one_way.account.password),
                                one_way.account.url)
         async with one_way.db.session() as session:
             known = {c.remote_id: c.id for c in await session.scalars(select(RemoteCalendar))}

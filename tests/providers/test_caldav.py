@@ -15,7 +15,14 @@ from aiohttp import web
 
 from croco.embedded_caldav import free_port
 from storage.enums import Access
-from sync.providers.base import InvalidCredentials, ProviderConfig, ProviderError, RateLimited, Unreachable
+from sync.providers.base import (
+    AppPassword,
+    InvalidCredentials,
+    ProviderConfig,
+    ProviderError,
+    RateLimited,
+    Unreachable,
+)
 from sync.providers.caldav.provider import ETAGS, SYNC, SYNC_HREFS, CalDAVProvider
 from sync.providers.registry import open_provider
 from tests.caldav_servers import CalDAVServer
@@ -315,7 +322,7 @@ async def test_icloud_profile_follows_the_partition_host_and_resyncs_on_a_reject
     async with dav_proxy(radicale.url) as front_door:
         icloud_front_door(front_door, radicale)
         config = ProviderConfig(icloud_url=front_door.url, timeout_seconds=5)
-        credentials = {"username": radicale.username, "password": radicale.password}
+        credentials = AppPassword(radicale.username, radicale.password)
         provider = open_provider("icloud", credentials, None, config=config)
         calendars = {c.name: c for c in await provider.list_calendars()}
         on_partition = calendar.replace("127.0.0.1", "localhost")
@@ -328,7 +335,7 @@ async def test_icloud_profile_follows_the_partition_host_and_resyncs_on_a_reject
         assert restarted.full and len(restarted.changed) == 1
         assert restarted.cursor is not None and restarted.cursor.startswith(SYNC)  # the token was refused, not data
 
-        wrong = open_provider("icloud", credentials | {"password": "revoked"}, None, config=config)
+        wrong = open_provider("icloud", AppPassword(radicale.username, "revoked"), None, config=config)
         with pytest.raises(InvalidCredentials, match="iCloud refused the Apple ID or app-specific password"):
             await wrong.list_calendars()
 

@@ -6,12 +6,12 @@ import functools
 
 import pytest
 
-from sync.providers.base import ProviderConfig, ProviderFactory
+from sync.providers.base import AppPassword, ProviderConfig, ProviderFactory
 from sync.providers.caldav.provider import CalDAVProvider
 from sync.providers.registry import open_provider
 
 CONFIG = ProviderConfig(icloud_url="http://127.0.0.1:9/icloud/")
-CREDENTIALS = {"username": "john@icloud.example", "password": "abcd-efgh-ijkl-mnop"}
+CREDENTIALS = AppPassword("john@icloud.example", "abcd-efgh-ijkl-mnop")
 
 
 def test_icloud_is_caldav_at_the_configured_address() -> None:

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from storage.db import Database
 from storage.enums import Access
 from storage.secrets import SecretBox
-from sync.providers.base import CalendarProvider, InvalidCredentials, Unreachable
+from sync.providers.base import AppPassword, CalendarProvider, Credentials, InvalidCredentials, Unreachable
 from sync.providers.memory import MemoryProvider
 from web.app import create_app
 from web.context import WebContext
@@ -31,13 +31,14 @@ class Accounts:
     unreachable_urls: set[str] = field(default_factory=set)
     calls: list[tuple[str, str, str | None]] = field(default_factory=list)
 
-    def __call__(self, provider: str, credentials: dict[str, Any], server_url: str | None) -> CalendarProvider:
-        self.calls.append((provider, credentials["username"], server_url))
+    def __call__(self, provider: str, credentials: Credentials, server_url: str | None) -> CalendarProvider:
+        assert isinstance(credentials, AppPassword)
+        self.calls.append((provider, credentials.username, server_url))
         if server_url in self.unreachable_urls:
             raise Unreachable("connection refused")
-        if credentials["password"] != GOOD_PASSWORD:
+        if credentials.password != GOOD_PASSWORD:
             return _Refusing()  # type: ignore[return-value]
-        return self.provider
+        return self.provider.opened_with(credentials)
 
 
 class _Refusing:

@@ -15,6 +15,8 @@ from sqlmodel import SQLModel
 from storage.db import Database
 from storage.models import Connection
 from storage.secrets import SecretBox
+from sync import credentials
+from sync.providers.base import AppPassword
 from tests.web.conftest import GOOD_PASSWORD, Accounts, Client
 
 WRONG_PASSWORD = "wrong-password-shh-7"
@@ -56,7 +58,7 @@ async def test_the_password_is_encrypted_at_rest_and_never_shown(
 
     async with db.session() as session:
         connection = (await session.scalars(select(Connection))).one()  # only the good attempt was saved
-        assert secret_box.open(connection.credentials) == {"username": "j", "password": GOOD_PASSWORD}
+        assert credentials.unseal(secret_box, connection.credentials) == AppPassword("j", GOOD_PASSWORD)
         for table in SQLModel.metadata.sorted_tables:  # every column of every row, credentials included
             for row in (await session.execute(table.select())).all():
                 for value in row:

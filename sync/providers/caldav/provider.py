@@ -56,6 +56,7 @@ from storage.enums import Access
 from sync.events import RemoteObject
 from sync.providers.base import (
     MAX_CURSOR_LENGTH,
+    AppPassword,
     CalendarGone,
     ChangeSet,
     EventDraft,
@@ -129,6 +130,10 @@ class CalDAVProvider:
 
     def __repr__(self) -> str:  # never the password
         return f"CalDAVProvider(url={self._url!r}, username={self._username!r}, profile={self._profile.label!r})"
+
+    def rotated_credentials(self) -> None:
+        """A password is never replaced by the server."""
+        return None
 
     async def list_calendars(self) -> list[RemoteCalendarInfo]:
         async def run(client: AsyncDAVClient) -> list[RemoteCalendarInfo]:
@@ -261,12 +266,11 @@ class CalDAVProvider:
 
 
 def open_caldav(
-    credentials: dict[str, Any], server_url: str, config: ProviderConfig, *, profile: Profile = CALDAV,
+    credentials: AppPassword, server_url: str, config: ProviderConfig, *, profile: Profile = CALDAV,
     account_email: str | None = None,
 ) -> CalDAVProvider:
     return CalDAVProvider(
-        server_url, str(credentials["username"]), str(credentials["password"]), config, profile=profile,
-        account_email=account_email,
+        server_url, credentials.username, credentials.password, config, profile=profile, account_email=account_email,
     )
 
 
