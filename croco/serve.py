@@ -33,6 +33,7 @@ def web_context(runtime: Runtime, engine: SyncEngine) -> WebContext:
         providers=runtime.providers(),
         public_url=settings.public_url,
         engine=engine,
+        oauth_clients=settings.oauth_clients,
     )
 
 

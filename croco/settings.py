@@ -53,5 +53,12 @@ class Settings(BaseSettings):
     microsoft_graph_url: str = "https://graph.microsoft.com/v1.0/"
 
     @property
+    def oauth_clients(self) -> frozenset[str]:
+        """The OAuth providers whose client id and secret are both set: the others cannot offer a consent page."""
+        pairs = {"google": (self.google_client_id, self.google_client_secret),
+                 "microsoft": (self.microsoft_client_id, self.microsoft_client_secret)}
+        return frozenset(name for name, (client_id, secret) in pairs.items() if client_id and secret.get_secret_value())
+
+    @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{(self.data_dir / 'croco.db').resolve()}"

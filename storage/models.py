@@ -64,6 +64,22 @@ class Connection(SQLModel, table=True):
     created_at: datetime = _created_field()
 
 
+class ConnectLink(SQLModel, table=True):
+    """A one-time link to the connect form (iCloud, CalDAV). Only the token's SHA-256 is stored, so the
+    database alone opens no form; `connection_id` set: the form renews that connection (reconnect)."""
+
+    id: str = _id_field()
+    user_id: str = Field(foreign_key="user.id", index=True, max_length=32)
+    provider: str = Field(max_length=16)
+    connection_id: str | None = Field(
+        default=None, foreign_key="connection.id", max_length=32, index=True, ondelete="CASCADE"
+    )
+    token_hash: str = Field(max_length=64, unique=True)
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    used_at: datetime | None = _time_field(nullable=True)
+    created_at: datetime = _created_field()
+
+
 class RemoteCalendar(SQLModel, table=True):
     """A calendar of a connection, with its sync cursor and scheduling state."""
 

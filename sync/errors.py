@@ -27,3 +27,9 @@ class Conflict(DomainError):
     """The request clashes with the current state (409)."""
 
     code = "conflict"
+
+
+class Gone(DomainError):
+    """What the request names existed but can no longer be used: an expired or spent link (410)."""
+
+    code = "gone"

@@ -22,6 +22,7 @@ from web.schemas import (
     NewAppointment,
     NewAutomation,
     NewConnection,
+    NewConnectLink,
     NewTeamCalendar,
     NewUser,
     SyncSettingsBody,
@@ -144,6 +145,14 @@ async def create_connection(request: web.Request) -> web.Response:
         AppPassword(body.username, body.password), str(body.url) if body.url else None,
     )
     return web.json_response(_connection_json(connection), status=201)
+
+
+@routes.post("/api/v1/users/{user_id}/connect-links")
+async def create_connect_link(request: web.Request) -> web.Response:
+    body = await _body(request, NewConnectLink)
+    link = await _ctx(request).connect_links.issue(request.match_info["user_id"], Provider(body.provider),
+                                                   body.connection_id)
+    return web.json_response({"url": link.url, "expires_at": rfc3339(link.expires_at)}, status=201)
 
 
 @routes.get("/api/v1/users/{user_id}/connections")

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from sync import accounts
+from web import connect
 from web.api import CONTEXT, routes
 from web.context import WebContext
 from web.errors import ApiError, Handler, errors_middleware, route_template
@@ -23,6 +24,8 @@ from web.errors import ApiError, Handler, errors_middleware, route_template
 OPENAPI = Path(__file__).resolve().parents[1] / "manifests" / "openapi.yaml"
 """Read from the checkout (installs are editable), so the document and the code change together."""
 PUBLIC = frozenset({"/healthz", "/metrics", "/api/v1/openapi.json"})
+PUBLIC_PREFIXES = (connect.PREFIX,)
+"""Pages a person's browser opens from a link: the link's token is their only key."""
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -60,7 +63,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in PUBLIC:
+    if request.path in PUBLIC or request.path.startswith(PUBLIC_PREFIXES):
         return await handler(request)
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     expected = request.app[CONTEXT].api_token.encode()
@@ -110,6 +113,7 @@ def create_app(ctx: WebContext) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/openapi.json", openapi)
     app.add_routes(routes)
+    app.add_routes(connect.pages)
 
     async def resolve_workspace(app: web.Application) -> None:
         ctx.workspace_id = ctx.workspace_id or await accounts.default_workspace(ctx.db)

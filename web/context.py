@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from storage.db import Database
 from storage.secrets import SecretBox
+from storage.types import utcnow
 from sync.booking import Booking
+from sync.connect_links import ConnectLinks
 from sync.engine import SyncEngine
 from sync.providers.base import ProviderFactory
 
@@ -24,14 +28,20 @@ class WebContext:
     """Runs `POST /users/{id}/sync`: `croco serve` passes its scheduler's engine; otherwise one is made here."""
     workspace_id: str = ""
     """The default workspace API-created objects belong to, resolved when the app starts."""
+    oauth_clients: frozenset[str] = frozenset()
+    """The providers whose OAuth client id and secret are configured (`Settings.oauth_clients`)."""
+    clock: Callable[[], datetime] = utcnow
 
     booking: Booking = field(init=False)
+    connect_links: ConnectLinks = field(init=False)
     _background: set[asyncio.Task[object]] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         if self.engine is None:
             self.engine = SyncEngine(self.db, self.secrets, self.providers)
         self.booking = Booking(self.db, refresh=self.engine.sync_user)
+        self.connect_links = ConnectLinks(self.db, self.secrets, self.providers, public_url=self.public_url,
+                                          oauth_clients=self.oauth_clients, clock=self.clock)
 
     def push_soon(self) -> None:
         """Run an engine cycle now, in the background, so that a booking reaches the members' linked

@@ -85,6 +85,12 @@ class NewConnection(Body):
         return value
 
 
+class NewConnectLink(Body):
+    provider: Literal["google", "microsoft", "icloud", "caldav"]
+    connection_id: str | None = Field(default=None, min_length=1, max_length=32)
+    """Reconnect: the link renews this connection of the user instead of adding one."""
+
+
 class SyncSettingsBody(Body):
     linked_calendar_id: str | None
     conflict_calendar_ids: list[str] | None = Field(default=None, max_length=500)

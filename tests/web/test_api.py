@@ -39,6 +39,7 @@ CALDAV = {"provider": "caldav", "username": "john", "password": GOOD_PASSWORD, "
 
 ENDPOINTS = [
     ("POST", "/api/v1/users"), ("GET", "/api/v1/users/{u}"), ("POST", "/api/v1/users/{u}/connections"),
+    ("POST", "/api/v1/users/{u}/connect-links"),
     ("GET", "/api/v1/users/{u}/connections"), ("DELETE", "/api/v1/connections/{u}"),
     ("GET", "/api/v1/users/{u}/calendars"), ("GET", "/api/v1/users/{u}/sync-settings"),
     ("PUT", "/api/v1/users/{u}/sync-settings"), ("POST", "/api/v1/users/{u}/sync"),
@@ -54,6 +55,7 @@ VALID_BODIES = {
     "/api/v1/calendars/{u}/appointments": {"start": "2030-01-07T09:00:00Z",
                                            "contact": {"name": "Ada", "email": "ada@example.com"}},
     "/api/v1/appointments/{u}": {"title": "Renamed"},
+    "/api/v1/users/{u}/connect-links": {"provider": "icloud"},
 }
 
 
