@@ -9,6 +9,7 @@ import json
 from html import escape
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import ValidationError
 
 from storage.enums import Provider
@@ -90,7 +91,10 @@ async def connect_submit(request: web.Request) -> web.Response:
         link = await links.open(token)
     except Gone as exc:
         return _gone(exc)
-    form = await request.post()
+    try:
+        form = await request.post()
+    except (ValueError, LookupError, HttpProcessingError):  # not UTF-8, an unknown charset, broken multipart
+        return _page("This form could not be read", "<p>Send it again from the page.</p>\n", 400)
     typed = {name: value for name in ("username", "password", "url") if isinstance(value := form.get(name), str)}
     username, url = typed.get("username", ""), typed.get("url", "")
     try:

@@ -54,3 +54,13 @@ async def test_unreachable_database_is_an_error(tmp_path: Path) -> None:
     url = "postgresql+asyncpg://nobody@127.0.0.1:1/none"
     findings = await check_database(_settings(tmp_path, database_url=url))
     assert findings[0].level is Level.ERROR
+
+
+def test_only_an_oauth_client_with_id_and_secret_counts_as_configured(tmp_path: Path) -> None:
+    """Connect links for Google and Microsoft answer provider_not_configured unless this lists them."""
+    assert _settings(tmp_path).oauth_clients == frozenset()
+    half = _settings(tmp_path, google_client_id="abc.apps.googleusercontent.com",
+                     microsoft_client_secret=SecretStr("s3cret"))
+    assert half.oauth_clients == frozenset()
+    both = _settings(tmp_path, microsoft_client_id="0000-1111", microsoft_client_secret=SecretStr("s3cret"))
+    assert both.oauth_clients == frozenset({"microsoft"})

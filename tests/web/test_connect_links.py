@@ -58,12 +58,12 @@ class Browser:
         return urlsplit(body["url"]).path
 
     async def open(self, path: str, status: int) -> str:
-        return await self._page(await self.api.get(path, headers={"Authorization": ""}), status)
+        return await self.read(await self.api.get(path, headers={"Authorization": ""}), status)
 
     async def submit(self, path: str, status: int, **form: str) -> str:
-        return await self._page(await self.api.post(path, data=form, headers={"Authorization": ""}), status)
+        return await self.read(await self.api.post(path, data=form, headers={"Authorization": ""}), status)
 
-    async def _page(self, response: Any, status: int) -> str:
+    async def read(self, response: Any, status: int) -> str:
         text = str(await response.text())
         assert response.status == status, text
         assert response.content_type == "text/html" and response.headers["Cache-Control"] == "no-store"
@@ -189,6 +189,21 @@ async def test_two_submissions_of_one_link_at_once_connect_once(browser: Browser
                                        for _ in range(2)))
     assert sorted(r.status for r in responses) == [200, 410]
     assert len(await browser.connections(user_id)) == 1 and len(await browser.rows(RemoteCalendar)) == 2
+
+
+@pytest.mark.parametrize(("body", "content_type"), [
+    (b"username=\xff\xfe&password=\xff", "application/x-www-form-urlencoded"),
+    (b"a=b", "application/x-www-form-urlencoded; charset=no-such-charset"),
+    (b"\xff\xfe", "multipart/form-data; boundary=x"),
+], ids=["not-utf8", "unknown-charset", "broken-multipart"])
+async def test_a_body_that_is_no_form_is_400_and_the_link_still_works(
+    browser: Browser, body: bytes, content_type: str
+) -> None:
+    user_id = await browser.user()
+    path = await browser.link(user_id, "icloud")
+    response = await browser.api.post(path, data=body, headers={"Authorization": "", "Content-Type": content_type})
+    await browser.read(response, 400)
+    await browser.submit(path, 200, **ICLOUD_LOGIN)
 
 
 # Reconnect -----------------------------------------------------------------------------------------------
