@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from sqlmodel import SQLModel
+
 from storage.db import Database
 from storage.enums import Access, ConnectionStatus, SyncMode
 from storage.models import ConflictCalendar, Connection, RemoteCalendar, SyncSettings, User, Workspace
@@ -43,6 +45,18 @@ async def add_connection(
         ]
         session.add_all(rows)
     return connection, rows
+
+
+async def tables_holding(db: Database, *secrets: str) -> list[str]:
+    """The tables in which any column of any row contains one of `secrets` in clear (the sealed one included)."""
+    found = []
+    async with db.session() as session:
+        for table in SQLModel.metadata.sorted_tables:
+            for row in (await session.execute(table.select())).all():
+                cells = [value if isinstance(value, bytes) else str(value).encode() for value in row]
+                if any(secret.encode() in cell for secret in secrets for cell in cells):
+                    found.append(table.name)
+    return found
 
 
 async def select_calendars(
