@@ -10,12 +10,12 @@ from sqlalchemy import select
 from sqlmodel import SQLModel
 
 from storage.db import Database
-from storage.enums import ConnectionStatus
+from storage.enums import ConnectionStatus, Provider
 from storage.models import BlockedSlot, Connection, Notice, RemoteCalendar
 from storage.secrets import SecretBox
-from sync import credentials, state
+from sync import accounts, credentials, state
 from sync.engine import SyncEngine
-from sync.providers.base import CalendarProvider, Credentials, OAuthTokens
+from sync.providers.base import CalendarProvider, Credentials, ExchangedAccount, OAuthTokens
 from sync.providers.memory import MemoryProvider
 from tests.factories import add_connection, add_user, select_calendars, tables_holding
 from tests.ics import vevent
@@ -57,6 +57,18 @@ class World:
 @pytest.fixture
 def world(db: Database, secret_box: SecretBox) -> World:
     return World(db, secret_box)
+
+
+async def test_an_oauth_exchange_connects_the_account_by_its_email_with_its_tokens(world: World) -> None:
+    world.account.add_calendar("primary", "john@gmail.example")
+    user = await add_user(world.db)
+    connection, calendars = await accounts.connect(world.db, world.box, world.open, user.id, Provider.GOOGLE,
+                                                   ExchangedAccount("john@gmail.example", OLD), None)
+    assert (connection.provider, connection.account) == ("google", "john@gmail.example")
+    assert [c.remote_id for c in calendars] == ["primary"]
+    assert world.account.credentials == OLD  # the calendars were listed with the tokens
+    stored, _, status = await world.stored()
+    assert stored == OLD and status == ConnectionStatus.OK
 
 
 async def test_rotated_tokens_are_stored_encrypted_with_the_cycle_and_used_next(world: World) -> None:
