@@ -127,8 +127,7 @@ class ConnectLinks:
                     session, self.secrets, link.user_id, link.provider, login, url, calendars, now)
             else:
                 renewing = await session.get(Connection, link.connection_id)
-                if renewing is None:  # disconnected meanwhile: its links went with it
-                    raise _gone()
+                assert renewing is not None  # a disconnect deletes its links (ON DELETE CASCADE): not spent then
                 connection, rows = await accounts.renew_connection(
                     session, self.secrets, renewing, login, url, calendars, now)
         renewed = link.connection_id is not None
