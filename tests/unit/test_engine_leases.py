@@ -14,7 +14,9 @@ import pytest
 from storage.db import Database
 from storage.models import RemoteCalendar
 from storage.secrets import SecretBox
+from sync import leases
 from sync.engine import SyncEngine
+from sync.leases import LeasePolicy
 from sync.providers.base import ChangeSet
 from sync.providers.memory import MemoryProvider
 from tests.factories import add_connection, add_user, select_calendars
@@ -65,8 +67,9 @@ async def john(db: Database, box: SecretBox, count: int) -> tuple[str, list[str]
     return user.id, [c.id for c in calendars]
 
 
-def engine(db: Database, box: SecretBox, provider: MemoryProvider, clock: Callable[[], datetime]) -> SyncEngine:
-    return SyncEngine(db, box, lambda *_: provider, owner="this-process", interval=INTERVAL, clock=clock)
+def engine(db: Database, box: SecretBox, provider: MemoryProvider, clock: Callable[[], datetime],
+           lease: LeasePolicy = leases.DEFAULT_POLICY) -> SyncEngine:
+    return SyncEngine(db, box, lambda *_: provider, owner="this-process", interval=INTERVAL, clock=clock, lease=lease)
 
 
 async def row(db: Database, calendar_id: str) -> RemoteCalendar:
@@ -111,3 +114,43 @@ async def test_a_calendar_whose_sync_raises_is_recorded_released_and_the_tick_go
     again = await engine(db, secret_box, provider, clock).run_due()
     assert {r.calendar_id for r in again} == set(ids) and not any(r.error for r in again)
     assert (await row(db, ids[1])).last_error is None
+
+
+async def test_a_running_sync_keeps_its_lease_past_the_lease_length(db: Database, secret_box: SecretBox) -> None:
+    _, (calendar_id,) = await john(db, secret_box, 1)
+    provider, clock = Calendars(1), Clock()
+    provider.stalled.add("/cal0/")
+    policy = LeasePolicy(timedelta(seconds=30), heartbeat=timedelta(seconds=0.02))
+    tick = asyncio.create_task(engine(db, secret_box, provider, clock, policy).run_due())
+    await asyncio.wait_for(provider.entered.wait(), 10)
+
+    clock.now = NOW + timedelta(minutes=10)  # twenty lease lengths into a slow sync
+    await eventually(lambda: leases.leased(db, clock.now))  # renewed by the heartbeat, from the current time
+    assert await leases.claim_due(db, "other-process", clock.now) == []
+
+    provider.go.set()
+    (report,) = await asyncio.wait_for(tick, 10)
+    assert report.error is None and report.tally.blocked_slots == 1
+    assert (await row(db, calendar_id)).lease_owner is None
+
+
+async def test_a_manual_sync_waits_for_a_dead_process_lease_to_run_out(db: Database, secret_box: SecretBox) -> None:
+    user_id, (calendar_id,) = await john(db, secret_box, 1)
+    assert await leases.claim_due(db, "killed-process", NOW, lease=timedelta(seconds=30)) == [calendar_id]
+    policy = LeasePolicy(timedelta(seconds=30), poll=timedelta(seconds=0.01))
+    clock = Clock(step=timedelta(seconds=2))  # the dead lease runs out a few polls into the wait
+
+    (report,) = await engine(db, secret_box, Calendars(1), clock, policy).sync_user(user_id)
+    assert report.as_json()["error"] is None and report.tally.blocked_slots == 1
+
+
+async def test_a_manual_sync_says_when_a_live_sync_holds_a_calendar(db: Database, secret_box: SecretBox) -> None:
+    user_id, (held, free) = await john(db, secret_box, 2)
+    assert await leases.claim_due(db, "busy-process", NOW, lease=timedelta(hours=1), only=[held]) == [held]
+    policy = LeasePolicy(timedelta(seconds=0.05), poll=timedelta(seconds=0.01))
+
+    reports = await engine(db, secret_box, Calendars(2), Clock(), policy).sync_user(user_id)
+    assert [(r.calendar_id, r.as_json()["error"]) for r in reports] == [(free, None), (held, "sync_in_progress")]
+    assert reports[0].tally.blocked_slots == 1
+    assert (await row(db, held)).lease_owner == "busy-process"  # left to its holder
+
