@@ -172,7 +172,7 @@ async def test_a_kill_9_mid_sync_leaves_the_calendar_syncable_after_a_restart(
             listing_asked.set()
             await go.wait()
 
-    env = _clean_env(CROCO_API_TOKEN="kill-token", CROCO_DATABASE_URL=database_url, CROCO_SYNC_LEASE_SECONDS="2",
+    env = _clean_env(CROCO_API_TOKEN="kill-token", CROCO_DATABASE_URL=database_url, CROCO_SYNC_LEASE_SECONDS="3",
                      CROCO_SCHEDULER_TICK_SECONDS="0.2", CROCO_HTTP_TIMEOUT_SECONDS="8")
 
     def crash_and_restart(via_proxy: CalDAVAccount) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -180,7 +180,7 @@ async def test_a_kill_9_mid_sync_leaves_the_calendar_syncable_after_a_restart(
         with running_server(tmp_path, env) as (base, proc):
             user = _connect_john(base, "kill-token", via_proxy, calendar_url)
             assert listing_asked.wait(30), "the scheduler never started syncing"
-            # held by a live sync (its heartbeat renews the 2 s lease): the manual sync waits, then says so
+            # held by a live sync (its heartbeat renews the 3 s lease): the manual sync waits, then says so
             busy = _call(base, "POST", f"/users/{user['id']}/sync", "kill-token")["calendars"]
             assert [c["error"] for c in busy] == ["sync_in_progress"]
             proc.kill()
