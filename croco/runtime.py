@@ -22,6 +22,7 @@ from croco.settings import Settings
 from storage.db import Database
 from storage.secrets import SecretBox, generate_key
 from sync.engine import SyncEngine
+from sync.leases import LeasePolicy
 from sync.providers.base import ProviderConfig, ProviderFactory
 from sync.providers.registry import open_provider
 
@@ -78,6 +79,7 @@ class Runtime:
         return SyncEngine(
             self.db, self.secrets, self.providers(), owner=process_owner(),
             interval=timedelta(seconds=self.settings.sync_interval_seconds), pool=self.read_pool,
+            lease=LeasePolicy.lasting(timedelta(seconds=self.settings.sync_lease_seconds)),
         )
 
     @functools.cached_property
