@@ -213,7 +213,18 @@ def test_a_date_start_with_a_duration_of_hours_blocks_those_hours_from_local_mid
     """DURATION:PT10H on a DATE: ten hours from Paris midnight, a timed event, alone or in a daily series."""
     assert ours((ICS / "date_duration.ics").read_text()) == [(utc(2026, 3, 1, 23), utc(2026, 3, 2, 9), False)]
     assert [(e.occurrence_key, e.start, e.end) for e in read("date_duration_daily.ics").events] == [
-        (f"2026030{day}T000000", utc(2026, 3, day - 1, 23), utc(2026, 3, day, 9)) for day in (2, 3, 4)]
+        (f"2026030{day}", utc(2026, 3, day - 1, 23), utc(2026, 3, day, 9)) for day in (2, 3, 4)]
+
+
+def test_an_override_in_a_date_series_with_a_duration_keeps_its_instances_key() -> None:
+    """Moving one day of a ten-hour daily series must not make its occurrence a new one."""
+    data = (ICS / "date_duration_daily.ics").read_text()
+    moved = data.replace("END:VCALENDAR", "BEGIN:VEVENT\nUID:du2\nDTSTAMP:20260220T101500Z\n"
+                         "RECURRENCE-ID;VALUE=DATE:20260303\nDTSTART;VALUE=DATE:20260303\nDURATION:PT4H\n"
+                         "SUMMARY:Workshop (short)\nEND:VEVENT\nEND:VCALENDAR")
+    shown = [(e.occurrence_key, e.end, e.title) for e in events(RemoteItem("/x.ics", None, moved), MARCH).events]
+    assert shown == [("20260302", utc(2026, 3, 2, 9), "Workshop"), ("20260303", utc(2026, 3, 3, 3), "Workshop (short)"),
+                     ("20260304", utc(2026, 3, 4, 9), "Workshop")]
 
 
 def test_a_date_start_without_an_end_is_one_whole_day() -> None:

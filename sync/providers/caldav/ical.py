@@ -74,14 +74,16 @@ def events(item: RemoteItem, context: ReadContext, *, account_email: str | None 
     digest = content_hash(item.data)
     mapped = []
     # An EXDATE may remove a single event's only instance: only recurring-ical-events knows which it removes.
-    for instance in _expand(remote_id, calendar, context) if recurring or "EXDATE" in master else components:
+    dated = not isinstance(master.decoded("DTSTART"), datetime)
+    expanded = recurring or "EXDATE" in master
+    for instance in _expand(remote_id, calendar, context, dated) if expanded else components:
         start, end, all_day = _bounds(instance, context.timezone)
         if end <= context.window_start or start >= context.window_end:
             continue
         cancelled = _status(instance) == "CANCELLED"
         mapped.append(RemoteEvent(
-            remote_id=remote_id, uid=uid, occurrence_key=_key(instance) if recurring else "", start=start, end=end,
-            all_day=all_day, busy=not cancelled and _busy(instance, me),
+            remote_id=remote_id, uid=uid, occurrence_key=_key(instance, dated) if recurring else "", start=start,
+            end=end, all_day=all_day, busy=not cancelled and _busy(instance, me),
             cancelled=cancelled, title=str(instance.get("SUMMARY", "")) or None, attendees=_attendees(instance),
             organizer=_email(instance["ORGANIZER"]) if "ORGANIZER" in instance else None,
             our_appointment_id=appointment_id, last_modified=_modified(instance), content_hash=digest,
@@ -164,7 +166,7 @@ def _align_recurrence_ids(master: Component, components: list[Component]) -> Non
                       else value.date())
 
 
-def _expand(remote_id: str, calendar: Calendar, context: ReadContext) -> Iterable[Component]:
+def _expand(remote_id: str, calendar: Calendar, context: ReadContext, dated: bool) -> Iterable[Component]:
     """A series' instances near the window (a day of margin covers floating and all-day times); single events
     skip this, they are most items and recurring-ical-events costs a third of reading one (research C5).
 
@@ -175,7 +177,7 @@ def _expand(remote_id: str, calendar: Calendar, context: ReadContext) -> Iterabl
         instances = recurring_ical_events.of(calendar).between(
             context.window_start - margin, context.window_end + margin
         )
-        return list({_key(instance): instance for instance in instances}.values())
+        return list({_key(instance, dated): instance for instance in instances}.values())
     except Exception as exc:  # a broken RRULE, or recurring-ical-events meeting data it cannot handle
         raise BadRemoteData(remote_id, f"recurrence cannot be expanded: {type(exc).__name__}") from exc
 
@@ -197,9 +199,13 @@ def _instant(value: date | datetime, zone: ZoneInfo) -> datetime:
     return value.astimezone(UTC)
 
 
-def _key(instance: Component) -> str:
-    """The instance's original start as written: a date, a floating time, or a UTC instant."""
+def _key(instance: Component, dated: bool) -> str:
+    """The instance's original start as written: a date, a floating time, or a UTC instant. A DATE series
+    (`dated`) keys by date where a DURATION of hours makes recurring-ical-events give its instances floating
+    midnights, so that an override, keyed by its DATE RECURRENCE-ID, keeps the key of the instance it replaces."""
     value = instance.decoded("RECURRENCE-ID") if "RECURRENCE-ID" in instance else instance.decoded("DTSTART")
+    if dated and isinstance(value, datetime) and value.tzinfo is None and value.time() == time():
+        value = value.date()
     if isinstance(value, datetime) and value.tzinfo is not None:
         return str(value.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ"))
     return str(value.strftime("%Y%m%dT%H%M%S" if isinstance(value, datetime) else "%Y%m%d"))
