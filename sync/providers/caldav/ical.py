@@ -73,8 +73,8 @@ def events(item: RemoteItem, context: ReadContext, *, account_email: str | None 
     me = {email.lower() for email in (context.user_email, account_email or "") if email}
     digest = content_hash(item.data)
     mapped = []
-    # An EXDATE may remove a single event's only instance: only recurring-ical-events knows which it removes.
     dated = not isinstance(master.decoded("DTSTART"), datetime)
+    # An EXDATE may remove a single event's only instance: only recurring-ical-events knows which it removes.
     expanded = recurring or "EXDATE" in master
     for instance in _expand(remote_id, calendar, context, dated) if expanded else components:
         start, end, all_day = _bounds(instance, context.timezone)
