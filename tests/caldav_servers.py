@@ -134,6 +134,22 @@ def xandikos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CalDAVServer]
         yield CalDAVServer("xandikos", url, USER, PASSWORD, f"{url}{USER}/calendars/", checks_passwords=False)
 
 
+@pytest.fixture(scope="session")
+def open_xandikos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CalDAVServer]:
+    """Xandikos for many users, as run behind a reverse proxy that signs users in (X-Remote-User from
+    loopback): it answers discovery without credentials, with RFC 5397's `<unauthenticated/>` principal.
+    `url` is the server itself; a test puts a `dav_proxy` whose `signs_in` says who is signed in in front of it."""
+    folder, port = tmp_path_factory.mktemp("xandikos-multi"), free_port()
+    url = f"http://127.0.0.1:{port}/"
+    command = [
+        sys.executable, "-m", "xandikos", "multi-user", "--directory", str(folder / "data"), "--defaults",
+        "--state-dir", str(folder / "state"), "--listen-address", "127.0.0.1", "--port", str(port),
+        "--trust-x-remote-user-from", "127.0.0.1", "--no-detect-systemd",
+    ]
+    with _serve(command, url):
+        yield CalDAVServer("xandikos", url, USER, PASSWORD, f"{url}{USER}/calendars/", checks_passwords=False)
+
+
 @pytest.fixture(params=["radicale", "xandikos"])
 def caldav_server(request: pytest.FixtureRequest) -> CalDAVServer:
     """Each test using this runs once against Radicale and once against Xandikos."""

@@ -7,14 +7,22 @@ that rate-limits, lacks sync-collection, refuses or leaves out events' data in i
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import func, select
 
 from croco.embedded_caldav import free_port
+from storage.db import Database
 from storage.enums import Access
+from storage.models import Connection
+from storage.secrets import SecretBox
 from sync.providers.base import InvalidCredentials, ProviderConfig, ProviderError, RateLimited, Unreachable
 from sync.providers.caldav.provider import ETAGS, SYNC, SYNC_HREFS, CalDAVProvider
 from sync.providers.registry import open_provider
@@ -29,6 +37,9 @@ from tests.providers.dav_proxy import (
     without_data_in_listings,
 )
 from tests.providers.support import CONFIG, DRAFT, caldav, ics, michel_copy, names
+from tests.web.conftest import TOKEN
+from web.app import create_app
+from web.context import WebContext
 
 
 async def test_discovery_lists_calendars_with_their_access(caldav_server: CalDAVServer) -> None:
@@ -58,6 +69,78 @@ async def test_wrong_password_is_invalid_credentials_and_never_shown(
     shown = [str(caught.value), repr(caught.value), repr(provider), caplog.text]
     assert not any(secret in text or token in text for text in shown)
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def signed_in_by_basic(server: CalDAVServer) -> tuple[Callable[[web.Request, str], web.Response | None],
+                                                     Callable[[web.Request], str | None]]:
+    """The reverse proxy's sign-in in front of `open_xandikos`: the right Basic credentials are the user, wrong
+    ones a 401, none at all pass through anonymously (the server answers discovery without an account)."""
+    expected = "Basic " + base64.b64encode(f"{server.username}:{server.password}".encode()).decode()
+
+    def refuse_wrong(request: web.Request, _body: str) -> web.Response | None:
+        given = request.headers.get("Authorization")
+        if given is None or given == expected:
+            return None
+        return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="dav"'})
+
+    return refuse_wrong, lambda request: server.username if request.headers.get("Authorization") == expected else None
+
+
+def no_principal_for_anonymous(request: web.Request, body: str) -> web.Response | None:
+    """A server that knows no current-user-principal and answers discovery without credentials."""
+    if request.headers.get("Authorization") or "current-user-principal" not in body:
+        return None
+    return multistatus(f"<D:response><D:href>{request.path}</D:href><D:propstat><D:prop><D:current-user-principal/>"
+                       "</D:prop><D:status>HTTP/1.1 404 Not Found</D:status></D:propstat></D:response>")
+
+
+@asynccontextmanager
+async def open_server(server: CalDAVServer, *, knows_principals: bool) -> AsyncIterator[DAVProxy]:
+    """`open_xandikos` behind the reverse proxy that signs users in; without `knows_principals` the server
+    names no principal to a request without credentials instead of RFC 5397's `<unauthenticated/>`."""
+    async with dav_proxy(server.url) as proxy:
+        refuse_wrong, proxy.signs_in = signed_in_by_basic(server)
+        proxy.rules += [refuse_wrong] if knows_principals else [refuse_wrong, no_principal_for_anonymous]
+        yield proxy
+
+
+@pytest.mark.parametrize("knows_principals", [True, False], ids=["unauthenticated-principal", "no-principal"])
+async def test_a_server_answering_without_credentials_does_not_take_a_wrong_password(
+    open_xandikos: CalDAVServer, knows_principals: bool
+) -> None:
+    """After the 401, the retry is answered anonymously: that is no account with zero calendars."""
+    async with open_server(open_xandikos, knows_principals=knows_principals) as proxy:
+        assert [c.name for c in await caldav(open_xandikos, url=proxy.url).list_calendars()] == ["calendar"]
+        with pytest.raises(InvalidCredentials, match="refused the username or password"):
+            await caldav(open_xandikos, url=proxy.url, password="wrong-password").list_calendars()
+        assert "" in proxy.schemes  # the retry did go without credentials, and was answered
+
+
+async def test_an_unauthenticated_principal_is_refused_even_without_a_401(open_xandikos: CalDAVServer) -> None:
+    """Credentials the server ignores (here: forwarded, never checked) leave us nobody: not a connection."""
+    async with dav_proxy(open_xandikos.url) as proxy:
+        with pytest.raises(InvalidCredentials):
+            await caldav(open_xandikos, url=proxy.url).list_calendars()
+
+
+async def test_connecting_with_a_wrong_password_is_422_and_saves_nothing(
+    db: Database, secret_box: SecretBox, open_xandikos: CalDAVServer
+) -> None:
+    """Through `POST /users/{id}/connections`, with the real provider in front of the open server."""
+    providers = functools.partial(open_provider, config=CONFIG)
+    web_context = WebContext(db=db, secrets=secret_box, api_token=TOKEN, webhook_secret="w", providers=providers)
+    async with open_server(open_xandikos, knows_principals=True) as proxy, \
+            TestClient(TestServer(create_app(web_context))) as api:
+        api.session.headers["Authorization"] = f"Bearer {TOKEN}"
+        user = await (await api.post("/api/v1/users", json={"name": "John", "email": "john@example.com",
+                                                            "timezone": "Europe/Paris"})).json()
+        body = {"provider": "caldav", "username": open_xandikos.username, "password": "wrong", "url": proxy.url}
+        response = await api.post(f"/api/v1/users/{user['id']}/connections", json=body)
+        assert response.status == 422 and (await response.json())["error"]["code"] == "invalid_credentials"
+        async with db.session() as session:
+            assert await session.scalar(select(func.count()).select_from(Connection)) == 0
+        right = body | {"password": open_xandikos.password}
+        assert (await api.post(f"/api/v1/users/{user['id']}/connections", json=right)).status == 201
 
 
 def test_a_password_in_the_url_stays_out_of_the_repr() -> None:

@@ -19,6 +19,9 @@ back to downloading everything and GETs one object per request (provider-apis.md
 - writes: our event lives at `<calendar>/<appointment-id>.ics`; create is `PUT If-None-Match: *`, and a 412
   (or a UID conflict) means our copy already exists, written before a crash or a lost reply: we return it
   and never write a second one. Update is `PUT If-Match`, delete `DELETE If-Match`; 404/410 on delete is done;
+- discovery: a server that takes requests without credentials answers a wrong password's retry without
+  asking for one; a current-user-principal of `<unauthenticated/>` (RFC 5397), or none at all once the server
+  sent a 401, is InvalidCredentials, never an account with no calendars;
 - failures: 401 is InvalidCredentials, 404 on the collection CalendarGone, 429 (or 503 with Retry-After)
   RateLimited, connection trouble Unreachable. Messages are ours: nothing the server or the library says,
   and never a credential, reaches an exception, a repr or a log line.
@@ -131,9 +134,18 @@ class CalDAVProvider:
         return f"CalDAVProvider(url={self._url!r}, username={self._username!r}, profile={self._profile.label!r})"
 
     async def list_calendars(self) -> list[RemoteCalendarInfo]:
+        challenged = False  # the server answered 401 to our credentials: the retry must end up signed in
+
+        def retry() -> bool:
+            nonlocal challenged
+            challenged = True
+            return True
+
         async def run(client: AsyncDAVClient) -> list[RemoteCalendarInfo]:
-            principal = _first(await _propfind(client, self._url, _PRINCIPAL), f"{{{_DAV}}}current-user-principal")
-            principal_url = urljoin(self._url, str(principal)) if principal else self._url
+            principal, anonymous = await _principal(client, self._url)
+            if anonymous or (principal is None and challenged):
+                raise self._refused()
+            principal_url = urljoin(self._url, principal) if principal else self._url
             homes = _first(await _propfind(client, principal_url, _HOME_SET), f"{{{_CALDAV}}}calendar-home-set")
             found: list[RemoteCalendarInfo] = []
             for home in homes if isinstance(homes, list) else [homes or principal_url]:
@@ -142,7 +154,7 @@ class CalDAVProvider:
                 found += [_calendar_info(home_url, result) for result in listing if _is_event_calendar(result)]
             return found
 
-        return await self._run(run)
+        return await self._run(run, negotiate=retry)
 
     async def changes(
         self, calendar_id: str, cursor: str | None, window: TimeWindow, *, on_items: ItemSink | None = None
@@ -241,6 +253,9 @@ class CalDAVProvider:
         async with client:
             yield client
 
+    def _refused(self) -> InvalidCredentials:
+        return InvalidCredentials(f"{self._profile.label} refused the {self._profile.credentials}")
+
     @contextmanager
     def _failures(self) -> Iterator[None]:
         """Library and network failures as our errors, in our words (`from None`: no server text attached)."""
@@ -252,7 +267,7 @@ class CalDAVProvider:
             raise RateLimited(f"{label} asks us to slow down", wait) from None
         except dav_error.AuthorizationError as exc:
             if exc.status == 401:
-                raise InvalidCredentials(f"{label} refused the {self._profile.credentials}") from None
+                raise self._refused() from None
             raise ProviderError(f"{label} refused access ({exc.status or 403})") from None
         except OSError as exc:  # niquests' connection errors and timeouts are OSErrors
             raise Unreachable(f"{label} cannot be reached ({type(exc).__name__})") from None
@@ -505,10 +520,25 @@ def _if_match(etag: str | None) -> dict[str, str]:
 
 async def _propfind(client: AsyncDAVClient, url: str, body: str, *, depth: int = 0) -> list[PropfindResult]:
     """A discovery PROPFIND: anything but a multistatus means this is no CalDAV service for us."""
-    response = await client.propfind(url, body=body, depth=depth)
+    return _checked(await client.propfind(url, body=body, depth=depth))
+
+
+def _checked(response: DAVResponse) -> list[PropfindResult]:
     if response.status >= 400:
         raise Unreachable(f"no calendar service at this address ({response.status})")
     return [r for r in _results(response) if r.status == 200]
+
+
+_ANONYMOUS = f".//{{{_DAV}}}current-user-principal/{{{_DAV}}}unauthenticated"
+
+
+async def _principal(client: AsyncDAVClient, url: str) -> tuple[str | None, bool]:
+    """The current-user-principal's href (None if the server names none) and whether the server says we are
+    nobody (RFC 5397 `<unauthenticated/>`, which the library reads as no value: the XML itself is looked at)."""
+    response = await client.propfind(url, body=_PRINCIPAL, depth=0)
+    principal = _first(_checked(response), f"{{{_DAV}}}current-user-principal")
+    anonymous = response.tree is not None and response.tree.find(_ANONYMOUS) is not None
+    return (str(principal) if principal else None), anonymous
 
 
 def _results(response: DAVResponse) -> list[PropfindResult]:
