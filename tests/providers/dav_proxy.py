@@ -3,7 +3,8 @@
 It counts what the provider really sends (method and path of every request, challenges included) and lets a
 test answer some requests itself, stall them, or rewrite what it forwards, to play a server that rate-limits, lacks
 sync-collection, leaves events' data out of it, is eventually consistent, or is iCloud's front door that sends
-the client on to a partition host.
+the client on to a partition host. It can also be the reverse proxy that signs users in for a server behind it
+(`signs_in`: Xandikos trusts its X-Remote-User).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class DAVProxy:
     rewrites: list[Rewrite] = field(default_factory=list)
     bodies: list[str] = field(default_factory=list)
     waits: list[Wait] = field(default_factory=list)
+    signs_in: Callable[[web.Request], str | None] | None = None
+    """Who a forwarded request is from (sent upstream as X-Remote-User), or None to forward it anonymously."""
 
     def count(self) -> int:
         return len(self.requests)
@@ -57,6 +60,9 @@ class DAVProxy:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROPPED}
         if self.upstream_authorization is not None:
             headers["Authorization"] = self.upstream_authorization
+        user = self.signs_in(request) if self.signs_in is not None else None
+        if user is not None:
+            headers["X-Remote-User"] = user
         async with aiohttp.ClientSession(auto_decompress=True) as session, session.request(
             request.method, self.upstream.rstrip("/") + request.path_qs, headers=headers, data=body.encode("utf-8"),
         ) as upstream:
