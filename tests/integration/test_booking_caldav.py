@@ -30,11 +30,11 @@ def ada(hour: int) -> BookingRequest:
 async def test_dr_michel_refuses_the_booking_and_is_named(one_way: World) -> None:
     one_way.put("michel.ics", michel(D))
     desk = await johns_desk(one_way)
-    booking = Booking(one_way.db, refresh=one_way.engine.sync_user)  # the refresh is what syncs it first
+    booking = Booking(one_way.db, refresh=one_way.engine.sync_user, clock=one_way.clock)  # the refresh is what syncs it first
     with pytest.raises(Conflict) as refused:
         await booking.book(desk, ada(13))
     assert refused.value.code == "slot_unavailable" and "CONFLICT" in refused.value.message
-    items = await troubleshoot(one_way.db, desk, DAY, viewer_id=one_way.user_id)
+    items = await troubleshoot(one_way.db, desk, DAY, one_way.clock(), viewer_id=one_way.user_id)
     (one,) = [i for i in items if i["start"] == paris(DAY, 13).isoformat().replace("+00:00", "Z")]
     (conflict,) = one["reasons"]
     assert conflict["event"]["title"] == "Appointment with Dr. Michel"
@@ -46,7 +46,7 @@ async def test_booking_reaches_the_linked_calendar_once_and_cancelling_removes_i
         automation = Automation(workspace_id=one_way.workspace_id, trigger=Trigger.CREATED, action=Action.SLACK_DM)
         session.add(automation)
     desk = await johns_desk(one_way)
-    booking = Booking(one_way.db, refresh=one_way.engine.sync_user)
+    booking = Booking(one_way.db, refresh=one_way.engine.sync_user, clock=one_way.clock)
     appointment = await booking.book(desk, ada(10))
 
     await one_way.engine.run_due()  # the booking marked John's linked calendar due

@@ -15,7 +15,7 @@ from sync.providers.base import EventDraft, ProviderConfig
 from sync.providers.caldav import CalDAVProvider
 from tests.caldav_servers import CalDAVAccount
 from tests.ics import vevent
-from tests.integration.conftest import DAY, World, book, make_world, paris
+from tests.integration.conftest import DAY, NOW, World, book, make_world, paris
 
 
 def caldav(world: World) -> CalDAVProvider:
@@ -27,11 +27,12 @@ async def notices(world: World, kind: str) -> list[Notice]:
 
 
 async def test_all_day_event_on_a_dst_change_covers_23_hours(one_way: World) -> None:
-    one_way.put("dst.ics", vevent("dst", "DTSTART;VALUE=DATE:20270328", "DTEND;VALUE=DATE:20270329"))
+    # Paris springs forward on 28 March 2021: four weeks after the injected NOW, inside its sync window.
+    one_way.put("dst.ics", vevent("dst", "DTSTART;VALUE=DATE:20210328", "DTEND;VALUE=DATE:20210329"))
     await one_way.sync()
     (slot,) = await one_way.rows(BlockedSlot)
     assert slot.all_day and (slot.end - slot.start) == timedelta(hours=23)
-    assert slot.start.isoformat() == "2027-03-27T23:00:00+00:00"
+    assert slot.start.isoformat() == "2021-03-27T23:00:00+00:00"
 
 
 async def test_mass_deletion_is_held_until_the_user_confirms(one_way: World) -> None:
@@ -57,7 +58,7 @@ async def test_mass_deletion_is_held_until_the_user_confirms(one_way: World) -> 
     await one_way.sync()
     assert await one_way.count(BlockedSlot) == 23
 
-    await accounts.confirm_removals(one_way.db, one_way.calendar_id)
+    await accounts.confirm_removals(one_way.db, one_way.calendar_id, now=NOW)
     await one_way.sync()
     assert await one_way.count(BlockedSlot) == 12
     (calendar,) = await one_way.rows(RemoteCalendar, RemoteCalendar.id == one_way.calendar_id)
@@ -116,8 +117,8 @@ async def test_r6_two_way_remote_edit_reschedules_the_appointment(db: Database, 
 async def test_two_engines_on_one_database_sync_each_calendar_once(db: Database, secret_box: SecretBox,
                                                                    radicale: CalDAVAccount) -> None:
     worlds = [await make_world(db, secret_box, radicale, SyncMode.ONE_WAY, f"user{n}@example.com") for n in range(6)]
-    first = SyncEngine(db, secret_box, worlds[0].engine.providers, owner="process-a")
-    second = SyncEngine(db, secret_box, worlds[0].engine.providers, owner="process-b")
+    first = SyncEngine(db, secret_box, worlds[0].engine.providers, owner="process-a", clock=worlds[0].clock)
+    second = SyncEngine(db, secret_box, worlds[0].engine.providers, owner="process-b", clock=worlds[0].clock)
     a, b = await asyncio.gather(first.run_due(), second.run_due())
     synced = [r.calendar_id for r in a + b]
     assert sorted(synced) == sorted(w.calendar_id for w in worlds)  # every calendar once, none twice
