@@ -14,8 +14,8 @@ from sync.engine import SyncEngine
 from sync.providers.base import EventDraft, ProviderConfig
 from sync.providers.caldav import CalDAVProvider
 from tests.caldav_servers import CalDAVAccount
-from tests.ics import vevent
-from tests.integration.conftest import DAY, NOW, World, book, make_world, paris
+from tests.ics import michel, vevent
+from tests.integration.conftest import DAY, NOW, D, World, book, make_world, paris
 
 
 def caldav(world: World) -> CalDAVProvider:
@@ -124,3 +124,24 @@ async def test_two_engines_on_one_database_sync_each_calendar_once(db: Database,
     assert sorted(synced) == sorted(w.calendar_id for w in worlds)  # every calendar once, none twice
     assert all(r.error is None for r in a + b)
     assert await first.run_due() == [] and await second.run_due() == []  # not due again until the interval
+
+
+async def test_due_times_window_and_stamps_follow_the_injected_clock(two_way: World) -> None:
+    """The world's clock is five years before today. Connecting made the calendar due at that time, so the
+    scheduler on that clock syncs it; the window is around it; imports and cancellations carry its time."""
+    (calendar,) = await two_way.rows(RemoteCalendar, RemoteCalendar.id == two_way.calendar_id)
+    assert calendar.due_at == NOW
+    two_way.put("michel.ics", michel(D))
+    week_ago = NOW - timedelta(days=7)
+    two_way.put("old.ics", vevent("old", f"DTSTART:{week_ago:%Y%m%dT%H%M%SZ}", f"DTEND:{week_ago:%Y%m%dT235900Z}"))
+    two_way.clock.now = imported_at = NOW + timedelta(minutes=5)
+    assert [r.calendar_id for r in await two_way.engine.run_due()] == [two_way.calendar_id]
+    (appointment,) = await two_way.rows(Appointment)  # a week ago is out of the window
+    assert (appointment.start, appointment.created_at, appointment.updated_at) == (paris(DAY, 13), imported_at,
+                                                                                    imported_at)
+
+    await caldav(two_way).delete(two_way.calendar_url, "michel.ics", None)
+    two_way.clock.now = cancelled_at = NOW + timedelta(minutes=10)
+    await two_way.sync()
+    (appointment,) = await two_way.rows(Appointment)
+    assert (appointment.status, appointment.updated_at) == ("cancelled", cancelled_at)
