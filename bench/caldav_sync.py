@@ -36,7 +36,7 @@ from storage.enums import Provider, SyncMode
 from storage.secrets import SecretBox, generate_key
 from sync import accounts
 from sync.engine import SyncEngine, start_workers
-from sync.providers.base import ProviderConfig
+from sync.providers.base import ProviderConfig, TimeWindow
 from sync.providers.registry import open_provider
 
 USER, PASSWORD = "bench", "bench-password"
@@ -142,7 +142,8 @@ async def main(events: int) -> None:
         # Radicale builds its item cache on the first full read; neither side should pay for it.
         warm_up = open_provider("caldav", {"username": USER, "password": PASSWORD}, radicale.url,
                                 config=ProviderConfig(timeout_seconds=600))
-        await warm_up.changes(calendar_url, None)
+        now = datetime.now(UTC)
+        await warm_up.changes(calendar_url, None, TimeWindow(now - timedelta(days=1), now + timedelta(days=180)))
         ours = await croco_cycles(workdir, radicale.url, calendar_url)
         reference = vdirsyncer_runs(workdir, calendar_url)
 

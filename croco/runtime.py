@@ -23,6 +23,7 @@ from storage.db import Database
 from storage.secrets import SecretBox, generate_key
 from storage.types import Clock, utcnow
 from sync.engine import SyncEngine
+from sync.leases import LeasePolicy
 from sync.providers.base import ProviderConfig, ProviderFactory
 from sync.providers.registry import open_provider
 
@@ -81,6 +82,7 @@ class Runtime:
         return SyncEngine(
             self.db, self.secrets, self.providers(), owner=process_owner(),
             interval=timedelta(seconds=self.settings.sync_interval_seconds), clock=self.clock, pool=self.read_pool,
+            lease=LeasePolicy.lasting(timedelta(seconds=self.settings.sync_lease_seconds)),
         )
 
     @functools.cached_property

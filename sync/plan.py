@@ -17,40 +17,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from storage.enums import SyncMode
+from sync.events import Occurrence, RemoteObject
 
 MASS_DELETION_MINIMUM = 20
 """Below this many known items a calendar may empty itself without confirmation."""
-
-
-@dataclass(frozen=True)
-class Guest:
-    email: str
-    name: str | None = None
-
-
-@dataclass(frozen=True)
-class Occurrence:
-    """One instance of a remote event inside the window. `key` is stable within its item ('' if single)."""
-
-    key: str
-    start: datetime
-    end: datetime
-    busy: bool
-    title: str | None = None
-    all_day: bool = False
-    guests: tuple[Guest, ...] = ()
-
-
-@dataclass(frozen=True)
-class RemoteObject:
-    """One remote item as listed, already mapped by its provider (cancelled instances are left out)."""
-
-    item_id: str
-    etag: str | None
-    occurrences: tuple[Occurrence, ...]
-    appointment_id: str | None = None  # our marker: the event is one we pushed
-    cancelled: bool = False  # the whole item is cancelled (counts as deleted)
-    updated: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,9 @@ from storage.models import (
 )
 from storage.types import new_id
 from sync import firing
+from sync.events import Occurrence
 from sync.notices import NoticeKind, notify
-from sync.plan import ImportedCopy, Known, Link, Occurrence, PushedCopy, Wanted, fingerprint
+from sync.plan import ImportedCopy, Known, Link, PushedCopy, Wanted, fingerprint
 
 
 @dataclass

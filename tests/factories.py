@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from storage.db import Database
 from storage.enums import Access, ConnectionStatus, SyncMode
 from storage.models import ConflictCalendar, Connection, RemoteCalendar, SyncSettings, User, Workspace
 from storage.secrets import SecretBox
+from sync.providers.base import TimeWindow
+
+ANY_TIME = TimeWindow(datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
+"""A window every test event falls in: for provider calls that are not about the window."""
 
 
 async def add_user(db: Database, *, name: str = "John", email: str = "john@example.com", tz: str = "Europe/Paris") -> User:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from storage.enums import Access
-from sync.plan import Guest, Occurrence, RemoteObject
+from sync.events import RemoteObject
 
 MAX_CURSOR_LENGTH = 4000
 """A cursor is stored in `RemoteCalendar.sync_cursor` (VARCHAR(4000)); providers never return a longer one."""
@@ -108,6 +108,15 @@ class WriteResult:
 
 
 @dataclass(frozen=True)
+class TimeWindow:
+    """The sync window [start, end): Graph's calendarView needs it on every call, Google's full listing takes
+    it as timeMin/timeMax, CalDAV's free-busy-query as its time-range."""
+
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
 class ReadContext:
     """What reading an item needs to know about its owner and the sync window."""
 
@@ -116,63 +125,9 @@ class ReadContext:
     window_start: datetime
     window_end: datetime
 
-
-@dataclass(frozen=True)
-class Attendee:
-    email: str
-    name: str | None
-    partstat: str  # NEEDS-ACTION (the default), ACCEPTED, DECLINED, TENTATIVE, DELEGATED
-    is_resource: bool  # a room or a piece of equipment, never a contact
-
-
-@dataclass(frozen=True)
-class RemoteEvent:
-    """One occurrence of a remote event, mapped by its provider. Times are aware UTC."""
-
-    remote_id: str
-    uid: str
-    occurrence_key: str  # '' for a single event; the instance's original start for a recurring one
-    start: datetime
-    end: datetime
-    all_day: bool
-    busy: bool
-    cancelled: bool
-    title: str | None
-    attendees: tuple[Attendee, ...]
-    organizer: str | None
-    our_appointment_id: str | None  # set when we pushed this event
-    last_modified: datetime | None
-    content_hash: str  # of the whole item, volatile properties left out: equal hashes, same content
-
-    def occurrence(self) -> Occurrence:
-        guests = tuple(Guest(a.email, a.name) for a in self.attendees if not a.is_resource)
-        return Occurrence(self.occurrence_key, self.start, self.end, self.busy, self.title, self.all_day, guests)
-
-
-@dataclass(frozen=True)
-class ItemEvents:
-    """One item read: its occurrences inside the window, and what had to be guessed to read it.
-
-    `cancelled` and `our_appointment_id` belong to the item, not to its occurrences, because an item may have
-    no occurrence inside the window and still be ours, or be cancelled as a whole.
-    """
-
-    remote_id: str
-    etag: str | None
-    uid: str
-    our_appointment_id: str | None
-    cancelled: bool
-    last_modified: datetime | None
-    events: tuple[RemoteEvent, ...]
-    warnings: tuple[str, ...] = ()
-
-    def remote_object(self) -> RemoteObject:
-        """What the planner needs: cancelled occurrences are left out, a cancelled item counts as deleted."""
-        occurrences = tuple(event.occurrence() for event in self.events if not event.cancelled)
-        return RemoteObject(
-            self.remote_id, self.etag, occurrences, appointment_id=self.our_appointment_id,
-            cancelled=self.cancelled, updated=self.last_modified,
-        )
+    @property
+    def window(self) -> TimeWindow:
+        return TimeWindow(self.window_start, self.window_end)
 
 
 Reader = Callable[[RemoteItem, ReadContext], RemoteObject]
@@ -201,8 +156,12 @@ class CalendarProvider(Protocol):
         """Every calendar of the account with our access level."""
         ...
 
-    async def changes(self, calendar_id: str, cursor: str | None, *, on_items: ItemSink | None = None) -> ChangeSet:
-        """What changed since `cursor` (None: everything). An invalid cursor gives a full listing.
+    async def changes(
+        self, calendar_id: str, cursor: str | None, window: TimeWindow, *, on_items: ItemSink | None = None
+    ) -> ChangeSet:
+        """What changed since `cursor` (None: everything) among events overlapping `window`. An invalid cursor
+        gives a full listing. A provider may return events outside the window (CalDAV lists everything); the
+        reader drops their occurrences.
 
         `on_items`, if given, is called with each batch of changed items as soon as it is transferred, so the
         caller can read one batch while the next downloads. Batches arrive in order, never empty, and together

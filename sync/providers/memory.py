@@ -2,7 +2,8 @@
 
 The same protocol as CalDAV with the same semantics: etags change on every write, cursors are incremental,
 a stale etag gives PreconditionFailed, create is idempotent, delete of a missing item is done. Items are
-iCalendar text read with the real `sync.ical` reader. Hooks make the awkward cases one line each:
+iCalendar text read with the real CalDAV reader (`sync.providers.caldav.ical`). Hooks make the awkward
+cases one line each:
 `fail_next(error)`, `invalidate_cursors()`, `remove_calendar()`; `calls` records what was asked. Changed
 items are handed to `changes(on_items=...)` in batches of `batch_size`, like a server's multiget chunks.
 """
@@ -15,8 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from storage.enums import Access
-from sync.ical import read_object, write_event
-from sync.plan import RemoteObject
+from sync.events import RemoteObject
 from sync.providers.base import (
     CalendarGone,
     ChangeSet,
@@ -28,8 +28,10 @@ from sync.providers.base import (
     Reader,
     RemoteCalendarInfo,
     RemoteItem,
+    TimeWindow,
     WriteResult,
 )
+from sync.providers.caldav.ical import read_object, write_event
 
 
 @dataclass
@@ -85,7 +87,9 @@ class MemoryProvider:
         self._call("list_calendars")
         return [RemoteCalendarInfo(i, c.name, c.access) for i, c in self.calendars.items()]
 
-    async def changes(self, calendar_id: str, cursor: str | None, *, on_items: ItemSink | None = None) -> ChangeSet:
+    async def changes(
+        self, calendar_id: str, cursor: str | None, window: TimeWindow, *, on_items: ItemSink | None = None
+    ) -> ChangeSet:
         self._call("changes")
         calendar = self._calendar(calendar_id)
         latest = calendar.log[-1][0] if calendar.log else 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sync.providers.base import CalendarProvider, ProviderConfig
-from sync.providers.caldav import CALDAV, ICLOUD, open_caldav
+from sync.providers.caldav.provider import CALDAV, ICLOUD, open_caldav
 
 NOT_YET = ("google", "microsoft")
 

@@ -22,8 +22,9 @@ from storage.models import (
 from storage.secrets import SecretBox
 from sync import state
 from sync.providers.base import ProviderConfig
-from sync.providers.caldav import CalDAVProvider
+from sync.providers.caldav.provider import CalDAVProvider
 from tests.caldav_servers import CalDAVAccount
+from tests.factories import ANY_TIME
 from tests.ics import michel, vevent
 from tests.integration.conftest import DAY, D, World, book, make_world, paris
 
@@ -170,7 +171,7 @@ async def test_booked_appointment_is_pushed_once_and_its_copy_ignored_on_pull(on
     summary = await one_way.sync()
     assert summary["pushed"] == 0 and await one_way.count(BlockedSlot) == 0  # R1: our copy is not a conflict
     listing = await CalDAVProvider(one_way.account.url, one_way.account.username, one_way.account.password,
-                                   ProviderConfig()).changes(one_way.calendar_url, None)
+                                   ProviderConfig()).changes(one_way.calendar_url, None, ANY_TIME)
     assert [i.remote_id.rsplit("/", 1)[-1] for i in listing.changed] == [f"{appointment_id}.ics"]
 
 
@@ -180,7 +181,7 @@ async def test_crash_after_the_remote_write_converges_without_a_duplicate(
     """The process dies after Radicale stored our event, before the link was committed."""
     appointment_id = await book(one_way, paris(DAY, 10))
 
-    class Crash(Exception):
+    class Crash(BaseException):  # the process dies: nothing of it catches this
         pass
 
     async def die(*_: object, **__: object) -> None:
@@ -194,7 +195,7 @@ async def test_crash_after_the_remote_write_converges_without_a_duplicate(
     await one_way.engine.sync_calendar(one_way.calendar_id)
     await one_way.engine.sync_calendar(one_way.calendar_id)
     listing = await CalDAVProvider(one_way.account.url, one_way.account.username, one_way.account.password,
-                                   ProviderConfig()).changes(one_way.calendar_url, None)
+                                   ProviderConfig()).changes(one_way.calendar_url, None, ANY_TIME)
     assert [i.remote_id.rsplit("/", 1)[-1] for i in listing.changed] == [f"{appointment_id}.ics"]
     (link,) = await one_way.rows(EventLink)
     assert link.appointment_id == appointment_id and await one_way.count(BlockedSlot) == 0
@@ -210,6 +211,6 @@ async def test_r7_one_way_remote_delete_keeps_the_booking_and_asks(one_way: Worl
     await one_way.sync()
     (appointment,) = await one_way.rows(Appointment)
     assert appointment.status == "booked"
-    assert (await provider.changes(one_way.calendar_url, None)).changed == ()  # not re-pushed
+    assert (await provider.changes(one_way.calendar_url, None, ANY_TIME)).changed == ()  # not re-pushed
     (notice,) = [n for n in await one_way.rows(Notice) if n.kind == "pushed_event_deleted"]
     assert notice.payload["actions"] == ["restore_to_calendar", "cancel_appointment"]

@@ -12,8 +12,9 @@ from storage.secrets import SecretBox
 from sync import accounts
 from sync.engine import SyncEngine
 from sync.providers.base import EventDraft, ProviderConfig
-from sync.providers.caldav import CalDAVProvider
+from sync.providers.caldav.provider import CalDAVProvider
 from tests.caldav_servers import CalDAVAccount
+from tests.factories import ANY_TIME
 from tests.ics import michel, vevent
 from tests.integration.conftest import DAY, NOW, D, World, book, make_world, paris
 
@@ -92,7 +93,7 @@ async def test_r6_one_way_remote_edit_is_reverted_and_the_user_told(one_way: Wor
     appointment_id, provider = await _pushed(one_way)
     await _edit_remotely(one_way, provider, appointment_id)
     await one_way.sync()
-    (item,) = (await provider.changes(one_way.calendar_url, None)).changed
+    (item,) = (await provider.changes(one_way.calendar_url, None, ANY_TIME)).changed
     assert f"DTSTART:{paris(DAY, 10):%Y%m%dT%H%M%SZ}" in item.data
     (appointment,) = await one_way.rows(Appointment)
     assert appointment.start == paris(DAY, 10)

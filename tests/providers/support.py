@@ -9,7 +9,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sync.providers.base import CalendarProvider, EventDraft, ProviderConfig, ReadContext
-from sync.providers.caldav import CalDAVProvider
+from sync.providers.caldav.provider import CalDAVProvider
 from tests.caldav_servers import CalDAVServer
 
 ICS = Path(__file__).parent / "ics"

@@ -16,9 +16,10 @@ from aiohttp import web
 from croco.embedded_caldav import free_port
 from storage.enums import Access
 from sync.providers.base import InvalidCredentials, ProviderConfig, ProviderError, RateLimited, Unreachable
-from sync.providers.caldav import ETAGS, SYNC, SYNC_HREFS, CalDAVProvider
+from sync.providers.caldav.provider import ETAGS, SYNC, SYNC_HREFS, CalDAVProvider
 from sync.providers.registry import open_provider
 from tests.caldav_servers import CalDAVServer
+from tests.factories import ANY_TIME
 from tests.providers.dav_proxy import (
     DAVProxy,
     dav_proxy,
@@ -50,7 +51,7 @@ async def test_wrong_password_is_invalid_credentials_and_never_shown(
     for name in ("caldav", "niquests", "urllib3"):
         caplog.set_level(logging.DEBUG, logger=name)
     provider = caldav(radicale, password=secret)
-    for call in (provider.list_calendars(), provider.changes(radicale.new_calendar(), None)):
+    for call in (provider.list_calendars(), provider.changes(radicale.new_calendar(), None, ANY_TIME)):
         with pytest.raises(InvalidCredentials) as caught:
             await call
         assert str(caught.value) == "The calendar server refused the username or password"
@@ -69,7 +70,7 @@ async def test_an_unreachable_server_is_unreachable() -> None:
     with pytest.raises(Unreachable):
         await provider.list_calendars()
     with pytest.raises(Unreachable):
-        await provider.changes(f"http://127.0.0.1:{free_port()}/john/work/", None)
+        await provider.changes(f"http://127.0.0.1:{free_port()}/john/work/", None, ANY_TIME)
 
 
 def calendar_of_copies(server: CalDAVServer, count: int) -> str:
@@ -84,11 +85,11 @@ async def test_an_idle_cycle_is_one_request_and_nothing_is_fetched_one_by_one(ca
     calendar = calendar_of_copies(caldav_server, 3)
     async with dav_proxy(caldav_server.url) as proxy:
         provider, via_proxy = caldav(caldav_server, url=proxy.url), calendar.replace(caldav_server.url, proxy.url)
-        first = await provider.changes(via_proxy, None)
+        first = await provider.changes(via_proxy, None, ANY_TIME)
         # Radicale sends the events' data with the listing; Xandikos answers 404 for it, so one multiget follows
         assert len(first.changed) == 3 and proxy.count() == {"radicale": 1, "xandikos": 2}[caldav_server.name]
         before = proxy.count()
-        idle = await provider.changes(via_proxy, first.cursor)
+        idle = await provider.changes(via_proxy, first.cursor, ANY_TIME)
         assert idle.changed == () and proxy.count() - before == 1
         assert {method for method, _ in proxy.requests} == {"REPORT"}  # never a GET per object
 
@@ -96,13 +97,13 @@ async def test_an_idle_cycle_is_one_request_and_nothing_is_fetched_one_by_one(ca
 async def test_each_multiget_chunk_is_handed_over_before_the_next_is_asked_for(
     caldav_server: CalDAVServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("sync.providers.caldav.MULTIGET_CHUNK", 2)
+    monkeypatch.setattr("sync.providers.caldav.provider.MULTIGET_CHUNK", 2)
     calendar = calendar_of_copies(caldav_server, 5)
     async with dav_proxy(caldav_server.url) as proxy:
         proxy.rewrites.append(without_data_in_listings)
         provider, via_proxy = caldav(caldav_server, url=proxy.url), calendar.replace(caldav_server.url, proxy.url)
         seen: list[tuple[int, int]] = []  # (batch size, requests sent when it was handed over)
-        listing = await provider.changes(via_proxy, None, on_items=lambda items: seen.append((len(items), proxy.count())))
+        listing = await provider.changes(via_proxy, None, ANY_TIME, on_items=lambda items: seen.append((len(items), proxy.count())))
     assert seen == [(2, 2), (2, 3), (1, 4)] and proxy.count() == 4  # sync-collection, then one multiget per batch
     assert len(listing.changed) == 5
 
@@ -110,7 +111,7 @@ async def test_each_multiget_chunk_is_handed_over_before_the_next_is_asked_for(
 async def test_a_401_after_items_were_handed_over_is_not_retried_into_duplicates(
     radicale: CalDAVServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("sync.providers.caldav.MULTIGET_CHUNK", 2)
+    monkeypatch.setattr("sync.providers.caldav.provider.MULTIGET_CHUNK", 2)
     calendar = calendar_of_copies(radicale, 5)
     multigets = 0
 
@@ -125,7 +126,7 @@ async def test_a_401_after_items_were_handed_over_is_not_retried_into_duplicates
         provider, via_proxy = caldav(radicale, url=proxy.url), calendar.replace(radicale.url, proxy.url)
         batches: list[int] = []
         with pytest.raises(InvalidCredentials):
-            await provider.changes(via_proxy, None, on_items=lambda items: batches.append(len(items)))
+            await provider.changes(via_proxy, None, ANY_TIME, on_items=lambda items: batches.append(len(items)))
     assert batches == [2]  # handed over once; starting over would hand it over again
 
 
@@ -140,7 +141,7 @@ async def test_rate_limiting_is_reported_with_retry_after(radicale: CalDAVServer
 
             proxy.rules[:] = [slow_down]
             with pytest.raises(RateLimited) as caught:
-                await provider.changes(via_proxy, None)
+                await provider.changes(via_proxy, None, ANY_TIME)
             assert caught.value.retry_after == 7
 
 
@@ -160,18 +161,18 @@ async def test_an_href_the_server_cannot_give_yet_comes_back_next_cycle(radicale
         provider, via_proxy = caldav(radicale, url=proxy.url), calendar.replace(radicale.url, proxy.url)
         radicale.put(calendar, "ours.ics", ics("michel.ics"))
         proxy.rules.append(not_yet)
-        first = await provider.changes(via_proxy, None)
+        first = await provider.changes(via_proxy, None, ANY_TIME)
         assert (first.changed, first.full, first.cursor) == ((), False, None)  # not a listing: deletes nothing
         proxy.rules.clear()
-        listed = await provider.changes(via_proxy, first.cursor)
+        listed = await provider.changes(via_proxy, first.cursor, ANY_TIME)
         assert listed.full and names(i.remote_id for i in listed.changed) == ["ours.ics"]
 
         radicale.put(calendar, "late.ics", ics("free.ics"))
         proxy.rules.append(not_yet)
-        lagging = await provider.changes(via_proxy, listed.cursor)
+        lagging = await provider.changes(via_proxy, listed.cursor, ANY_TIME)
         assert (lagging.changed, lagging.full, lagging.cursor) == ((), False, listed.cursor)
         proxy.rules.clear()
-        caught_up = await provider.changes(via_proxy, lagging.cursor)
+        caught_up = await provider.changes(via_proxy, lagging.cursor, ANY_TIME)
         assert names(i.remote_id for i in caught_up.changed) == ["late.ics"] and caught_up.cursor != listed.cursor
 
 
@@ -184,18 +185,18 @@ async def test_a_server_refusing_data_in_listings_is_asked_without_and_that_is_r
     async with dav_proxy(caldav_server.url) as proxy:
         proxy.rules.append(refuse_data_in_listings)
         provider, via_proxy = caldav(caldav_server, url=proxy.url), calendar.replace(caldav_server.url, proxy.url)
-        first = await provider.changes(via_proxy, None)
+        first = await provider.changes(via_proxy, None, ANY_TIME)
         assert first.full and names(i.remote_id for i in first.changed) == ["michel.ics"]
         assert first.cursor is not None and first.cursor.startswith(SYNC_HREFS)
         assert proxy.count() == 3  # refused, asked without data, one multiget
 
         before = proxy.count()
-        idle = await provider.changes(via_proxy, first.cursor)
+        idle = await provider.changes(via_proxy, first.cursor, ANY_TIME)
         assert idle.changed == () and proxy.count() - before == 1
 
         caldav_server.put(calendar, "free.ics", ics("free.ics"))
         before = proxy.count()
-        later = await provider.changes(via_proxy, idle.cursor)
+        later = await provider.changes(via_proxy, idle.cursor, ANY_TIME)
         assert names(i.remote_id for i in later.changed) == ["free.ics"] and proxy.count() - before == 2
         assert not any("calendar-data" in body for body in proxy.bodies[before:] if "sync-collection" in body)
 
@@ -212,7 +213,7 @@ async def test_a_digest_only_server_gets_a_negotiated_retry(radicale: CalDAVServ
     async with dav_proxy(radicale.url, upstream_authorization=basic) as proxy:
         proxy.rules.append(digest_only)
         calendar = radicale.new_calendar()
-        listing = await caldav(radicale, url=proxy.url).changes(calendar.replace(radicale.url, proxy.url), None)
+        listing = await caldav(radicale, url=proxy.url).changes(calendar.replace(radicale.url, proxy.url), None, ANY_TIME)
         assert listing.full and listing.cursor
         assert proxy.schemes[0] == "Basic" and proxy.schemes[-1] == "Digest" and "Basic" not in proxy.schemes[1:]
 
@@ -227,28 +228,28 @@ async def test_without_sync_collection_the_etag_listing_is_incremental(caldav_se
             text='<?xml version="1.0"?><D:error xmlns:D="DAV:"><D:supported-report/></D:error>',
         ) if "sync-collection" in body else None)
         provider, via_proxy = caldav(caldav_server, url=proxy.url), calendar.replace(caldav_server.url, proxy.url)
-        first = await provider.changes(via_proxy, None)
+        first = await provider.changes(via_proxy, None, ANY_TIME)
         assert first.full and first.cursor and first.cursor.startswith(ETAGS)
         assert names(i.remote_id for i in first.changed) == ["free.ics", "michel.ics"]
 
         before = proxy.count()
-        idle = await provider.changes(via_proxy, first.cursor)
+        idle = await provider.changes(via_proxy, first.cursor, ANY_TIME)
         assert (idle.changed, idle.removed, idle.full) == ((), (), False) and proxy.count() - before == 1  # getctag
 
         caldav_server.put(calendar, "michel.ics", ics("michel.ics").replace("Dr. Michel", "Dr. M."))
         caldav_server.delete(f"{calendar}free.ics")
         before = proxy.count()
-        later = await provider.changes(via_proxy, idle.cursor)
+        later = await provider.changes(via_proxy, idle.cursor, ANY_TIME)
         assert not later.full and names(i.remote_id for i in later.changed) == ["michel.ics"]
         assert names(later.removed) == ["free.ics"]
         assert [m for m, _ in proxy.requests[before:]] == ["PROPFIND", "PROPFIND", "REPORT"]  # ctag, etags, multiget
 
         caldav_server.put(calendar, "late.ics", ics("free.ics"))
         proxy.rules.append(not_yet)
-        lagging = await provider.changes(via_proxy, later.cursor)
+        lagging = await provider.changes(via_proxy, later.cursor, ANY_TIME)
         assert (lagging.changed, lagging.removed, lagging.full) == ((), (), False)
         proxy.rules.pop()
-        caught_up = await provider.changes(via_proxy, lagging.cursor)
+        caught_up = await provider.changes(via_proxy, lagging.cursor, ANY_TIME)
         assert names(i.remote_id for i in caught_up.changed) == ["late.ics"] and caught_up.removed == ()
 
 
@@ -258,16 +259,16 @@ async def test_create_finds_our_event_when_another_client_moved_it_to_another_hr
     calendar = caldav_server.new_calendar()
     provider = caldav(caldav_server)
     ours = await provider.create(calendar, DRAFT)
-    theirs = await provider.changes(calendar, None)
+    theirs = await provider.changes(calendar, None, ANY_TIME)
     caldav_server.delete(f"{caldav_server.url.rstrip('/')}{ours.remote_id}")
     elsewhere = caldav_server.put(calendar, "renamed-by-a-client.ics", theirs.changed[0].data)
     again = await provider.create(calendar, DRAFT)
     assert again.remote_id == elsewhere and again.etag
-    assert [i.remote_id for i in (await provider.changes(calendar, None)).changed] == [elsewhere]
+    assert [i.remote_id for i in (await provider.changes(calendar, None, ANY_TIME)).changed] == [elsewhere]
 
 
 async def test_cursors_are_prefixed_by_kind(caldav_server: CalDAVServer) -> None:
-    first = await caldav(caldav_server).changes(caldav_server.new_calendar(), None)
+    first = await caldav(caldav_server).changes(caldav_server.new_calendar(), None, ANY_TIME)
     assert first.cursor is not None and first.cursor.startswith(SYNC)
 
 
@@ -277,7 +278,7 @@ async def test_no_access_is_a_calendar_error_not_a_broken_connection(radicale: C
     with pytest.raises(ProviderError) as write:
         await provider.create(f"{radicale.home}shared-read/", DRAFT)
     with pytest.raises(ProviderError) as listing:
-        await provider.changes(f"{radicale.home}shared-freebusy/", None)
+        await provider.changes(f"{radicale.home}shared-freebusy/", None, ANY_TIME)
     for caught in (write, listing):
         assert type(caught.value) is ProviderError and "refused access (403)" in str(caught.value)
 
@@ -321,9 +322,9 @@ async def test_icloud_profile_follows_the_partition_host_and_resyncs_on_a_reject
         assert calendars["icloud-home"].remote_id == on_partition and calendars["icloud-home"].access == Access.FULL
         assert [m for m, _ in front_door.requests] == ["PROPFIND", "PROPFIND"]  # the rest went to the partition
 
-        first = await provider.changes(on_partition, None)
+        first = await provider.changes(on_partition, None, ANY_TIME)
         assert names(i.remote_id for i in first.changed) == ["michel.ics"]
-        restarted = await provider.changes(on_partition, f"{SYNC}HwoQEgwAAAh-expired-icloud-token")  # 403 here
+        restarted = await provider.changes(on_partition, f"{SYNC}HwoQEgwAAAh-expired-icloud-token", ANY_TIME)  # 403 here
         assert restarted.full and len(restarted.changed) == 1
         assert restarted.cursor is not None and restarted.cursor.startswith(SYNC)  # the token was refused, not data
 

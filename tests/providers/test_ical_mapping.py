@@ -1,4 +1,4 @@
-"""The iCalendar mapping (sync/ical.py) on recorded-style .ics files: busy or free, recurrence, time zones,
+"""The iCalendar mapping (sync/providers/caldav/ical.py) on recorded-style .ics files: busy or free, recurrence, time zones,
 our own events, and bad data that fails alone."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from sync.ical import content_hash, events, write_event
-from sync.providers.base import Attendee, BadRemoteData, EventDraft, ItemEvents, ReadContext, RemoteItem
+from sync.events import Attendee, ItemEvents, Response
+from sync.providers.base import BadRemoteData, EventDraft, ReadContext, RemoteItem
+from sync.providers.caldav.ical import content_hash, events, write_event
 
 ICS = Path(__file__).parent / "ics"
 PARIS = ZoneInfo("Europe/Paris")
@@ -33,9 +34,9 @@ def test_dr_michel_is_busy_with_guests_organizer_and_the_room_marked() -> None:
     assert (event.title, event.uid, event.occurrence_key, event.organizer) == (
         "Appointment with Dr. Michel", "5F1C2D0A-michel@example", "", "john@example.com")
     assert event.attendees == (
-        Attendee("michel@example.com", "Dr. Michel", "ACCEPTED", False),
-        Attendee("john@example.com", "John", "ACCEPTED", False),
-        Attendee("room1@example.com", "Room 1", "NEEDS-ACTION", True),
+        Attendee("michel@example.com", "Dr. Michel", Response.ACCEPTED, False),
+        Attendee("john@example.com", "John", Response.ACCEPTED, False),
+        Attendee("room1@example.com", "Room 1", Response.NEEDS_ACTION, True),
     )
     assert event.our_appointment_id is None and event.last_modified == utc(2026, 2, 21, 9)
     guests = [g.email for g in item.remote_object().occurrences[0].guests]

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from sync.providers.base import InvalidCredentials, RateLimited, RemoteItem
 from sync.providers.memory import MemoryProvider
+from tests.factories import ANY_TIME
 from tests.providers.support import DRAFT, ics
 
 CALENDAR = "/john/work/"
@@ -26,19 +27,19 @@ async def test_fail_next_fails_one_call_of_the_method_asked_for() -> None:
     with pytest.raises(InvalidCredentials):  # the first failure for any method
         await provider.create(CALENDAR, DRAFT)
     with pytest.raises(RateLimited):
-        await provider.changes(CALENDAR, None)
-    assert len((await provider.changes(CALENDAR, None)).changed) == 0
+        await provider.changes(CALENDAR, None, ANY_TIME)
+    assert len((await provider.changes(CALENDAR, None, ANY_TIME)).changed) == 0
     assert provider.calls == ["create", "changes", "changes"]
 
 
 async def test_a_full_listing_after_invalidate_cursors_reconciles_by_id() -> None:
     provider = memory()
     provider.put(CALENDAR, "michel.ics", ics("michel.ics"))
-    first = await provider.changes(CALENDAR, None)
+    first = await provider.changes(CALENDAR, None, ANY_TIME)
     provider.invalidate_cursors()
-    again = await provider.changes(CALENDAR, first.cursor)
+    again = await provider.changes(CALENDAR, first.cursor, ANY_TIME)
     assert again.full and [i.remote_id for i in again.changed] == ["michel.ics"]
-    assert not (await provider.changes(CALENDAR, again.cursor)).full
+    assert not (await provider.changes(CALENDAR, again.cursor, ANY_TIME)).full
 
 
 operations = st.lists(st.tuples(st.sampled_from(["put", "remove", "sync", "invalidate"]), st.integers(0, 4)),
@@ -57,7 +58,7 @@ async def test_replaying_change_sets_always_gives_what_the_calendar_holds(steps:
         elif step == "invalidate":
             provider.invalidate_cursors()
         else:
-            changes = await provider.changes(CALENDAR, cursor)
+            changes = await provider.changes(CALENDAR, cursor, ANY_TIME)
             if changes.full:
                 seen.clear()
             seen.update({item.remote_id: item for item in changes.changed})

@@ -7,7 +7,7 @@ import functools
 import pytest
 
 from sync.providers.base import ProviderConfig, ProviderFactory
-from sync.providers.caldav import CalDAVProvider
+from sync.providers.caldav.provider import CalDAVProvider
 from sync.providers.registry import open_provider
 
 CONFIG = ProviderConfig(icloud_url="http://127.0.0.1:9/icloud/")

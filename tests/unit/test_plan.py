@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from storage.enums import SyncMode
+from sync.events import Guest, Occurrence, RemoteObject
 from sync.plan import (
     MASS_DELETION_MINIMUM,
     ApplyRemoteEdit,
@@ -15,18 +16,15 @@ from sync.plan import (
     CreateRemote,
     DeleteRemote,
     DropImport,
-    Guest,
     HoldRemovals,
     ImportedCopy,
     ImportOccurrence,
     Known,
     Link,
     Listing,
-    Occurrence,
     PushedCopy,
     PushedDeletedRemotely,
     RecordPush,
-    RemoteObject,
     RestorePush,
     SetSlots,
     SkipItem,

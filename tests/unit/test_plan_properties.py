@@ -35,6 +35,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from storage.enums import SyncMode
+from sync.events import Guest, Occurrence, RemoteObject
 from sync.plan import (
     MASS_DELETION_MINIMUM,
     ApplyRemoteEdit,
@@ -44,20 +45,17 @@ from sync.plan import (
     DeleteRemote,
     DropImport,
     ForgetPush,
-    Guest,
     HoldRemovals,
     ImportedCopy,
     ImportOccurrence,
     Known,
     Link,
     Listing,
-    Occurrence,
     Plan,
     PlanAction,
     PushedCopy,
     PushedDeletedRemotely,
     RecordPush,
-    RemoteObject,
     RestorePush,
     SetSlots,
     SkipItem,

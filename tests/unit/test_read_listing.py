@@ -14,8 +14,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from sync.engine import PARALLEL_READ_MINIMUM, READ_CHUNK, ListingReader, pull_listing, read_listing
-from sync.providers.base import ChangeSet, ItemSink, ReadContext, RemoteItem, Unreachable
+from sync.providers.base import ChangeSet, ItemSink, ReadContext, RemoteItem, TimeWindow, Unreachable
 from sync.providers.memory import MemoryProvider
+from tests.factories import ANY_TIME
 from tests.ics import vevent
 
 CONTEXT = ReadContext(ZoneInfo("Europe/Paris"), "john@example.com", datetime(2026, 3, 1, tzinfo=UTC),
@@ -119,7 +120,7 @@ async def test_a_full_listing_starts_the_workers_before_the_transfer() -> None:
 
 async def test_pulling_reads_the_batches_on_worker_processes_like_inline_reading() -> None:
     provider = _memory(_items(PARALLEL_READ_MINIMUM + 50), batch_size=100)
-    inline = await read_listing(provider.reader(), await provider.changes(CALENDAR, None), CONTEXT)
+    inline = await read_listing(provider.reader(), await provider.changes(CALENDAR, None, ANY_TIME), CONTEXT)
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
         changes, pulled = await pull_listing(provider, CALENDAR, None, CONTEXT, pool)
     assert pulled == inline and len(changes.changed) == PARALLEL_READ_MINIMUM + 51
@@ -129,7 +130,9 @@ async def test_pulling_reads_the_batches_on_worker_processes_like_inline_reading
 class FailingMidway(MemoryProvider):
     """Hands over some batches, then the connection drops."""
 
-    async def changes(self, calendar_id: str, cursor: str | None, *, on_items: ItemSink | None = None) -> ChangeSet:
+    async def changes(
+        self, calendar_id: str, cursor: str | None, window: TimeWindow, *, on_items: ItemSink | None = None
+    ) -> ChangeSet:
         handed = 0
 
         def then_fail(items: tuple[RemoteItem, ...]) -> None:
@@ -140,7 +143,7 @@ class FailingMidway(MemoryProvider):
             if handed == 6:
                 raise Unreachable("The calendar server cannot be reached (ConnectionResetError)")
 
-        return await super().changes(calendar_id, cursor, on_items=then_fail)
+        return await super().changes(calendar_id, cursor, window, on_items=then_fail)
 
 
 async def test_a_transfer_that_fails_midway_raises_and_drops_the_reads_under_way() -> None:

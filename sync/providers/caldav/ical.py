@@ -22,8 +22,8 @@ from zoneinfo import ZoneInfo
 import recurring_ical_events
 from icalendar import Calendar, Component, Event
 
-from sync.plan import RemoteObject
-from sync.providers.base import Attendee, BadRemoteData, EventDraft, ItemEvents, ReadContext, RemoteEvent, RemoteItem
+from sync.events import Attendee, ItemEvents, RemoteEvent, RemoteObject, Response
+from sync.providers.base import BadRemoteData, EventDraft, ReadContext, RemoteItem
 
 MARKER = "X-CROCO-APPOINTMENT"
 UID_SUFFIX = "@croco"
@@ -31,6 +31,8 @@ PRODID = "-//CrocoClick//Croco//EN"
 
 _TIMES = ("DTSTART", "DTEND", "DURATION", "RECURRENCE-ID", "RRULE", "RDATE", "EXDATE")
 _RESOURCE_TYPES = {"RESOURCE", "ROOM"}
+_RESPONSES = {"ACCEPTED": Response.ACCEPTED, "TENTATIVE": Response.TENTATIVE, "DECLINED": Response.DECLINED,
+              "DELEGATED": Response.DELEGATED}
 _VOLATILE = {"PRODID", "METHOD", "DTSTAMP", "LAST-MODIFIED", "CREATED", "REV", "UID", "X-WR-CALNAME", "X-RADICALE-NAME"}
 """Left out of the content hash: servers and clients rewrite them without changing the event (vdirsyncer's
 IGNORE_PROPS); the UID is the item's identity, compared on its own."""
@@ -201,7 +203,7 @@ def _status(event: Component) -> str:
 def _busy(event: Component, me: set[str]) -> bool:
     if str(event.get("TRANSP", "OPAQUE")).upper() == "TRANSPARENT":
         return False
-    return not any(a.email in me and a.partstat == "DECLINED" for a in _attendees(event))
+    return not any(a.email in me and a.response == Response.DECLINED for a in _attendees(event))
 
 
 def _attendees(event: Component) -> tuple[Attendee, ...]:
@@ -211,10 +213,15 @@ def _attendees(event: Component) -> tuple[Attendee, ...]:
         params = getattr(address, "params", {})
         name = params.get("CN")
         found.append(Attendee(
-            _email(address), str(name) if name else None, str(params.get("PARTSTAT", "NEEDS-ACTION")).upper(),
+            _email(address), str(name) if name else None, _response(params.get("PARTSTAT")),
             str(params.get("CUTYPE", "INDIVIDUAL")).upper() in _RESOURCE_TYPES,
         ))
     return tuple(a for a in found if a.email)
+
+
+def _response(partstat: object) -> Response:
+    """RFC 5545 PARTSTAT in the neutral vocabulary; a missing or unknown value is no answer yet (its default)."""
+    return _RESPONSES.get(str(partstat or "").upper(), Response.NEEDS_ACTION)
 
 
 def _email(address: object) -> str:

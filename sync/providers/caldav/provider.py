@@ -53,8 +53,7 @@ from caldav.lib import error as dav_error
 from caldav.response import DAVResponse, PropfindResult
 
 from storage.enums import Access
-from sync.ical import UID_SUFFIX, read_object, write_event
-from sync.plan import RemoteObject
+from sync.events import RemoteObject
 from sync.providers.base import (
     MAX_CURSOR_LENGTH,
     CalendarGone,
@@ -70,9 +69,11 @@ from sync.providers.base import (
     Reader,
     RemoteCalendarInfo,
     RemoteItem,
+    TimeWindow,
     Unreachable,
     WriteResult,
 )
+from sync.providers.caldav.ical import UID_SUFFIX, read_object, write_event
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -143,7 +144,9 @@ class CalDAVProvider:
 
         return await self._run(run)
 
-    async def changes(self, calendar_id: str, cursor: str | None, *, on_items: ItemSink | None = None) -> ChangeSet:
+    async def changes(
+        self, calendar_id: str, cursor: str | None, window: TimeWindow, *, on_items: ItemSink | None = None
+    ) -> ChangeSet:
         handed: list[int] = []  # batches already given to `on_items`: those must never be given twice
 
         def hand_over(items: tuple[RemoteItem, ...]) -> None:
