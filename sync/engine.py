@@ -252,7 +252,7 @@ class SyncEngine:
                 await state.notify_conflicts(session, user, bookings, calendar.id, item_id, occurrences)
             case ImportOccurrence(item_id, occurrence):
                 await state.import_occurrence(session, user, calendar, item_id, occurrence, tally, bookings, now)
-            case UpdateImport(appointment_id, _, occurrence, _):  # `reschedule` tells a move from a retitling
+            case UpdateImport(appointment_id, _, occurrence, _):  # `state.reschedule` sees a move itself
                 await state.update_appointment_times(session, user, appointment_id, occurrence, now)
                 tally.appointments_updated += 1
             case CancelImport(appointment_id, _):
