@@ -13,7 +13,6 @@ from aiohttp import web
 from croco.runtime import Runtime
 from croco.scheduler import Ticker
 from storage import migrate
-from storage.types import utcnow
 from sync import firing
 from sync.engine import SyncEngine, start_workers
 from web.app import create_app
@@ -33,6 +32,7 @@ def web_context(runtime: Runtime, engine: SyncEngine) -> WebContext:
         providers=runtime.providers(),
         public_url=settings.public_url,
         engine=engine,
+        clock=runtime.clock,
     )
 
 
@@ -90,6 +90,6 @@ def _ticker(runtime: Runtime, engine: SyncEngine, http: aiohttp.ClientSession) -
     secret = runtime.settings.webhook_secret.get_secret_value()
 
     async def deliver() -> int:
-        return await firing.deliver_due(runtime.db, send, secret, utcnow())
+        return await firing.deliver_due(runtime.db, send, secret, runtime.clock())
 
     return Ticker({"sync": engine.run_due, "webhooks": deliver}, runtime.settings.scheduler_tick_seconds)

@@ -32,7 +32,7 @@ from storage.db import Database
 from storage.enums import ConnectionStatus, SyncMode
 from storage.models import Appointment, ConflictCalendar, Connection, RemoteCalendar, SyncSettings, User
 from storage.secrets import SecretBox
-from storage.types import utcnow
+from storage.types import Clock, utcnow
 from sync import leases, state
 from sync.events import Occurrence, RemoteObject
 from sync.notices import NoticeKind, notify
@@ -125,7 +125,7 @@ class _Cycle:
 class SyncEngine:
     def __init__(
         self, db: Database, secrets: SecretBox, providers: ProviderFactory, *, owner: str = "local",
-        interval: timedelta = timedelta(minutes=5), clock: Callable[[], datetime] = utcnow,
+        interval: timedelta = timedelta(minutes=5), clock: Clock = utcnow,
         pool: Executor | None = None, lease: leases.LeasePolicy = leases.DEFAULT_POLICY,
     ) -> None:
         """`pool`: worker processes for reading large listings (the composition root owns and closes it).
@@ -251,12 +251,12 @@ class SyncEngine:
                 await cycle.slots.set(session, item_id, occurrences, replacing=item_id in cycle.known.slots)
                 await state.notify_conflicts(session, user, bookings, calendar.id, item_id, occurrences)
             case ImportOccurrence(item_id, occurrence):
-                await state.import_occurrence(session, user, calendar, item_id, occurrence, tally, bookings)
-            case UpdateImport(appointment_id, _, occurrence, rescheduled):
-                await state.update_appointment_times(session, user, appointment_id, occurrence, rescheduled=rescheduled)
+                await state.import_occurrence(session, user, calendar, item_id, occurrence, tally, bookings, now)
+            case UpdateImport(appointment_id, _, occurrence, _):  # `state.reschedule` sees a move itself
+                await state.update_appointment_times(session, user, appointment_id, occurrence, now)
                 tally.appointments_updated += 1
             case CancelImport(appointment_id, _):
-                tally.appointments_cancelled += await state.cancel_appointment(session, user, appointment_id)
+                tally.appointments_cancelled += await state.cancel_appointment(session, user, appointment_id, now)
             case DropImport(appointment_id):
                 await state.drop_import(session, appointment_id)
             case RecordPush(appointment_id, item_id, etag, printed):
@@ -271,9 +271,7 @@ class SyncEngine:
             case ApplyRemoteEdit(appointment_id, item_id, etag, occurrence, printed, both_changed):
                 local = await session.get(Appointment, appointment_id)
                 lost = _describe(local) if both_changed and local is not None else None
-                appointment = await state.update_appointment_times(
-                    session, user, appointment_id, occurrence, rescheduled=True
-                )
+                appointment = await state.update_appointment_times(session, user, appointment_id, occurrence, now)
                 if appointment is not None:
                     await state.record_push(session, user, calendar, appointment_id, item_id, etag, printed, now)
                     tally.appointments_updated += 1
@@ -285,7 +283,7 @@ class SyncEngine:
             case PushedDeletedRemotely(appointment_id, item_id, cancel):
                 await state.forget_push(session, user.id, calendar.id, appointment_id)
                 if cancel:
-                    tally.appointments_cancelled += await state.cancel_appointment(session, user, appointment_id)
+                    tally.appointments_cancelled += await state.cancel_appointment(session, user, appointment_id, now)
                 else:
                     await state.suppress_push(session, user.id, appointment_id)
                 await notify(session, user.id, NoticeKind.PUSHED_EVENT_DELETED, {

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from storage.db import Database
 from storage.secrets import SecretBox
+from storage.types import Clock, utcnow
 from sync.booking import Booking
 from sync.engine import SyncEngine
 from sync.providers.base import ProviderFactory
@@ -24,14 +25,16 @@ class WebContext:
     """Runs `POST /users/{id}/sync`: `croco serve` passes its scheduler's engine; otherwise one is made here."""
     workspace_id: str = ""
     """The default workspace API-created objects belong to, resolved when the app starts."""
+    clock: Clock = utcnow
+    """The composition root's clock; the engine given must run on it too."""
 
     booking: Booking = field(init=False)
     _background: set[asyncio.Task[object]] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         if self.engine is None:
-            self.engine = SyncEngine(self.db, self.secrets, self.providers)
-        self.booking = Booking(self.db, refresh=self.engine.sync_user)
+            self.engine = SyncEngine(self.db, self.secrets, self.providers, clock=self.clock)
+        self.booking = Booking(self.db, refresh=self.engine.sync_user, clock=self.clock)
 
     def push_soon(self) -> None:
         """Run an engine cycle now, in the background, so that a booking reaches the members' linked
