@@ -30,6 +30,7 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy storage sync croco web bot
+	$(BIN)/lint-imports
 
 bench: install
 	$(BIN)/python bench/caldav_sync.py

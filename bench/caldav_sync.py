@@ -94,9 +94,9 @@ async def croco_cycles(workdir: Path, server_url: str, calendar_url: str) -> dic
     workspace = await accounts.default_workspace(db)
     user = await accounts.create_user(db, workspace, "Bench", "bench@example.com", "Europe/Paris", None)
     _, calendars = await accounts.connect(db, box, factory, user.id, Provider.CALDAV, AppPassword(USER, PASSWORD),
-                                          server_url)
+                                          server_url, now=datetime.now(UTC))
     (calendar,) = [c for c in calendars if c.remote_id == calendar_url]
-    await accounts.put_settings(db, user.id, calendar.id, None, SyncMode.ONE_WAY, None, None)
+    await accounts.put_settings(db, user.id, calendar.id, None, SyncMode.ONE_WAY, None, None, now=datetime.now(UTC))
     with ProcessPoolExecutor(os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn")) as pool:
         # As `croco serve` runs it: reading on every core, the workers started with the service, not timed.
         engine = SyncEngine(db, box, factory, pool=pool)

@@ -86,6 +86,7 @@ async def _sync(args: argparse.Namespace) -> int:
 
     from croco.runtime import build_runtime
     from storage import migrate
+    from sync.engine import CalendarReport
 
     runtime = build_runtime(_settings())
     failed = 0
@@ -95,19 +96,21 @@ async def _sync(args: argparse.Namespace) -> int:
         calendar_ids = await engine.claim_now(args.user)
         with Progress(console=console) as progress:
             task = progress.add_task("syncing calendars", total=len(calendar_ids))
-            for calendar_id in calendar_ids:
-                report = await engine.sync_claimed(calendar_id)
+
+            def show(report: CalendarReport) -> None:
                 t = report.tally
                 if report.error:
-                    failed += 1
-                    progress.console.print(f"[red]{calendar_id}[/] {report.error}")
+                    progress.console.print(f"[red]{report.calendar_id}[/] {report.error}")
                 else:
                     progress.console.print(
-                        f"[green]{calendar_id}[/] fetched {t.fetched}, {t.blocked_slots} blocked slots, "
+                        f"[green]{report.calendar_id}[/] fetched {t.fetched}, {t.blocked_slots} blocked slots, "
                         f"+{t.appointments_created} appointments, {t.contacts_created} new contacts, "
                         f"{t.pushed} pushed, {len(t.skipped)} skipped"
                     )
                 progress.advance(task)
+
+            reports = await engine.sync_claimed(calendar_ids, each=show)
+        failed = sum(1 for report in reports if report.error)
         console.print(f"{len(calendar_ids)} calendar(s) synced, {failed} with errors")
     finally:
         await runtime.close()

@@ -123,18 +123,18 @@ def _table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
 
 async def run_demo(*, port: int, keep_serving: bool, console: Console) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="croco-demo-"))
-    tomorrow = datetime.now(JOHN_TZ).date() + timedelta(days=1)
     settings = Settings(
         _env_file=None, data_dir=workdir / "data", api_token=SecretStr("demo-token"),
         scheduler_enabled=False, log_level="WARNING",
     )
+    runtime = build_runtime(settings)
+    tomorrow = runtime.clock().astimezone(JOHN_TZ).date() + timedelta(days=1)
     with EmbeddedRadicale(workdir / "radicale", users={"john": PASSWORD}) as radicale:
         calendar_url = radicale.make_calendar("john", "work")
         for name, ics in seed_events(tomorrow).items():
             radicale.put_event("john", calendar_url, name, ics)
         console.print(f"Radicale CalDAV server at {radicale.url} with John's calendar seeded for {tomorrow}")
 
-        runtime = build_runtime(settings)
         ready, stop = asyncio.Event(), asyncio.Event()
         server = asyncio.create_task(serve(runtime, "127.0.0.1", port, ready=ready, stop=stop))
         await ready.wait()
@@ -186,7 +186,7 @@ async def _walk_through(
     async with aiohttp.ClientSession() as http:
         await firing.deliver_due(
             runtime.db, AiohttpWebhookSender(http), runtime.settings.webhook_secret.get_secret_value(),
-            datetime.now(JOHN_TZ),
+            runtime.clock(),
         )
     console.rule("Two-way sync")
     console.print(f"{summary['appointments_created']} appointments created, {summary['contacts_created']} contacts")

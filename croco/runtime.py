@@ -21,7 +21,9 @@ from croco.logs import masker
 from croco.settings import Settings
 from storage.db import Database
 from storage.secrets import SecretBox, generate_key
+from storage.types import Clock, utcnow
 from sync.engine import SyncEngine
+from sync.leases import LeasePolicy
 from sync.providers.base import ProviderConfig, ProviderFactory
 from sync.providers.registry import open_provider
 
@@ -64,6 +66,8 @@ class Runtime:
     settings: Settings
     db: Database
     secrets: SecretBox
+    clock: Clock = utcnow
+    """The process's one clock: the engine, bookings, the API and webhook delivery all read it."""
 
     @property
     def provider_config(self) -> ProviderConfig:
@@ -77,7 +81,8 @@ class Runtime:
     def engine(self) -> SyncEngine:
         return SyncEngine(
             self.db, self.secrets, self.providers(), owner=process_owner(),
-            interval=timedelta(seconds=self.settings.sync_interval_seconds), pool=self.read_pool,
+            interval=timedelta(seconds=self.settings.sync_interval_seconds), clock=self.clock, pool=self.read_pool,
+            lease=LeasePolicy.lasting(timedelta(seconds=self.settings.sync_lease_seconds)),
         )
 
     @functools.cached_property

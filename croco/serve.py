@@ -13,7 +13,6 @@ from aiohttp import web
 from croco.runtime import Runtime
 from croco.scheduler import Ticker
 from storage import migrate
-from storage.types import utcnow
 from sync import firing
 from sync.engine import SyncEngine, start_workers
 from web.app import create_app
@@ -34,6 +33,7 @@ def web_context(runtime: Runtime, engine: SyncEngine) -> WebContext:
         public_url=settings.public_url,
         engine=engine,
         oauth_clients=settings.oauth_clients,
+        clock=runtime.clock,
     )
 
 
@@ -91,6 +91,6 @@ def _ticker(runtime: Runtime, engine: SyncEngine, http: aiohttp.ClientSession) -
     secret = runtime.settings.webhook_secret.get_secret_value()
 
     async def deliver() -> int:
-        return await firing.deliver_due(runtime.db, send, secret, utcnow())
+        return await firing.deliver_due(runtime.db, send, secret, runtime.clock())
 
     return Ticker({"sync": engine.run_due, "webhooks": deliver}, runtime.settings.scheduler_tick_seconds)

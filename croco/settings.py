@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     sync_interval_seconds: int = Field(default=300, ge=5)
     scheduler_tick_seconds: float = Field(default=15, gt=0)
     scheduler_enabled: bool = True
+    sync_lease_seconds: float = Field(default=30, gt=0)
 
     # Providers: base URLs are settings so tests and the demo point at local servers.
     icloud_url: str = "https://caldav.icloud.com/"

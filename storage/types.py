@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,11 @@ def new_id() -> str:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+Clock = Callable[[], datetime]
+"""What time it is, for the domain (sync window, stamps, due times, bookings, R8). One is made in the
+composition root (`croco/runtime.py`, the wall clock `utcnow`) and handed down; tests hand a fixed one."""
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -25,7 +25,6 @@ from storage.models import (
     Workspace,
 )
 from storage.secrets import SecretBox
-from storage.types import utcnow
 from sync import credentials, state
 from sync.errors import Conflict, Invalid, NotFound
 from sync.payloads import appointment_payload
@@ -88,9 +87,9 @@ Login = AppPassword | ExchangedAccount
 
 async def connect(
     db: Database, secrets: SecretBox, providers: ProviderFactory, user_id: str, provider: Provider,
-    login: Login, url: str | None,
+    login: Login, url: str | None, *, now: datetime,
 ) -> tuple[Connection, list[RemoteCalendar]]:
-    """Check the credentials against the server, then save them encrypted with the calendars found.
+    """Check the credentials against the server, then save them encrypted with the calendars found, due `now`.
 
     `url` None lets the provider pick its own server (iCloud: `ProviderConfig.icloud_url`), so a changed
     setting applies to existing connections too.
@@ -99,7 +98,7 @@ async def connect(
         await get_user(session, user_id)
     calendars = await check_login(providers, provider, login, url)
     async with db.write() as session:
-        return await save_connection(session, secrets, user_id, provider, login, url, calendars, utcnow())
+        return await save_connection(session, secrets, user_id, provider, login, url, calendars, now)
 
 
 async def check_login(
@@ -254,14 +253,14 @@ async def _settings(session: AsyncSession, user_id: str) -> Settings:
 
 async def put_settings(
     db: Database, user_id: str, linked_calendar_id: str | None, conflict_calendar_ids: list[str] | None,
-    mode: SyncMode | None, window_days_back: int | None, window_days_ahead: int | None,
+    mode: SyncMode | None, window_days_back: int | None, window_days_ahead: int | None, *, now: datetime,
 ) -> Settings:
     """The linked calendar needs full access and is a conflict calendar unless a list says otherwise.
 
     `mode` and the window fields left out (None) keep their stored values (or the defaults).
 
     A change of linked calendar or mode makes the affected calendars relist everything at their next
-    cycle, so existing events are re-read under the new rules (P4, one-way <-> two-way).
+    cycle (due `now`), so existing events are re-read under the new rules (P4, one-way <-> two-way).
     """
     async with db.write() as session:
         await get_user(session, user_id)
@@ -298,14 +297,15 @@ async def put_settings(
         after = await _settings(session, user_id)
         if before != after:
             await session.execute(update(RemoteCalendar).where(col(RemoteCalendar.id).in_(list(owned)))
-                                  .values(last_full_sync_at=None, due_at=utcnow()))
+                                  .values(last_full_sync_at=None, due_at=now))
     return after
 
 
-async def confirm_removals(db: Database, calendar_id: str) -> None:
-    """The user confirmed a held mass deletion: the next cycle applies it (the Slack button calls this)."""
+async def confirm_removals(db: Database, calendar_id: str, *, now: datetime) -> None:
+    """The user confirmed a held mass deletion: the next cycle (due `now`) applies it (the Slack button calls
+    this)."""
     async with db.write() as session:
         calendar = await session.get(RemoteCalendar, calendar_id)
         if calendar is None:
             raise NotFound(f"no calendar {calendar_id}")
-        calendar.removals_confirmed, calendar.due_at = True, utcnow()
+        calendar.removals_confirmed, calendar.due_at = True, now

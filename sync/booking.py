@@ -33,7 +33,7 @@ from storage.models import (
     SyncSettings,
     User,
 )
-from storage.types import utcnow
+from storage.types import Clock, utcnow
 from sync import firing, state
 from sync.availability import Finding, Reason, Rules, SlotCheck, check, in_open_hours, load_view
 from sync.errors import Conflict, Invalid, NotFound
@@ -64,7 +64,7 @@ class Booking:
 
     def __init__(
         self, db: Database, *, refresh: Refresher | None = None, budget: float = REFRESH_BUDGET,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Clock = utcnow,
     ) -> None:
         self.db, self.refresh, self.budget, self.clock = db, refresh, budget, clock
         self._refreshing: set[asyncio.Future[list[object]]] = set()
@@ -164,19 +164,15 @@ class Booking:
             new_end = end or (new_start + (appointment.end - appointment.start) if start else appointment.end)
             if new_end <= new_start:
                 raise Invalid("end must be after start")
-            moved = (new_start, new_end) != (appointment.start, appointment.end)
+            moved, now = (new_start, new_end) != (appointment.start, appointment.end), self.clock()
             if moved:
-                await _check_move(session, appointment, assignees, new_start, new_end, self.clock())
+                await _check_move(session, appointment, assignees, new_start, new_end, now)
             if not moved and (title is None or title == appointment.title):
                 return appointment
-            appointment.start, appointment.end = new_start, new_end
-            appointment.title = appointment.title if title is None else title
-            appointment.version += 1
-            appointment.updated_at = now = self.clock()
-            if moved:
-                await firing.fire(session, await _workspace_of(session, assignees), appointment,
-                                  Trigger.RESCHEDULED, contact_id=await state.first_contact(session, appointment.id),
-                                  notify_user_ids=assignees, occasion=f"v{appointment.version}")
+            await state.reschedule(session, appointment, new_start, new_end,
+                                   appointment.title if title is None else title,
+                                   workspace_id=await _workspace_of(session, assignees), notify_user_ids=assignees,
+                                   now=now)
             await _mark_linked_due(session, assignees, now)
             return appointment
 
@@ -184,14 +180,10 @@ class Booking:
         """Cancelling twice is harmless: the second call changes and fires nothing."""
         async with self.db.write() as session:
             appointment, assignees = await _editable(session, appointment_id, allow_cancelled=True)
-            if appointment.status == AppointmentStatus.CANCELLED:
-                return appointment
-            appointment.status = AppointmentStatus.CANCELLED
-            appointment.version += 1
-            appointment.updated_at = now = self.clock()
-            await firing.fire(session, await _workspace_of(session, assignees), appointment, Trigger.CANCELLED,
-                              contact_id=await state.first_contact(session, appointment.id), notify_user_ids=assignees)
-            await _mark_linked_due(session, assignees, now)
+            now = self.clock()
+            if await state.cancel(session, appointment, workspace_id=await _workspace_of(session, assignees),
+                                  notify_user_ids=assignees, now=now):
+                await _mark_linked_due(session, assignees, now)
             return appointment
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets as tokens
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -27,7 +26,7 @@ from storage.db import Database
 from storage.enums import Provider
 from storage.models import Connection, ConnectLink, RemoteCalendar
 from storage.secrets import SecretBox
-from storage.types import utcnow
+from storage.types import Clock, utcnow
 from sync import accounts
 from sync.errors import Gone, Invalid, NotFound
 from sync.providers.base import AppPassword, ProviderFactory
@@ -66,7 +65,7 @@ class Connected:
 class ConnectLinks:
     def __init__(
         self, db: Database, secrets: SecretBox, providers: ProviderFactory, *, public_url: str,
-        oauth_clients: frozenset[str] = frozenset(), clock: Callable[[], datetime] = utcnow,
+        oauth_clients: frozenset[str] = frozenset(), clock: Clock = utcnow,
     ) -> None:
         """`oauth_clients`: the providers whose OAuth client id and secret are configured."""
         self.db, self.secrets, self.providers = db, secrets, providers

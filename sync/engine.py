@@ -18,7 +18,7 @@ import asyncio
 import hashlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,7 +33,7 @@ from storage.db import Database
 from storage.enums import ConnectionStatus, SyncMode
 from storage.models import Appointment, ConflictCalendar, Connection, RemoteCalendar, SyncSettings, User
 from storage.secrets import SecretBox
-from storage.types import utcnow
+from storage.types import Clock, utcnow
 from sync import credentials, leases, state
 from sync.events import Occurrence, RemoteObject
 from sync.notices import NoticeKind, notify
@@ -77,6 +77,8 @@ from sync.providers.base import (
 
 log = logging.getLogger(__name__)
 
+SYNC_IN_PROGRESS = "sync_in_progress"
+"""A manual sync's report on a calendar that another sync still held when it stopped waiting."""
 FULL_RESYNC_EVERY = timedelta(hours=24)
 """Incremental cursors do not re-send items whose occurrences slide into the window: relist daily."""
 
@@ -124,36 +126,61 @@ class _Cycle:
 class SyncEngine:
     def __init__(
         self, db: Database, secrets: SecretBox, providers: ProviderFactory, *, owner: str = "local",
-        interval: timedelta = timedelta(minutes=5), clock: Callable[[], datetime] = utcnow,
-        pool: Executor | None = None,
+        interval: timedelta = timedelta(minutes=5), clock: Clock = utcnow,
+        pool: Executor | None = None, lease: leases.LeasePolicy = leases.DEFAULT_POLICY,
     ) -> None:
-        """`pool`: worker processes for reading large listings (the composition root owns and closes it)."""
+        """`pool`: worker processes for reading large listings (the composition root owns and closes it).
+        `owner` names this process in leases: it must differ between processes sharing a database."""
         self.db, self.secrets, self.providers = db, secrets, providers
-        self.owner, self.interval, self.clock, self.pool = owner, interval, clock, pool
+        self.owner, self.interval, self.clock, self.pool, self.lease = owner, interval, clock, pool, lease
 
     async def run_due(self, *, limit: int = 50) -> list[CalendarReport]:
         """One scheduler tick: claim due calendars, sync each, give them back with their next due time."""
-        claimed = await leases.claim_due(self.db, self.owner, self.clock(), limit=limit)
-        return [await self.sync_claimed(calendar_id) for calendar_id in claimed]
+        claimed = await leases.claim_due(self.db, self.owner, self.clock(), limit=limit, lease=self.lease.length)
+        return await self.sync_claimed(claimed)
 
-    async def claim_now(self, user_id: str | None = None) -> list[str]:
+    async def claim_now(self, user_id: str | None = None, *, only: Collection[str] | None = None) -> list[str]:
         """Claim every selected calendar (of one user, or of all) whether due or not, except leased ones."""
         return await leases.claim_due(
-            self.db, self.owner, self.clock(), limit=100_000, user_id=user_id, include_not_due=True
+            self.db, self.owner, self.clock(), limit=100_000, lease=self.lease.length, user_id=user_id,
+            include_not_due=True, only=only,
         )
 
     async def sync_user(self, user_id: str) -> list[CalendarReport]:
-        """`POST /users/{id}/sync`: every selected calendar of the user now, unless another process has it."""
-        return [await self.sync_claimed(calendar_id) for calendar_id in await self.claim_now(user_id)]
+        """`POST /users/{id}/sync`: every selected calendar of the user now.
 
-    async def sync_claimed(self, calendar_id: str) -> CalendarReport:
-        """Sync a calendar this engine holds the lease of, then release it with its next due time."""
-        report = await self.sync_calendar(calendar_id)
-        wait = max(self.interval, timedelta(seconds=report.retry_after or 0))
-        await leases.release(self.db, calendar_id, self.owner, next_due=self.clock() + wait)
-        return report
+        A calendar another sync holds is waited for, up to one lease length (a live holder finishes, a dead
+        one's lease runs out), then synced; still held after that, it is reported as `sync_in_progress`."""
+        reports = await self.sync_claimed(await self.claim_now(user_id))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.lease.length + self.lease.poll).total_seconds()
+        while True:
+            done = {report.calendar_id for report in reports}
+            busy = [c for c in await leases.leased(self.db, self.clock(), user_id=user_id) if c not in done]
+            if not busy or loop.time() >= deadline:
+                break
+            await asyncio.sleep(self.lease.poll.total_seconds())
+            reports += await self.sync_claimed(await self.claim_now(user_id, only=busy))
+        return reports + [CalendarReport(calendar_id, error=SYNC_IN_PROGRESS) for calendar_id in busy]
+
+    async def sync_claimed(
+        self, calendar_ids: Sequence[str], *, each: Callable[[CalendarReport], object] | None = None
+    ) -> list[CalendarReport]:
+        """Sync calendars this engine holds the leases of, one after the other, renewing the leases
+        meanwhile; each is released with its next due time as soon as it is done (and handed to `each`)."""
+        reports = []
+        async with leases.heartbeat(self.db, calendar_ids, self.owner, self.lease, self.clock):
+            for calendar_id in calendar_ids:
+                report = await self.sync_calendar(calendar_id)
+                wait = max(self.interval, timedelta(seconds=report.retry_after or 0))
+                await leases.release(self.db, calendar_id, self.owner, next_due=self.clock() + wait)
+                reports.append(report)
+                if each is not None:
+                    each(report)
+        return reports
 
     async def sync_calendar(self, calendar_id: str) -> CalendarReport:
+        """One cycle of one calendar; every failure ends up in the report and on the calendar, never raised."""
         report = CalendarReport(calendar_id)
         context = await self._context(calendar_id)
         if context is None:
@@ -177,6 +204,10 @@ class SyncEngine:
             report.retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
             await self._record_error(context.calendar.id, str(exc))
             log.warning("calendar sync failed", extra=extra | {"error": str(exc)})
+        except Exception as exc:  # a bug or a reply nobody foresaw: this calendar records it, the others go on
+            report.error = unexpected_error(exc)
+            await self._record_error(context.calendar.id, report.error)
+            log.exception("calendar sync failed unexpectedly", extra=extra)
         else:
             log.info("calendar synced", extra=extra | report.as_json())
         return report
@@ -222,12 +253,12 @@ class SyncEngine:
                 await cycle.slots.set(session, item_id, occurrences, replacing=item_id in cycle.known.slots)
                 await state.notify_conflicts(session, user, bookings, calendar.id, item_id, occurrences)
             case ImportOccurrence(item_id, occurrence):
-                await state.import_occurrence(session, user, calendar, item_id, occurrence, tally, bookings)
-            case UpdateImport(appointment_id, _, occurrence, rescheduled):
-                await state.update_appointment_times(session, user, appointment_id, occurrence, rescheduled=rescheduled)
+                await state.import_occurrence(session, user, calendar, item_id, occurrence, tally, bookings, now)
+            case UpdateImport(appointment_id, _, occurrence, _):  # `state.reschedule` sees a move itself
+                await state.update_appointment_times(session, user, appointment_id, occurrence, now)
                 tally.appointments_updated += 1
             case CancelImport(appointment_id, _):
-                tally.appointments_cancelled += await state.cancel_appointment(session, user, appointment_id)
+                tally.appointments_cancelled += await state.cancel_appointment(session, user, appointment_id, now)
             case DropImport(appointment_id):
                 await state.drop_import(session, appointment_id)
             case RecordPush(appointment_id, item_id, etag, printed):
@@ -242,9 +273,7 @@ class SyncEngine:
             case ApplyRemoteEdit(appointment_id, item_id, etag, occurrence, printed, both_changed):
                 local = await session.get(Appointment, appointment_id)
                 lost = _describe(local) if both_changed and local is not None else None
-                appointment = await state.update_appointment_times(
-                    session, user, appointment_id, occurrence, rescheduled=True
-                )
+                appointment = await state.update_appointment_times(session, user, appointment_id, occurrence, now)
                 if appointment is not None:
                     await state.record_push(session, user, calendar, appointment_id, item_id, etag, printed, now)
                     tally.appointments_updated += 1
@@ -256,7 +285,7 @@ class SyncEngine:
             case PushedDeletedRemotely(appointment_id, item_id, cancel):
                 await state.forget_push(session, user.id, calendar.id, appointment_id)
                 if cancel:
-                    tally.appointments_cancelled += await state.cancel_appointment(session, user, appointment_id)
+                    tally.appointments_cancelled += await state.cancel_appointment(session, user, appointment_id, now)
                 else:
                     await state.suppress_push(session, user.id, appointment_id)
                 await notify(session, user.id, NoticeKind.PUSHED_EVENT_DELETED, {
@@ -498,6 +527,12 @@ def start_workers(pool: Executor) -> list[Future[int]]:
     answer on a small machine (measured on a 10,000-event import, bench/caldav_sync.py): `croco serve` starts
     them once at start-up, and a full listing starts any that are missing."""
     return [pool.submit(os.getpid) for _ in range(os.cpu_count() or 1)]
+
+
+def unexpected_error(exc: Exception) -> str:
+    """What the calendar and the API show for an error nobody foresaw: its class only, as its text may
+    carry server content (the log has the traceback)."""
+    return f"internal error ({type(exc).__name__})"
 
 
 def draft_for(appointment: Appointment) -> EventDraft:

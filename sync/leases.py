@@ -1,22 +1,50 @@
-"""Which process syncs which calendar: due calendars are claimed with a lease.
+"""Which process syncs which calendar: due calendars are claimed with a short lease, renewed while held.
 
 PostgreSQL: `FOR UPDATE SKIP LOCKED`, so concurrent claimers take disjoint sets without waiting.
 SQLite: the claim runs in a BEGIN IMMEDIATE transaction (`Database.write`), which serialises claimers.
-A lease that expires (the process died) makes the calendar claimable again.
+A lease must not outlive its holder: it lasts `LeasePolicy.length` (30 s) unless the holder's heartbeat
+renews it, so a process that died (kill -9, power loss) leaves its calendars claimable within one length.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Collection
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import CompoundSelect, or_, select, union, update
+from sqlalchemy import CompoundSelect, Select, or_, select, union, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col
 
 from storage.db import Database
 from storage.enums import ConnectionStatus
 from storage.models import ConflictCalendar, Connection, RemoteCalendar, SyncSettings
 
-DEFAULT_LEASE = timedelta(minutes=10)
+log = logging.getLogger(__name__)
+
+DEFAULT_LEASE = timedelta(seconds=30)
+POLL = timedelta(seconds=0.5)
+
+
+@dataclass(frozen=True)
+class LeasePolicy:
+    """How long a claim lasts unrenewed, how often its holder renews it, how often a waiter looks again.
+
+    The heartbeat runs several times per length, so one late renewal (a busy database) does not lose it."""
+
+    length: timedelta = DEFAULT_LEASE
+    heartbeat: timedelta = DEFAULT_LEASE / 3
+    poll: timedelta = POLL
+
+    @classmethod
+    def lasting(cls, length: timedelta) -> LeasePolicy:
+        return cls(length, heartbeat=length / 3, poll=min(POLL, length / 10))
+
+
+DEFAULT_POLICY = LeasePolicy()
 
 
 def _selected_calendars() -> CompoundSelect[tuple[str | None]]:
@@ -27,29 +55,36 @@ def _selected_calendars() -> CompoundSelect[tuple[str | None]]:
     )
 
 
+def _syncable(user_id: str | None, only: Collection[str] | None) -> Select[tuple[str]]:
+    """Selected calendars of working connections (of one user, among `only`, when given)."""
+    query = (
+        select(col(RemoteCalendar.id))
+        .join(Connection, col(Connection.id) == col(RemoteCalendar.connection_id))
+        .where(col(Connection.status) == ConnectionStatus.OK, col(RemoteCalendar.id).in_(_selected_calendars()))
+    )
+    if user_id is not None:
+        query = query.where(col(Connection.user_id) == user_id)
+    if only is not None:
+        query = query.where(col(RemoteCalendar.id).in_(only))
+    return query
+
+
 async def claim_due(
     db: Database, owner: str, now: datetime, *, limit: int = 50, lease: timedelta = DEFAULT_LEASE,
-    user_id: str | None = None, include_not_due: bool = False,
+    user_id: str | None = None, include_not_due: bool = False, only: Collection[str] | None = None,
 ) -> list[str]:
     """Claim up to `limit` due calendars for `owner`; returns their ids, the longest-waiting first.
 
     `include_not_due` claims calendars that are not due yet too ("sync now"), still skipping leased ones.
     """
     query = (
-        select(col(RemoteCalendar.id))
-        .join(Connection, col(Connection.id) == col(RemoteCalendar.connection_id))
-        .where(
-            col(Connection.status) == ConnectionStatus.OK,
-            col(RemoteCalendar.id).in_(_selected_calendars()),
-            or_(col(RemoteCalendar.lease_expires_at).is_(None), col(RemoteCalendar.lease_expires_at) <= now),
-        )
+        _syncable(user_id, only)
+        .where(or_(col(RemoteCalendar.lease_expires_at).is_(None), col(RemoteCalendar.lease_expires_at) <= now))
         .order_by(col(RemoteCalendar.due_at).is_not(None), col(RemoteCalendar.due_at))
         .limit(limit)
     )
     if not include_not_due:
         query = query.where(or_(col(RemoteCalendar.due_at).is_(None), col(RemoteCalendar.due_at) <= now))
-    if user_id is not None:
-        query = query.where(col(Connection.user_id) == user_id)
     async with db.write() as session:
         if db.is_postgresql:
             query = query.with_for_update(of=RemoteCalendar, skip_locked=True)
@@ -61,6 +96,51 @@ async def claim_due(
                 .values(lease_owner=owner, lease_expires_at=now + lease)
             )
     return ids
+
+
+async def leased(db: Database, now: datetime, *, user_id: str | None = None,
+                 only: Collection[str] | None = None) -> list[str]:
+    """Syncable calendars whose lease has not run out: some live process is syncing them."""
+    async with db.session() as session:
+        return list(await session.scalars(
+            _syncable(user_id, only).where(col(RemoteCalendar.lease_expires_at) > now).order_by(col(RemoteCalendar.id))
+        ))
+
+
+async def renew(db: Database, calendar_ids: Collection[str], owner: str, *, expires_at: datetime) -> int:
+    """Extend the leases `owner` still holds among `calendar_ids`; returns how many it holds.
+
+    A calendar already released, or lost to another owner after a lapse, is left alone."""
+    async with db.write() as session:
+        result = await session.execute(
+            update(RemoteCalendar)
+            .where(col(RemoteCalendar.id).in_(calendar_ids), col(RemoteCalendar.lease_owner) == owner)
+            .values(lease_expires_at=expires_at)
+        )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+@asynccontextmanager
+async def heartbeat(
+    db: Database, calendar_ids: Collection[str], owner: str, policy: LeasePolicy, clock: Callable[[], datetime],
+) -> AsyncIterator[None]:
+    """Renew the leases of `calendar_ids` every `policy.heartbeat` while the block runs; they lapse
+    within one `policy.length` of the process dying. A failed renewal is logged; the next beat tries again."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(policy.heartbeat.total_seconds())
+            try:
+                await renew(db, calendar_ids, owner, expires_at=clock() + policy.length)
+            except SQLAlchemyError:
+                log.warning("lease renewal failed", exc_info=True, extra={"owner": owner})
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def release(db: Database, calendar_id: str, owner: str, *, next_due: datetime) -> None:

@@ -25,7 +25,7 @@ from storage.models import (
     RemoteCalendar,
     User,
 )
-from storage.types import new_id, utcnow
+from storage.types import new_id
 from sync import firing
 from sync.events import Occurrence
 from sync.notices import NoticeKind, notify
@@ -182,12 +182,12 @@ class SlotWriter:
 
 async def import_occurrence(
     session: AsyncSession, user: User, calendar: RemoteCalendar, item_id: str, occurrence: Occurrence, tally: Tally,
-    bookings: list[Appointment],
+    bookings: list[Appointment], now: datetime,
 ) -> None:
     """R2 two-way: appointment + link + a contact per guest + `appointment.created`, + a conflict notice."""
     appointment = Appointment(
         start=occurrence.start, end=occurrence.end, title=occurrence.title or "", origin=Origin.IMPORTED,
-        busy=occurrence.busy,
+        busy=occurrence.busy, created_at=now, updated_at=now,
     )
     session.add(appointment)
     await session.flush()
@@ -261,38 +261,62 @@ async def notify_conflicts(
                 }, dedupe_key=f"conflict:{booking.id}:{calendar_id}:{item_id}:{occurrence.start.isoformat()}")
 
 
-async def update_appointment_times(
-    session: AsyncSession, user: User, appointment_id: str, occurrence: Occurrence, *, rescheduled: bool
-) -> Appointment | None:
-    appointment = await session.get(Appointment, appointment_id)
-    if appointment is None:
-        return None
-    appointment.start, appointment.end = occurrence.start, occurrence.end
-    appointment.title = occurrence.title or appointment.title
-    appointment.busy = occurrence.busy if appointment.origin == Origin.IMPORTED else appointment.busy
+async def reschedule(
+    session: AsyncSession, appointment: Appointment, start: datetime, end: datetime, title: str, *,
+    workspace_id: str, notify_user_ids: list[str], now: datetime,
+) -> None:
+    """The one way an appointment's times or title change, whether the API moved it or its calendar event
+    did (R2, R6, R8): stamped `now` (the injected clock; R8 compares it), `appointment.rescheduled` fired
+    once per move."""
+    moved = (start, end) != (appointment.start, appointment.end)
+    appointment.start, appointment.end, appointment.title = start, end, title
     appointment.version += 1
-    appointment.updated_at = utcnow()
-    if rescheduled:
+    appointment.updated_at = now
+    if moved:
         await firing.fire(
-            session, user.workspace_id, appointment, Trigger.RESCHEDULED, contact_id=await first_contact(
-                session, appointment.id), notify_user_ids=[user.id], occasion=occurrence.start.isoformat(),
+            session, workspace_id, appointment, Trigger.RESCHEDULED,
+            contact_id=await first_contact(session, appointment.id), notify_user_ids=notify_user_ids,
+            occasion=f"v{appointment.version}",
         )
-    return appointment
 
 
-async def cancel_appointment(session: AsyncSession, user: User, appointment_id: str) -> bool:
-    """Cancel and fire `appointment.cancelled` once. Returns False if it was not booked."""
-    appointment = await session.get(Appointment, appointment_id)
-    if appointment is None or appointment.status != AppointmentStatus.BOOKED:
+async def cancel(
+    session: AsyncSession, appointment: Appointment, *, workspace_id: str, notify_user_ids: list[str], now: datetime
+) -> bool:
+    """The one way an appointment is cancelled, by the API or by its deleted calendar event (R5, R7): stamped
+    `now`, `appointment.cancelled` fired once. Returns False if it was not booked (nothing changes)."""
+    if appointment.status != AppointmentStatus.BOOKED:
         return False
     appointment.status = AppointmentStatus.CANCELLED
     appointment.version += 1
-    appointment.updated_at = utcnow()
+    appointment.updated_at = now
     await firing.fire(
-        session, user.workspace_id, appointment, Trigger.CANCELLED,
-        contact_id=await first_contact(session, appointment.id), notify_user_ids=[user.id],
+        session, workspace_id, appointment, Trigger.CANCELLED,
+        contact_id=await first_contact(session, appointment.id), notify_user_ids=notify_user_ids,
     )
     return True
+
+
+async def update_appointment_times(
+    session: AsyncSession, user: User, appointment_id: str, occurrence: Occurrence, now: datetime
+) -> Appointment | None:
+    """The appointment follows the user's calendar event (`reschedule`); an imported one its busy flag too."""
+    appointment = await session.get(Appointment, appointment_id)
+    if appointment is None:
+        return None
+    if appointment.origin == Origin.IMPORTED:
+        appointment.busy = occurrence.busy
+    await reschedule(session, appointment, occurrence.start, occurrence.end, occurrence.title or appointment.title,
+                     workspace_id=user.workspace_id, notify_user_ids=[user.id], now=now)
+    return appointment
+
+
+async def cancel_appointment(session: AsyncSession, user: User, appointment_id: str, now: datetime) -> bool:
+    """The user's calendar event went: its appointment is cancelled (`cancel`)."""
+    appointment = await session.get(Appointment, appointment_id)
+    return appointment is not None and await cancel(
+        session, appointment, workspace_id=user.workspace_id, notify_user_ids=[user.id], now=now
+    )
 
 
 async def drop_import(session: AsyncSession, appointment_id: str) -> None:

@@ -18,7 +18,6 @@ from sqlmodel import col
 from storage.db import Database
 from storage.enums import ConnectionStatus
 from storage.models import Appointment, BlockedSlot, Connection, RemoteCalendar
-from storage.types import utcnow
 from sync.availability import Busy, Finding, Reason, Rules, check, day_grid, load_view, open_slots
 from sync.payloads import rfc3339
 from sync.teams import get_team_calendar
@@ -36,7 +35,7 @@ class _Source:
 
 
 async def troubleshoot(
-    db: Database, calendar_id: str, day: date, *, viewer_id: str | None = None, now: datetime | None = None
+    db: Database, calendar_id: str, day: date, now: datetime, *, viewer_id: str | None = None
 ) -> list[dict[str, Any]]:
     team = await get_team_calendar(db, calendar_id)
     rules = Rules.of(team.calendar, team.member_ids)
@@ -45,8 +44,7 @@ async def troubleshoot(
         return []
     opened = set(open_slots(rules, candidates[0], candidates[-1] + timedelta(microseconds=1)))
     async with db.session() as session:
-        view = await load_view(session, rules, candidates[0], candidates[-1] + rules.duration, now or utcnow(),
-                               slot_ids=True)
+        view = await load_view(session, rules, candidates[0], candidates[-1] + rules.duration, now, slot_ids=True)
         checks = [check(view, start, detailed=True) for start in candidates]
         busy = [f.busy for c in checks for f in c.findings if f.busy is not None]
         sources = await _sources(session, [b.blocked_slot_id for b in busy if b.blocked_slot_id])

@@ -5,14 +5,17 @@ fresh calendar collection with `server.new_calendar()`, so tests never see each 
 
 Radicale checks passwords (plain htpasswd, no auth delay), so a wrong password gives 401 as iCloud does for a
 revoked app-specific password. Its rights file also shares two calendars with the account at lower access:
-`shared-read` (read only) and `shared-freebusy` (free/busy only). Xandikos runs without authentication: its
-own `--htpasswd` requires TLS with a self-signed certificate, which the provider would have to be told to
-trust, so wrong-credential and access-level tests run on Radicale only (`server.checks_passwords`).
+`shared-read` (read only) and `shared-freebusy` (free/busy only), and so is every `freebusy-*` calendar in the
+account's home, which a colleague's account (`COLLEAGUE`) fills: `server.freebusy_calendar()`. Xandikos runs
+without authentication: its own `--htpasswd` requires TLS with a self-signed certificate, which the provider
+would have to be told to trust, so wrong-credential and access-level tests run on Radicale only
+(`server.checks_passwords`).
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import subprocess
 import sys
@@ -31,6 +34,8 @@ from croco.embedded_caldav import free_port, wait_for_http
 USER, PASSWORD = "john", "app-specific-pass"
 SHARED = {"shared-read": "r", "shared-freebusy": "f"}
 """Calendars in the account's home that Radicale grants it only these permissions on."""
+COLLEAGUE = ("colleague", "colleague-pass")
+"""A second Radicale account: it writes the calendars the account may only read the free/busy time of."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,13 @@ class CalDAVServer:
         )
         self.request("MKCALENDAR", url, body, "application/xml")
         return url
+
+    def freebusy_calendar(self) -> tuple[str, CalDAVServer]:
+        """A new calendar in the account's home that the account may read the free/busy time of only (Radicale's
+        `f` right), and the server as the colleague who may write events into it."""
+        assert self.name == "radicale", "only Radicale grants free/busy-only access"
+        colleague = dataclasses.replace(self, username=COLLEAGUE[0], password=COLLEAGUE[1])
+        return colleague.new_calendar(f"freebusy-{uuid.uuid4().hex[:10]}"), colleague
 
     def put(self, calendar_url: str, name: str, ics: str) -> str:
         """Store a raw iCalendar object as `name`, as another client would; returns its href (path)."""
@@ -90,9 +102,10 @@ def _serve(command: list[str], url: str) -> Iterator[None]:
 
 def _radicale_files(folder: Path) -> list[str]:
     """Users, rights and the two shared calendars (created on disk: the account may not MKCALENDAR them)."""
-    (folder / "users").write_text(f"{USER}:{PASSWORD}\n")
+    (folder / "users").write_text(f"{USER}:{PASSWORD}\n{COLLEAGUE[0]}:{COLLEAGUE[1]}\n")
     rules = [("root", ".+", "", "R"), *((name, USER, f"{USER}/{name}(/.*)?", p) for name, p in SHARED.items()),
-             ("owner", ".+", "{user}(/.*)?", "RrWw")]
+             ("colleague", COLLEAGUE[0], f"{USER}/freebusy-[^/]+(/.*)?", "RrWw"),
+             ("freebusy", USER, f"{USER}/freebusy-[^/]+(/.*)?", "f"), ("owner", ".+", "{user}(/.*)?", "RrWw")]
     (folder / "rights").write_text(
         "".join(f"[{name}]\nuser: {user}\ncollection: {collection}\npermissions: {p}\n\n"
                 for name, user, collection, p in rules)
@@ -129,6 +142,22 @@ def xandikos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CalDAVServer]
         sys.executable, "-m", "xandikos", "serve", "--directory", str(folder / "data"), "--autocreate",
         "--state-dir", str(folder / "state"), "--listen-address", "127.0.0.1", "--port", str(port),
         "--current-user-principal", f"/{USER}/", "--no-detect-systemd",
+    ]
+    with _serve(command, url):
+        yield CalDAVServer("xandikos", url, USER, PASSWORD, f"{url}{USER}/calendars/", checks_passwords=False)
+
+
+@pytest.fixture(scope="session")
+def open_xandikos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CalDAVServer]:
+    """Xandikos for many users, as run behind a reverse proxy that signs users in (X-Remote-User from
+    loopback): it answers discovery without credentials, with RFC 5397's `<unauthenticated/>` principal.
+    `url` is the server itself; a test puts a `dav_proxy` whose `signs_in` says who is signed in in front of it."""
+    folder, port = tmp_path_factory.mktemp("xandikos-multi"), free_port()
+    url = f"http://127.0.0.1:{port}/"
+    command = [
+        sys.executable, "-m", "xandikos", "multi-user", "--directory", str(folder / "data"), "--defaults",
+        "--state-dir", str(folder / "state"), "--listen-address", "127.0.0.1", "--port", str(port),
+        "--trust-x-remote-user-from", "127.0.0.1", "--no-detect-systemd",
     ]
     with _serve(command, url):
         yield CalDAVServer("xandikos", url, USER, PASSWORD, f"{url}{USER}/calendars/", checks_passwords=False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -10,7 +10,6 @@ from pydantic import BaseModel, ValidationError
 
 from storage.enums import Provider
 from storage.models import AutomationRun, BlockedSlot, Connection, User
-from storage.types import utcnow
 from sync import accounts, automations, availability, contacts, teams, troubleshoot
 from sync.booking import BookingRequest
 from sync.payloads import contact_payload, rfc3339
@@ -18,6 +17,8 @@ from sync.providers.base import AppPassword
 from web.context import WebContext
 from web.errors import ApiError
 from web.schemas import (
+    INSTANT,
+    YEARS,
     AppointmentChange,
     NewAppointment,
     NewAutomation,
@@ -54,31 +55,22 @@ def _items(items: list[dict[str, Any]]) -> web.Response:
 
 
 def _query_time(request: web.Request, name: str) -> datetime | None:
-    """A query parameter as an RFC 3339 time with an offset, in UTC."""
+    """A query parameter read as a body's time is (`Instant`), in UTC."""
     raw = request.query.get(name)
     if raw is None:
         return None
     try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ApiError(422, f"{name}: not an RFC 3339 time") from exc
-    if value.tzinfo is None:
-        raise ApiError(422, f"{name}: the time needs an offset, e.g. 2026-03-02T13:00:00Z")
-    try:
-        return value.astimezone(UTC)
-    except OverflowError as exc:
-        raise ApiError(422, f"{name}: out of the supported range of years") from exc
+        return INSTANT.validate_strings(raw, strict=True)
+    except ValidationError as exc:
+        raise ApiError(422, f"{name}: {exc.errors()[0]['msg']}") from None
 
 
 def _time_range(
     request: web.Request, default_days: int = 30, *, default_start: datetime | None = None
 ) -> tuple[datetime, datetime]:
     """`start`/`end` query parameters; by default from `default_start` (yesterday) for `default_days`."""
-    try:
-        start = _query_time(request, "start") or default_start or utcnow() - timedelta(days=1)
-        end = _query_time(request, "end") or start + timedelta(days=default_days)
-    except OverflowError as exc:
-        raise ApiError(422, "start/end: out of the supported range of years") from exc
+    start = _query_time(request, "start") or default_start or _ctx(request).clock() - timedelta(days=1)
+    end = _query_time(request, "end") or start + timedelta(days=default_days)
     if end <= start:
         raise ApiError(422, "end must be after start")
     return start, end
@@ -142,7 +134,7 @@ async def create_connection(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     connection, _ = await accounts.connect(
         ctx.db, ctx.secrets, ctx.providers, request.match_info["user_id"], Provider(body.provider),
-        AppPassword(body.username, body.password), str(body.url) if body.url else None,
+        AppPassword(body.username, body.password), str(body.url) if body.url else None, now=ctx.clock(),
     )
     return web.json_response(_connection_json(connection), status=201)
 
@@ -185,9 +177,10 @@ async def get_sync_settings(request: web.Request) -> web.Response:
 @routes.put("/api/v1/users/{user_id}/sync-settings")
 async def put_sync_settings(request: web.Request) -> web.Response:
     body = await _body(request, SyncSettingsBody)
+    ctx = _ctx(request)
     settings = await accounts.put_settings(
-        _ctx(request).db, request.match_info["user_id"], body.linked_calendar_id, body.conflict_calendar_ids,
-        body.mode, body.window_days_back, body.window_days_ahead,
+        ctx.db, request.match_info["user_id"], body.linked_calendar_id, body.conflict_calendar_ids,
+        body.mode, body.window_days_back, body.window_days_ahead, now=ctx.clock(),
     )
     return web.json_response(settings.as_json())
 
@@ -236,7 +229,7 @@ MAX_FREE_SLOTS_RANGE = timedelta(days=62)
 
 @routes.get("/api/v1/calendars/{calendar_id}/free-slots")
 async def free_slots(request: web.Request) -> web.Response:
-    now = utcnow()
+    now = _ctx(request).clock()
     start, end = _time_range(request, 7, default_start=now)
     if end - start > MAX_FREE_SLOTS_RANGE:
         raise ApiError(422, f"start/end: at most {MAX_FREE_SLOTS_RANGE.days} days at a time")
@@ -259,7 +252,7 @@ async def book_appointment(request: web.Request) -> web.Response:
     body = await _body(request, NewAppointment)
     ctx = _ctx(request)
     appointment = await ctx.booking.book(request.match_info["calendar_id"], BookingRequest(
-        body.start.astimezone(UTC), body.contact.name, str(body.contact.email), body.title, body.member_id,
+        body.start, body.contact.name, str(body.contact.email), body.title, body.member_id,
     ))
     ctx.push_soon()
     return web.json_response(await accounts.appointment_json(ctx.db, appointment.id), status=201)
@@ -275,8 +268,7 @@ async def update_appointment(request: web.Request) -> web.Response:
     body = await _body(request, AppointmentChange)
     ctx = _ctx(request)
     appointment = await ctx.booking.reschedule(
-        request.match_info["appointment_id"], start=body.start.astimezone(UTC) if body.start else None,
-        end=body.end.astimezone(UTC) if body.end else None, title=body.title,
+        request.match_info["appointment_id"], start=body.start, end=body.end, title=body.title,
     )
     ctx.push_soon()
     return web.json_response(await accounts.appointment_json(ctx.db, appointment.id))
@@ -299,10 +291,11 @@ async def troubleshoot_day(request: web.Request) -> web.Response:
         day = date.fromisoformat(raw)
     except ValueError as exc:
         raise ApiError(422, "date: not a date (YYYY-MM-DD)") from exc
-    if not date(1971, 1, 1) <= day <= date(9998, 12, 31):
-        raise ApiError(422, "date: out of the supported range of years")
+    if day.year not in YEARS:
+        raise ApiError(422, f"date: out of the supported years, {YEARS[0]} to {YEARS[-1]}")
+    ctx = _ctx(request)
     items = await troubleshoot.troubleshoot(
-        _ctx(request).db, request.match_info["calendar_id"], day, viewer_id=request.query.get("viewer_id")
+        ctx.db, request.match_info["calendar_id"], day, ctx.clock(), viewer_id=request.query.get("viewer_id")
     )
     return _items(items)
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from storage.db import Database
 from storage.secrets import SecretBox
-from storage.types import utcnow
+from storage.types import Clock, utcnow
 from sync.booking import Booking
 from sync.connect_links import ConnectLinks
 from sync.engine import SyncEngine
@@ -30,7 +28,8 @@ class WebContext:
     """The default workspace API-created objects belong to, resolved when the app starts."""
     oauth_clients: frozenset[str] = frozenset()
     """The providers whose OAuth client id and secret are configured (`Settings.oauth_clients`)."""
-    clock: Callable[[], datetime] = utcnow
+    clock: Clock = utcnow
+    """The composition root's clock; the engine given must run on it too."""
 
     booking: Booking = field(init=False)
     connect_links: ConnectLinks = field(init=False)
@@ -38,8 +37,8 @@ class WebContext:
 
     def __post_init__(self) -> None:
         if self.engine is None:
-            self.engine = SyncEngine(self.db, self.secrets, self.providers)
-        self.booking = Booking(self.db, refresh=self.engine.sync_user)
+            self.engine = SyncEngine(self.db, self.secrets, self.providers, clock=self.clock)
+        self.booking = Booking(self.db, refresh=self.engine.sync_user, clock=self.clock)
         self.connect_links = ConnectLinks(self.db, self.secrets, self.providers, public_url=self.public_url,
                                           oauth_clients=self.oauth_clients, clock=self.clock)
 

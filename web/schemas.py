@@ -7,6 +7,7 @@ Rules that belong to the domain (open hours, members, who may be linked) live in
 from __future__ import annotations
 
 import functools
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 from zoneinfo import available_timezones
 
@@ -19,12 +20,16 @@ from pydantic import (
     EmailStr,
     Field,
     StringConstraints,
+    TypeAdapter,
     field_validator,
 )
 
 from storage.enums import Action, CalendarKind, SyncMode, Trigger
 
 MAX_URL_LENGTH = 2000  # Connection.server_url is VARCHAR(2000)
+YEARS = range(1900, 2201)
+"""The years (in UTC) a time or date the API is given may lie in: wide enough for any real calendar, far
+enough from 1 and 9999 that converting between zones and adding durations never overflows."""
 
 
 @functools.cache
@@ -45,10 +50,23 @@ def _url(value: AnyHttpUrl) -> AnyHttpUrl:
     return value
 
 
+def _instant(value: datetime) -> datetime:
+    try:
+        instant = value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+00:01 is before the first representable UTC instant
+        instant = None
+    if instant is None or instant.year not in YEARS:
+        raise ValueError(f"out of the supported years, {YEARS[0]} to {YEARS[-1]} (UTC)")
+    return instant
+
+
 Zone = Annotated[str, AfterValidator(_zone)]
 Url = Annotated[AnyHttpUrl, AfterValidator(_url)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 """Names lose surrounding blanks; nothing else is altered (a password may well end with a space)."""
+Instant = Annotated[AwareDatetime, AfterValidator(_instant)]
+"""Every time the API takes, in a body or a query: RFC 3339 with an offset, within `YEARS`, given in UTC."""
+INSTANT = TypeAdapter(Instant)
 
 
 class Body(BaseModel):
@@ -127,13 +145,13 @@ class ContactIn(Body):
 
 
 class NewAppointment(Body):
-    start: AwareDatetime
+    start: Instant
     contact: ContactIn
     title: str | None = Field(default=None, max_length=500)
     member_id: str | None = Field(default=None, max_length=32)
 
 
 class AppointmentChange(Body):
-    start: AwareDatetime | None = None
-    end: AwareDatetime | None = None
+    start: Instant | None = None
+    end: Instant | None = None
     title: str | None = Field(default=None, max_length=500)

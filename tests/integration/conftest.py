@@ -21,12 +21,24 @@ from sync.providers.registry import open_provider
 from tests.caldav_servers import CalDAVAccount
 
 PARIS = ZoneInfo("Europe/Paris")
-DAY = datetime.now(PARIS).date() + timedelta(days=2)
+NOW = datetime(2021, 3, 1, 8, tzinfo=UTC)
+"""The engine's injected clock: years before any real today, so what follows the wall clock shows."""
+DAY = NOW.astimezone(PARIS).date() + timedelta(days=2)
 D = DAY.strftime("%Y%m%d")
 
 
 def paris(day: date, hour: int, minute: int = 0) -> datetime:
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=PARIS).astimezone(UTC)
+
+
+@dataclass
+class Clock:
+    """An injected clock that moves only when a test moves it."""
+
+    now: datetime = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
 @dataclass
@@ -38,6 +50,7 @@ class World:
     user_id: str
     workspace_id: str
     calendar_id: str
+    clock: Clock
 
     async def sync(self) -> dict[str, object]:
         (report,) = await self.engine.sync_user(self.user_id)
@@ -63,10 +76,12 @@ async def make_world(
     user = await accounts.create_user(db, workspace, "John", email, "Europe/Paris", None)
     url = account.new_calendar()
     _, calendars = await accounts.connect(db, box, factory, user.id, Provider.CALDAV,
-                                          AppPassword(account.username, account.password), account.url)
+                                          AppPassword(account.username, account.password), account.url, now=NOW)
     (calendar,) = [c for c in calendars if c.remote_id == url]
-    await accounts.put_settings(db, user.id, calendar.id, None, mode, None, None)
-    return World(db, SyncEngine(db, box, factory), account, url, user.id, workspace, calendar.id)
+    await accounts.put_settings(db, user.id, calendar.id, None, mode, None, None, now=NOW)
+    clock = Clock()
+    engine = SyncEngine(db, box, factory, clock=clock)
+    return World(db, engine, account, url, user.id, workspace, calendar.id, clock)
 
 
 @pytest.fixture
@@ -85,7 +100,8 @@ async def two_way(db: Database, secret_box: SecretBox, caldav_server: CalDAVAcco
 
 async def book(world: World, start: datetime) -> str:
     async with world.db.write() as session:
-        appointment = Appointment(start=start, end=start + timedelta(hours=1), title="Consultation")
+        appointment = Appointment(start=start, end=start + timedelta(hours=1), title="Consultation", created_at=NOW,
+                                  updated_at=NOW)
         session.add(appointment)
         await session.flush()
         session.add(AppointmentAssignee(appointment_id=appointment.id, user_id=world.user_id))

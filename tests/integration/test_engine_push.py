@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
@@ -11,14 +11,13 @@ from storage.db import Database
 from storage.enums import Provider, SyncMode
 from storage.models import Appointment, AutomationRun, BlockedSlot, Contact, EventLink, Notice, RemoteCalendar
 from storage.secrets import SecretBox
-from storage.types import utcnow
 from sync import accounts, state
-from sync.providers.base import AppPassword, EventDraft, ProviderConfig
+from sync.providers.base import AppPassword, ProviderConfig
 from sync.providers.caldav.provider import CalDAVProvider
 from tests.caldav_servers import CalDAVAccount
 from tests.factories import ANY_TIME
-from tests.ics import michel
-from tests.integration.conftest import DAY, D, World, book, make_world, paris
+from tests.ics import michel, vevent
+from tests.integration.conftest import DAY, NOW, D, World, book, make_world, paris
 
 
 def caldav(world: World) -> CalDAVProvider:
@@ -33,7 +32,7 @@ async def remote_names(world: World, calendar_url: str | None = None) -> list[st
 async def change_appointment(world: World, appointment_id: str, **values: object) -> None:
     async with world.db.write() as session:
         await session.execute(update(Appointment).where(Appointment.id == appointment_id).values(  # type: ignore[arg-type]
-            version=Appointment.version + 1, **({"updated_at": utcnow()} | values)))
+            version=Appointment.version + 1, **({"updated_at": NOW} | values)))
 
 
 async def test_p2_rescheduled_appointment_updates_the_copy(one_way: World) -> None:
@@ -63,10 +62,11 @@ async def test_p4_new_linked_calendar_moves_the_copy(one_way: World) -> None:
     if new_url not in known:  # the calendar appeared after connecting: reconnecting lists it
         await accounts.connect(one_way.db, one_way.engine.secrets, one_way.engine.providers, one_way.user_id,
                                Provider.CALDAV, AppPassword(one_way.account.username, one_way.account.password),
-                               one_way.account.url)
+                               one_way.account.url, now=NOW)
         async with one_way.db.session() as session:
             known = {c.remote_id: c.id for c in await session.scalars(select(RemoteCalendar))}
-    await accounts.put_settings(one_way.db, one_way.user_id, known[new_url], [], SyncMode.ONE_WAY, None, None)
+    await accounts.put_settings(one_way.db, one_way.user_id, known[new_url], [], SyncMode.ONE_WAY, None, None,
+                                now=NOW)
     await one_way.sync()
     assert await remote_names(one_way, new_url) == [f"{appointment_id}.ics"]
     assert await remote_names(one_way) == []  # the old linked calendar is not synced any more, yet cleaned
@@ -75,7 +75,7 @@ async def test_p4_new_linked_calendar_moves_the_copy(one_way: World) -> None:
 async def test_p5_without_a_linked_calendar_nothing_is_pushed(db: Database, secret_box: SecretBox,
                                                               caldav_server: CalDAVAccount) -> None:
     world = await make_world(db, secret_box, caldav_server, SyncMode.ONE_WAY)
-    await accounts.put_settings(db, world.user_id, None, [world.calendar_id], SyncMode.ONE_WAY, None, None)
+    await accounts.put_settings(db, world.user_id, None, [world.calendar_id], SyncMode.ONE_WAY, None, None, now=NOW)
     await book(world, paris(DAY, 10))
     assert (await world.sync())["pushed"] == 0 and await remote_names(world) == []
 
@@ -83,7 +83,7 @@ async def test_p5_without_a_linked_calendar_nothing_is_pushed(db: Database, secr
 async def test_r3_conflict_only_calendar_blocks_even_in_two_way(db: Database, secret_box: SecretBox,
                                                                 caldav_server: CalDAVAccount) -> None:
     world = await make_world(db, secret_box, caldav_server, SyncMode.TWO_WAY)
-    await accounts.put_settings(db, world.user_id, None, [world.calendar_id], SyncMode.TWO_WAY, None, None)
+    await accounts.put_settings(db, world.user_id, None, [world.calendar_id], SyncMode.TWO_WAY, None, None, now=NOW)
     world.put("michel.ics", michel(D))
     await world.sync()
     assert await world.count(BlockedSlot) == 1 and await world.count(Appointment) == 0
@@ -99,25 +99,35 @@ async def test_r7_two_way_remote_delete_cancels_and_fires(two_way: World) -> Non
     assert appointment.status == "cancelled" and await remote_names(two_way) == []
 
 
-async def test_r8_both_changed_the_later_change_wins(two_way: World) -> None:
+async def edit_remotely(world: World, appointment_id: str, start: datetime, end: datetime, at: datetime) -> None:
+    """A calendar app moves our event, stamping LAST-MODIFIED `at` (R8 compares it with the appointment's)."""
+    world.put(f"{appointment_id}.ics", vevent(
+        f"{appointment_id}@croco", f"X-CROCO-APPOINTMENT:{appointment_id}", f"DTSTART:{start:%Y%m%dT%H%M%SZ}",
+        f"DTEND:{end:%Y%m%dT%H%M%SZ}", "SUMMARY:Consultation", f"LAST-MODIFIED:{at:%Y%m%dT%H%M%SZ}",
+    ))
+
+
+@pytest.mark.parametrize("calendar_later", [True, False])
+async def test_r8_both_changed_the_later_change_wins(two_way: World, calendar_later: bool) -> None:
+    """Both stamps are on the injected clock's time line, years before today: the later one wins."""
     appointment_id = await book(two_way, paris(DAY, 10))
     await two_way.sync()
-    await change_appointment(two_way, appointment_id, start=paris(DAY, 11), end=paris(DAY, 12),
-                             updated_at=utcnow() - timedelta(minutes=1))  # changed here first...
-    remote = EventDraft(appointment_id, paris(DAY, 15), paris(DAY, 16), "Consultation")  # ...then in the calendar
-    written = await caldav(two_way).update(two_way.calendar_url, f"{appointment_id}.ics", remote, None)
-    assert written.etag
+    local_at, remote_at = (NOW, NOW + timedelta(minutes=1)) if calendar_later else (NOW + timedelta(minutes=1), NOW)
+    await change_appointment(two_way, appointment_id, start=paris(DAY, 11), end=paris(DAY, 12), updated_at=local_at)
+    await edit_remotely(two_way, appointment_id, paris(DAY, 15), paris(DAY, 16), remote_at)
     await two_way.sync()
     (appointment,) = await two_way.rows(Appointment)
-    assert appointment.start == paris(DAY, 15)
+    winner, loser = (paris(DAY, 15), paris(DAY, 11)) if calendar_later else (paris(DAY, 11), paris(DAY, 15))
+    assert appointment.start == winner
     (notice,) = [n for n in await two_way.rows(Notice) if n.kind == "both_changed"]
-    assert notice.payload["winner"] == "calendar" and notice.payload["lost"]["start"] == paris(DAY, 11).isoformat()
+    assert notice.payload["winner"] == ("calendar" if calendar_later else "croco")
+    assert notice.payload["lost"]["start"] == loser.isoformat()
 
 
 async def test_crash_during_a_two_way_import_leaves_no_duplicates(two_way: World, monkeypatch: pytest.MonkeyPatch) -> None:
     two_way.put("michel.ics", michel(D))
 
-    class Crash(Exception):
+    class Crash(BaseException):  # the process dies: nothing of it catches this
         pass
 
     original = state.count_slots

@@ -15,8 +15,8 @@ from sync.providers.base import EventDraft, ProviderConfig
 from sync.providers.caldav.provider import CalDAVProvider
 from tests.caldav_servers import CalDAVAccount
 from tests.factories import ANY_TIME
-from tests.ics import vevent
-from tests.integration.conftest import DAY, World, book, make_world, paris
+from tests.ics import michel, vevent
+from tests.integration.conftest import DAY, NOW, D, World, book, make_world, paris
 
 
 def caldav(world: World) -> CalDAVProvider:
@@ -28,11 +28,12 @@ async def notices(world: World, kind: str) -> list[Notice]:
 
 
 async def test_all_day_event_on_a_dst_change_covers_23_hours(one_way: World) -> None:
-    one_way.put("dst.ics", vevent("dst", "DTSTART;VALUE=DATE:20270328", "DTEND;VALUE=DATE:20270329"))
+    # Paris springs forward on 28 March 2021: four weeks after the injected NOW, inside its sync window.
+    one_way.put("dst.ics", vevent("dst", "DTSTART;VALUE=DATE:20210328", "DTEND;VALUE=DATE:20210329"))
     await one_way.sync()
     (slot,) = await one_way.rows(BlockedSlot)
     assert slot.all_day and (slot.end - slot.start) == timedelta(hours=23)
-    assert slot.start.isoformat() == "2027-03-27T23:00:00+00:00"
+    assert slot.start.isoformat() == "2021-03-27T23:00:00+00:00"
 
 
 async def test_mass_deletion_is_held_until_the_user_confirms(one_way: World) -> None:
@@ -58,7 +59,7 @@ async def test_mass_deletion_is_held_until_the_user_confirms(one_way: World) -> 
     await one_way.sync()
     assert await one_way.count(BlockedSlot) == 23
 
-    await accounts.confirm_removals(one_way.db, one_way.calendar_id)
+    await accounts.confirm_removals(one_way.db, one_way.calendar_id, now=NOW)
     await one_way.sync()
     assert await one_way.count(BlockedSlot) == 12
     (calendar,) = await one_way.rows(RemoteCalendar, RemoteCalendar.id == one_way.calendar_id)
@@ -117,10 +118,31 @@ async def test_r6_two_way_remote_edit_reschedules_the_appointment(db: Database, 
 async def test_two_engines_on_one_database_sync_each_calendar_once(db: Database, secret_box: SecretBox,
                                                                    radicale: CalDAVAccount) -> None:
     worlds = [await make_world(db, secret_box, radicale, SyncMode.ONE_WAY, f"user{n}@example.com") for n in range(6)]
-    first = SyncEngine(db, secret_box, worlds[0].engine.providers, owner="process-a")
-    second = SyncEngine(db, secret_box, worlds[0].engine.providers, owner="process-b")
+    first = SyncEngine(db, secret_box, worlds[0].engine.providers, owner="process-a", clock=worlds[0].clock)
+    second = SyncEngine(db, secret_box, worlds[0].engine.providers, owner="process-b", clock=worlds[0].clock)
     a, b = await asyncio.gather(first.run_due(), second.run_due())
     synced = [r.calendar_id for r in a + b]
     assert sorted(synced) == sorted(w.calendar_id for w in worlds)  # every calendar once, none twice
     assert all(r.error is None for r in a + b)
     assert await first.run_due() == [] and await second.run_due() == []  # not due again until the interval
+
+
+async def test_due_times_window_and_stamps_follow_the_injected_clock(two_way: World) -> None:
+    """The world's clock is five years before today. Connecting made the calendar due at that time, so the
+    scheduler on that clock syncs it; the window is around it; imports and cancellations carry its time."""
+    (calendar,) = await two_way.rows(RemoteCalendar, RemoteCalendar.id == two_way.calendar_id)
+    assert calendar.due_at == NOW
+    two_way.put("michel.ics", michel(D))
+    week_ago = NOW - timedelta(days=7)
+    two_way.put("old.ics", vevent("old", f"DTSTART:{week_ago:%Y%m%dT%H%M%SZ}", f"DTEND:{week_ago:%Y%m%dT235900Z}"))
+    two_way.clock.now = imported_at = NOW + timedelta(minutes=5)
+    assert [r.calendar_id for r in await two_way.engine.run_due()] == [two_way.calendar_id]
+    (appointment,) = await two_way.rows(Appointment)  # a week ago is out of the window
+    assert (appointment.start, appointment.created_at, appointment.updated_at) == (paris(DAY, 13), imported_at,
+                                                                                    imported_at)
+
+    await caldav(two_way).delete(two_way.calendar_url, "michel.ics", None)
+    two_way.clock.now = cancelled_at = NOW + timedelta(minutes=10)
+    await two_way.sync()
+    (appointment,) = await two_way.rows(Appointment)
+    assert (appointment.status, appointment.updated_at) == ("cancelled", cancelled_at)

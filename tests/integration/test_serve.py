@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -16,9 +19,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
 from storage import migrate
 from tests.caldav_servers import CalDAVAccount
 from tests.ics import michel
+from tests.providers.dav_proxy import dav_proxy
 
 CROCO = [sys.executable, "-m", "croco.cli"]
 
@@ -149,6 +155,45 @@ def test_croco_sync_runs_a_cycle_from_the_command_line(tmp_path: Path, radicale:
         assert synced.returncode == 0, synced.stderr
         assert "1 calendar(s) synced, 0 with errors" in synced.stderr
         slots = _call(base, "GET", f"/users/{user['id']}/blocked-slots", "cli-token")["items"]
+    assert [s["title"] for s in slots] == ["Appointment with Dr. Michel"]
+
+
+async def test_a_kill_9_mid_sync_leaves_the_calendar_syncable_after_a_restart(
+    tmp_path: Path, radicale: CalDAVAccount, database_url: str
+) -> None:
+    """The calendar server stalls the first listing; the process syncing it is killed; a manual sync after the
+    restart syncs the calendar (within one short lease), where it used to answer `{"calendars": []}`."""
+    calendar_url = radicale.new_calendar()
+    radicale.put(calendar_url, "michel.ics", michel((datetime.now(UTC) + timedelta(days=2)).strftime("%Y%m%d")))
+    loop, listing_asked, go = asyncio.get_running_loop(), threading.Event(), asyncio.Event()
+
+    async def stall_listings(_request: web.Request, body: str) -> None:
+        if "sync-collection" in body and not go.is_set():
+            listing_asked.set()
+            await go.wait()
+
+    env = _clean_env(CROCO_API_TOKEN="kill-token", CROCO_DATABASE_URL=database_url, CROCO_SYNC_LEASE_SECONDS="3",
+                     CROCO_SCHEDULER_TICK_SECONDS="0.2", CROCO_HTTP_TIMEOUT_SECONDS="8")
+
+    def crash_and_restart(via_proxy: CalDAVAccount) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Blocking, in a thread: the proxy answers in the test's event loop meanwhile."""
+        with running_server(tmp_path, env) as (base, proc):
+            user = _connect_john(base, "kill-token", via_proxy, calendar_url)
+            assert listing_asked.wait(30), "the scheduler never started syncing"
+            # held by a live sync (its heartbeat renews the 3 s lease): the manual sync waits, then says so
+            busy = _call(base, "POST", f"/users/{user['id']}/sync", "kill-token")["calendars"]
+            assert [c["error"] for c in busy] == ["sync_in_progress"]
+            proc.kill()
+            proc.wait(timeout=20)
+        loop.call_soon_threadsafe(go.set)
+        with running_server(tmp_path, env | {"CROCO_SCHEDULER_ENABLED": "false"}) as (base, _):
+            synced = _call(base, "POST", f"/users/{user['id']}/sync", "kill-token")["calendars"]
+            return synced, _call(base, "GET", f"/users/{user['id']}/blocked-slots", "kill-token")["items"]
+
+    async with dav_proxy(radicale.url) as proxy:
+        proxy.waits.append(stall_listings)
+        synced, slots = await asyncio.to_thread(crash_and_restart, dataclasses.replace(radicale, url=proxy.url))
+    assert [(c["error"], c["blocked_slots"]) for c in synced] == [(None, 1)]
     assert [s["title"] for s in slots] == ["Appointment with Dr. Michel"]
 
 

@@ -1,4 +1,9 @@
-"""One calendar on each backend the contract tests run against: Radicale, Xandikos and the in-memory fake."""
+"""One calendar on each backend the contract tests run against: Radicale, Xandikos and the in-memory fake.
+
+A backend joins the contract suite (tests/providers/test_contract.py) as one more parameter of `remote`: a
+`Remote` with its provider, an empty calendar, and `seed`, which writes a neutral `SeedEvent` the way
+another client of that backend would (CalDAV and the fake store its iCalendar text, `fixtures.ical`).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import pytest
 
 from sync.providers.memory import MemoryProvider
 from tests.caldav_servers import CalDAVServer
+from tests.providers.fixtures import SeedEvent, ical
 from tests.providers.support import Remote, caldav
 
 
@@ -13,9 +19,9 @@ def _memory() -> Remote:
     memory, calendar = MemoryProvider(), "/john/work/"
     memory.add_calendar(calendar, "Work")
 
-    def seed(name: str, data: str) -> str:
-        memory.put(calendar, name, data)
-        return name
+    def seed(event: SeedEvent) -> str:
+        memory.put(calendar, f"{event.name}.ics", ical(event))
+        return f"{event.name}.ics"
 
     def stale(cursor: str) -> str:
         memory.invalidate_cursors()
@@ -24,11 +30,14 @@ def _memory() -> Remote:
     return Remote("memory", memory, calendar, seed, lambda: memory.remove_calendar(calendar), stale)
 
 
+def _caldav(server: CalDAVServer) -> Remote:
+    url = server.new_calendar()
+    return Remote(server.name, caldav(server), url, lambda event: server.put(url, f"{event.name}.ics", ical(event)),
+                  lambda: server.delete(url), lambda _: "sync:http://radicale.org/ns/sync/expired-long-ago")
+
+
 @pytest.fixture(params=["radicale", "xandikos", "memory"])
 def remote(request: pytest.FixtureRequest) -> Remote:
     if request.param == "memory":
         return _memory()
-    server: CalDAVServer = request.getfixturevalue(str(request.param))
-    url = server.new_calendar()
-    return Remote(server.name, caldav(server), url, lambda name, data: server.put(url, name, data),
-                  lambda: server.delete(url), lambda _: "sync:http://radicale.org/ns/sync/expired-long-ago")
+    return _caldav(request.getfixturevalue(str(request.param)))

@@ -1,15 +1,16 @@
 """A recording HTTP proxy in front of a real CalDAV server, in the test's event loop.
 
 It counts what the provider really sends (method and path of every request, challenges included) and lets a
-test answer some requests itself, or rewrite what it forwards, to play a server that rate-limits, lacks
+test answer some requests itself, stall them, or rewrite what it forwards, to play a server that rate-limits, lacks
 sync-collection, leaves events' data out of it, is eventually consistent, or is iCloud's front door that sends
-the client on to a partition host.
+the client on to a partition host. It can also be the reverse proxy that signs users in for a server behind it
+(`signs_in`: Xandikos trusts its X-Remote-User).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -20,6 +21,8 @@ Rule = Callable[[web.Request, str], web.Response | None]
 """Given a request and its body, a canned answer, or None to forward it upstream."""
 Rewrite = Callable[[str], str]
 """A request body as forwarded upstream."""
+Wait = Callable[[web.Request, str], Awaitable[None]]
+"""Awaited before a request is answered: a server that stalls, e.g. in the middle of a sync."""
 
 _DROPPED = {"host", "content-length", "transfer-encoding", "connection", "content-encoding"}
 
@@ -34,6 +37,9 @@ class DAVProxy:
     rules: list[Rule] = field(default_factory=list)
     rewrites: list[Rewrite] = field(default_factory=list)
     bodies: list[str] = field(default_factory=list)
+    waits: list[Wait] = field(default_factory=list)
+    signs_in: Callable[[web.Request], str | None] | None = None
+    """Who a forwarded request is from (sent upstream as X-Remote-User), or None to forward it anonymously."""
 
     def count(self) -> int:
         return len(self.requests)
@@ -43,6 +49,8 @@ class DAVProxy:
         self.requests.append((request.method, request.path))
         self.bodies.append(body)
         self.schemes.append(request.headers.get("Authorization", "").split(" ", 1)[0])
+        for wait in self.waits:
+            await wait(request, body)
         for rule in self.rules:
             answer = rule(request, body)
             if answer is not None:
@@ -52,6 +60,9 @@ class DAVProxy:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROPPED}
         if self.upstream_authorization is not None:
             headers["Authorization"] = self.upstream_authorization
+        user = self.signs_in(request) if self.signs_in is not None else None
+        if user is not None:
+            headers["X-Remote-User"] = user
         async with aiohttp.ClientSession(auto_decompress=True) as session, session.request(
             request.method, self.upstream.rstrip("/") + request.path_qs, headers=headers, data=body.encode("utf-8"),
         ) as upstream:

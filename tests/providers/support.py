@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from sync.providers.base import CalendarProvider, EventDraft, ProviderConfig, ReadContext
 from sync.providers.caldav.provider import CalDAVProvider
 from tests.caldav_servers import CalDAVServer
+from tests.providers.fixtures import SeedEvent
 
 ICS = Path(__file__).parent / "ics"
 CONFIG = ProviderConfig(timeout_seconds=5)
@@ -45,6 +46,6 @@ class Remote:
     name: str
     provider: CalendarProvider
     calendar_id: str
-    seed: Callable[[str, str], str]  # (name, iCalendar text) -> remote id, as another client would write it
+    seed: Callable[[SeedEvent], str]  # writes the event (again: same name) as another client would -> remote id
     drop_calendar: Callable[[], None]
     stale_cursor: Callable[[str], str]  # a cursor the backend handed out -> one it no longer accepts

@@ -1,13 +1,18 @@
 """The iCalendar mapping (sync/providers/caldav/ical.py) on recorded-style .ics files: busy or free, recurrence, time zones,
-our own events, and bad data that fails alone."""
+our own events, and bad data that fails alone; occurrences checked against recurring-ical-events itself, on
+fixtures that mix DATE and DATE-TIME values and on generated series."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import recurring_ical_events
+from hypothesis import given
+from hypothesis import strategies as st
+from icalendar import Calendar, Event
 
 from sync.events import Attendee, ItemEvents, Response
 from sync.providers.base import BadRemoteData, EventDraft, ReadContext, RemoteItem
@@ -164,3 +169,179 @@ def test_content_hash_ignores_what_servers_rewrite_and_sees_what_people_change()
     )
     assert content_hash(rewritten) == content_hash(original) == read("michel.ics").events[0].content_hash
     assert content_hash(original.replace("Dr. Michel\n", "Dr. Michel (moved)\n")) != content_hash(original)
+
+
+# The same occurrences as recurring-ical-events --------------------------------------------------------------
+
+Span = tuple[datetime, datetime, bool]  # start, end, all-day
+
+
+def instant(value: date | datetime) -> datetime:
+    """How the module says it reads a time: a date at midnight and a floating time in the user's zone (Paris)."""
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time())
+    return (value if value.tzinfo else value.replace(tzinfo=PARIS)).astimezone(UTC)
+
+
+def expected(data: str) -> list[Span]:
+    """recurring-ical-events' occurrences of the whole file (every fixture lies inside MARCH); an instance it
+    gives twice (a DATE series and a DATE-TIME RDATE on one of its days) counts once."""
+    found = recurring_ical_events.of(Calendar.from_ical(data)).all()
+    return sorted({o.decoded("RECURRENCE-ID"): (instant(o.decoded("DTSTART")), instant(o.decoded("DTEND")),
+                                                not isinstance(o.decoded("DTSTART"), datetime)) for o in found}.values())
+
+
+def ours(data: str) -> list[Span]:
+    read = events(RemoteItem("/john/work/x.ics", None, data), MARCH).events
+    keys = [e.occurrence_key for e in read]
+    assert len(set(keys)) == len(keys), keys  # an instance is never shown twice
+    return sorted((e.start, e.end, e.all_day) for e in read)
+
+
+@pytest.mark.parametrize("name", [
+    "exdate_date_on_timed.ics", "exdate_timed_on_date.ics", "exdate_on_single.ics",
+    "rdate_date_on_timed.ics", "rdate_timed_on_date.ics",
+    "date_duration.ics", "date_duration_daily.ics", "date_no_end.ics", "date_start_timed_end.ics",
+    "recurring.ics", "all_day_daily.ics", "all_day_dst.ics", "floating.ics", "michel.ics",
+])
+def test_occurrences_are_those_recurring_ical_events_gives(name: str) -> None:
+    data = (ICS / name).read_text()
+    assert ours(data) == expected(data)
+
+
+def test_a_date_start_with_a_duration_of_hours_blocks_those_hours_from_local_midnight() -> None:
+    """DURATION:PT10H on a DATE: ten hours from Paris midnight, a timed event, alone or in a daily series."""
+    assert ours((ICS / "date_duration.ics").read_text()) == [(utc(2026, 3, 1, 23), utc(2026, 3, 2, 9), False)]
+    assert [(e.occurrence_key, e.start, e.end) for e in read("date_duration_daily.ics").events] == [
+        (f"2026030{day}", utc(2026, 3, day - 1, 23), utc(2026, 3, day, 9)) for day in (2, 3, 4)]
+
+
+def test_an_override_in_a_date_series_with_a_duration_keeps_its_instances_key() -> None:
+    """Moving one day of a ten-hour daily series must not make its occurrence a new one."""
+    data = (ICS / "date_duration_daily.ics").read_text()
+    moved = data.replace("END:VCALENDAR", "BEGIN:VEVENT\nUID:du2\nDTSTAMP:20260220T101500Z\n"
+                         "RECURRENCE-ID;VALUE=DATE:20260303\nDTSTART;VALUE=DATE:20260303\nDURATION:PT4H\n"
+                         "SUMMARY:Workshop (short)\nEND:VEVENT\nEND:VCALENDAR")
+    shown = [(e.occurrence_key, e.end, e.title) for e in events(RemoteItem("/x.ics", None, moved), MARCH).events]
+    assert shown == [("20260302", utc(2026, 3, 2, 9), "Workshop"), ("20260303", utc(2026, 3, 3, 3), "Workshop (short)"),
+                     ("20260304", utc(2026, 3, 4, 9), "Workshop")]
+
+
+def test_a_date_start_without_an_end_is_one_whole_day() -> None:
+    (event,) = read("date_no_end.ics").events
+    assert (event.start, event.end, event.all_day) == (utc(2026, 3, 1, 23), utc(2026, 3, 2, 23), True)
+
+
+def test_a_date_start_with_a_timed_end_is_a_timed_event_from_midnight() -> None:
+    (event,) = read("date_start_timed_end.ics").events
+    assert (event.start, event.end, event.all_day) == (utc(2026, 3, 1, 23), utc(2026, 3, 2, 11), False)
+
+
+def test_an_exdate_of_the_other_type_removes_its_instance() -> None:
+    assert [e.occurrence_key for e in read("exdate_date_on_timed.ics").events] == [
+        "20260302T080000Z", "20260316T080000Z", "20260323T080000Z"]  # 9 March is excluded as a DATE
+    assert [e.occurrence_key for e in read("exdate_timed_on_date.ics").events] == [
+        "20260302", "20260304", "20260305"]
+
+
+def test_an_exdate_on_a_single_event_removes_its_only_instance() -> None:
+    """Nothing left to block, as in recurring-ical-events (the EXDATE is a DATE on a timed event, too)."""
+    assert read("exdate_on_single.ics").events == ()
+
+
+def test_an_rdate_of_the_other_type_adds_an_instance() -> None:
+    assert [e.occurrence_key for e in read("rdate_date_on_timed.ics").events] == [
+        "20260302T080000Z", "20260309T080000Z", "20260319T230000Z"]  # 20 March at the series' midnight
+    assert [(e.occurrence_key, e.all_day) for e in read("rdate_timed_on_date.ics").events] == [
+        ("20260302", True), ("20260303", True), ("20260320", True)]
+    on_an_instance = (ICS / "rdate_timed_on_date.ics").read_text().replace("20260320T100000Z", "20260303T100000Z")
+    assert [e.occurrence_key for e in events(RemoteItem("/x.ics", None, on_an_instance), MARCH).events] == [
+        "20260302", "20260303"]  # the same day once, though recurring-ical-events gives it twice
+
+
+@pytest.mark.parametrize(("name", "as_its_series_writes_it"), [
+    ("recurrence_id_date_on_timed.ics",
+     ("RECURRENCE-ID;VALUE=DATE:20260309", "RECURRENCE-ID;TZID=Europe/Paris:20260309T090000")),
+    ("recurrence_id_timed_on_date.ics",
+     ("RECURRENCE-ID;TZID=Europe/Paris:20260303T090000", "RECURRENCE-ID;VALUE=DATE:20260303")),
+])
+def test_an_override_whose_recurrence_id_has_the_other_type_replaces_its_instance(
+    name: str, as_its_series_writes_it: tuple[str, str]
+) -> None:
+    """Not shown next to it: the same occurrences as recurring-ical-events gives once the RECURRENCE-ID has
+    DTSTART's value type (as RFC 5545 requires), under the instance's own key."""
+    data = (ICS / name).read_text()
+    assert as_its_series_writes_it[0] in data
+    well_typed = data.replace(*as_its_series_writes_it)
+    assert ours(data) == expected(well_typed) == ours(well_typed)
+    keys = [(e.occurrence_key, e.title) for e in read(name).events]
+    assert keys == [(e.occurrence_key, e.title) for e in events(RemoteItem("/x.ics", None, well_typed), MARCH).events]
+    assert len(keys) == 3 and sum("(moved)" in str(title) for _, title in keys) == 1
+
+
+KINDS = ("date", "floating", "paris", "utc")
+
+
+def written(kind: str, day: date, hour: int) -> date | datetime:
+    """A time on `day` written as a DATE, a floating DATE-TIME, one in Paris or one in UTC."""
+    if kind == "date":
+        return day
+    naive = datetime.combine(day, time(hour))
+    return naive if kind == "floating" else naive.replace(tzinfo=PARIS if kind == "paris" else UTC)
+
+
+@st.composite
+def series(draw: st.DrawFn) -> tuple[str, str]:
+    """A small event: single or daily/weekly, with EXDATEs, RDATEs and overrides whose values may be of the
+    other type than DTSTART. Returns the file and the same file with every RECURRENCE-ID of DTSTART's type
+    (what recurring-ical-events matches; the other type is shown next to its instance, see above)."""
+    kind, first = draw(st.sampled_from(KINDS)), date(2026, 3, 2) + timedelta(days=draw(st.integers(0, 6)))
+    hour = draw(st.integers(0, 23))
+    start = written(kind, first, hour)
+    master = Event()
+    master.add("UID", "generated@example")
+    master.add("DTSTAMP", datetime(2026, 2, 20, tzinfo=UTC))
+    master.add("SUMMARY", "Generated")
+    master.add("DTSTART", start)
+    end = draw(st.sampled_from(["none", "dtend", "duration"]))
+    length = draw(st.sampled_from([timedelta(minutes=30), timedelta(hours=10), timedelta(days=1),
+                                   timedelta(days=1, hours=2)]))
+    if end == "dtend":
+        master.add("DTEND", start + (timedelta(days=length.days or 1) if kind == "date" else length))
+    elif end == "duration":
+        master.add("DURATION", length)
+    step = draw(st.sampled_from([None, 1, 7]))
+    count = draw(st.integers(1, 4)) if step else 1
+    if step:
+        master.add("RRULE", {"FREQ": "DAILY" if step == 1 else "WEEKLY", "COUNT": count})
+    days = [first + timedelta(days=(step or 0) * n) for n in range(count)]
+    for n in draw(st.lists(st.integers(0, count - 1), max_size=2, unique=True)):
+        master.add("EXDATE", [written(draw(st.sampled_from(KINDS)), days[n], hour)])
+    for offset in draw(st.lists(st.integers(10, 20), max_size=2, unique=True)):
+        master.add("RDATE", [written(draw(st.sampled_from(KINDS)), first + timedelta(days=offset), hour)])
+    moved = [(days[n], draw(st.booleans())) for n in draw(st.lists(st.integers(0, count - 1), max_size=2,
+                                                                     unique=True))] if step else []
+
+    def calendar(well_typed: bool) -> str:
+        result = Calendar()
+        result.add("PRODID", "-//Tests//EN")
+        result.add("VERSION", "2.0")
+        result.add_component(master)
+        for day, other_type in moved:
+            override = Event()
+            for name in ("UID", "DTSTAMP"):
+                override.add(name, master.decoded(name))
+            override.add("SUMMARY", "Moved")
+            recurrence_id = ("floating" if kind == "date" else "date") if other_type and not well_typed else kind
+            override.add("RECURRENCE-ID", written(recurrence_id, day, hour))
+            override.add("DTSTART", written(kind, day + timedelta(days=1), (hour + 1) % 24))
+            result.add_component(override)
+        return str(result.to_ical().decode("utf-8"))
+
+    return calendar(False), calendar(True)
+
+
+@given(series())
+def test_generated_series_give_the_occurrences_of_recurring_ical_events(files: tuple[str, str]) -> None:
+    data, well_typed = files
+    assert ours(data) == expected(well_typed)

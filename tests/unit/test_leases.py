@@ -49,3 +49,21 @@ async def test_unselected_calendars_and_broken_connections_are_not_claimed(db: D
     _, (broken,) = await add_connection(db, user, secret_box, status=ConnectionStatus.BROKEN)
     await select_calendars(db, user, linked=None, conflicts=[chosen, broken])
     assert await leases.claim_due(db, "p", NOW) == [chosen.id]
+
+
+async def test_an_unrenewed_lease_lapses_after_its_length_and_a_renewed_one_does_not(
+    db: Database, secret_box: SecretBox
+) -> None:
+    user = await add_user(db)
+    _, calendars = await add_connection(db, user, secret_box, calendars=2)
+    await select_calendars(db, user, linked=None, conflicts=calendars)
+    renewed, abandoned = (c.id for c in calendars)
+    lease = timedelta(seconds=30)
+    assert set(await leases.claim_due(db, "holder", NOW, lease=lease)) == {renewed, abandoned}
+
+    assert await leases.renew(db, [renewed], "holder", expires_at=NOW + timedelta(seconds=20) + lease) == 1
+    assert await leases.leased(db, NOW + lease) == [renewed]
+    assert await leases.claim_due(db, "other", NOW + lease) == [abandoned]  # lapsed: the holder died
+    assert await leases.renew(db, [abandoned], "holder", expires_at=NOW + 2 * lease) == 0  # lost, not taken back
+    assert await leases.claim_due(db, "third", NOW + timedelta(seconds=49)) == []
+    assert await leases.claim_due(db, "third", NOW + timedelta(seconds=50)) == [renewed]

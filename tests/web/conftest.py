@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -20,6 +21,8 @@ from web.context import WebContext
 TOKEN = "test-api-token-0123456789"
 GOOD_PASSWORD = "app-specific-pass-42"
 Client = TestClient[Any, Any]
+NOW = datetime(2021, 3, 1, 8, tzinfo=UTC)
+"""The API's injected clock: years before any real today, so a time read from the wall clock shows."""
 
 
 @dataclass
@@ -47,8 +50,9 @@ class _Refusing:
 
 
 def context(db: Database, secret_box: SecretBox, accounts: Accounts) -> WebContext:
-    """Built exactly as the brief's CLI builds it: no engine given, the context makes its own."""
-    return WebContext(db=db, secrets=secret_box, api_token=TOKEN, webhook_secret="whsec", providers=accounts)
+    """Built as the brief's CLI builds it (no engine given, the context makes its own), on a fixed clock."""
+    return WebContext(db=db, secrets=secret_box, api_token=TOKEN, webhook_secret="whsec", providers=accounts,
+                      clock=lambda: NOW)
 
 
 @pytest.fixture

@@ -29,12 +29,13 @@ from storage.enums import (
 from storage.models import Appointment, AppointmentAssignee, Workspace
 from storage.secrets import SecretBox
 from tests.ics import michel, vevent
-from tests.web.conftest import GOOD_PASSWORD, TOKEN, Accounts, Client, context
+from tests.web.conftest import GOOD_PASSWORD, NOW, TOKEN, Accounts, Client, context
+from web.api import CONTEXT
 from web.app import create_app, load_openapi
 
 JOHN = {"name": "John", "email": "john@example.com", "timezone": "Europe/Paris"}
 UNKNOWN = "0" * 32
-TOMORROW = (datetime.now(ZoneInfo("Europe/Paris")) + timedelta(days=1)).strftime("%Y%m%d")
+TOMORROW = (NOW.astimezone(ZoneInfo("Europe/Paris")) + timedelta(days=1)).strftime("%Y%m%d")
 CALDAV = {"provider": "caldav", "username": "john", "password": GOOD_PASSWORD, "url": "https://dav.example.com/"}
 
 ENDPOINTS = [
@@ -284,7 +285,7 @@ async def test_deleting_a_connection_removes_what_it_brought_and_clears_settings
     user, connection = await synced(api, accounts, "two_way")
     assert len(await listed(api, f"/api/v1/users/{user['id']}/appointments")) == 1
     async with db.write() as session:  # a booking of John's, made by the system: it is not the connection's
-        booked = Appointment(start=datetime.now(ZoneInfo("UTC")), end=datetime.now(ZoneInfo("UTC")) + timedelta(hours=1))
+        booked = Appointment(start=NOW, end=NOW + timedelta(hours=1))
         session.add(booked)
         await session.flush()
         session.add(AppointmentAssignee(appointment_id=booked.id, user_id=user["id"]))
@@ -364,6 +365,19 @@ async def test_one_way_sync_brings_blocked_slots(api: Client, accounts: Accounts
     assert await listed(api, f"/api/v1/users/{user['id']}/appointments") == []
     assert await listed(api, f"/api/v1/users/{user['id']}/blocked-slots", start="2020-01-01T00:00:00Z",
                         end="2020-01-02T00:00:00+02:00") == []
+
+
+async def test_the_next_tick_on_the_api_clock_syncs_a_calendar_just_chosen(api: Client, accounts: Accounts) -> None:
+    """Connecting and choosing a calendar make it due at the API's clock (years before today), not the wall
+    clock's: the scheduler's next tick, on the same clock, syncs it without waiting."""
+    accounts.provider.put("/john/work/", "michel.ics", michel(TOMORROW))
+    user, _, calendars = await connected(api)
+    settings = {"linked_calendar_id": calendars["Work"]["id"], "mode": "one_way"}
+    assert (await api.put(f"/api/v1/users/{user['id']}/sync-settings", json=settings)).status == 200
+    engine = api.server.app[CONTEXT].engine
+    assert engine is not None
+    assert [(r.calendar_id, r.tally.fetched) for r in await engine.run_due()] == [(calendars["Work"]["id"], 1)]
+    assert len(await listed(api, f"/api/v1/users/{user['id']}/blocked-slots")) == 1
 
 
 async def test_two_way_sync_brings_an_appointment_a_contact_and_automation_runs(
@@ -556,6 +570,40 @@ async def test_bad_troubleshoot_dates_are_422(api: Client, query: dict[str, str]
     desk = await johns_desk(api, await new_user(api))
     response = await api.get(f"/api/v1/calendars/{desk['id']}/troubleshoot", params=query)
     assert await error_of(response, 422) == "validation_error"
+
+
+@pytest.mark.parametrize(("instant", "day"), [
+    ("0001-01-01T00:00:00+00:01", "0001-01-01"),  # before the first instant UTC can hold
+    ("9999-12-31T23:59:59-00:01", "9999-12-31"),  # after the last one
+    ("1899-12-31T23:59:59Z", "1899-12-31"), ("2200-12-31T23:30:00-01:00", "2201-01-01"),  # outside 1900-2200 UTC
+])
+async def test_times_out_of_the_supported_years_are_422_on_every_endpoint(api: Client, instant: str, day: str) -> None:
+    user = await new_user(api)
+    desk = await johns_desk(api, user)
+    booked = await created(await api.post(f"/api/v1/calendars/{desk['id']}/appointments", json=ada(tomorrow_at(9))))
+    requests: list[tuple[str, str, dict[str, Any] | None, dict[str, str] | None]] = [
+        ("POST", f"/api/v1/calendars/{desk['id']}/appointments", ada(instant), None),
+        ("PATCH", f"/api/v1/appointments/{booked['id']}", {"start": instant}, None),
+        ("PATCH", f"/api/v1/appointments/{booked['id']}", {"start": tomorrow_at(10), "end": instant}, None),
+        ("GET", f"/api/v1/calendars/{desk['id']}/troubleshoot", None, {"date": day}),
+    ] + [
+        ("GET", path, None, query) for path in (f"/api/v1/calendars/{desk['id']}/free-slots",
+                                                f"/api/v1/users/{user['id']}/blocked-slots",
+                                                f"/api/v1/users/{user['id']}/appointments")
+        for query in ({"start": instant}, {"start": tomorrow_at(9), "end": instant})
+    ]
+    for method, path, body, query in requests:
+        response = await api.request(method, path, json=body, params=query)
+        assert await error_of(response, 422) == "validation_error", (method, path, body, query)
+        message = (await response.json())["error"]["message"]
+        assert "1900 to 2200" in message and message.startswith(("start", "end", "date")), message
+    assert (await api.get(f"/api/v1/appointments/{booked['id']}")).status == 200  # unchanged, still there
+
+
+@pytest.mark.parametrize("start", ["1900-01-01T00:00:00Z", "2200-12-31T00:00:00+00:00"])
+async def test_times_at_the_edges_of_the_supported_years_are_answered(api: Client, start: str) -> None:
+    user = await new_user(api)
+    assert await listed(api, f"/api/v1/users/{user['id']}/blocked-slots", start=start) == []
 
 
 async def test_imported_appointments_cannot_be_changed_over_the_api(api: Client, accounts: Accounts) -> None:

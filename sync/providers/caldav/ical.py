@@ -2,9 +2,11 @@
 
 Busy or free (DESIGN.md section 4): STATUS:CANCELLED is cancelled; TRANSP:TRANSPARENT is free; the user's own
 PARTSTAT=DECLINED is free; VTODO and VJOURNAL are ignored; everything else is busy. Recurrences are expanded
-inside the window with recurring-ical-events (RRULE, RDATE, EXDATE, RECURRENCE-ID overrides). All-day events
-cover whole days in the user's time zone; floating times are read in it too, and so are times in a TZID that
-neither the object (VTIMEZONE) nor the tz database knows, with a warning instead of a failure.
+inside the window with recurring-ical-events (RRULE, RDATE, EXDATE, RECURRENCE-ID overrides), and a single
+event reads as recurring-ical-events would read it: a DATE start with a DURATION of hours is that many hours
+from midnight, not an all-day event. All-day events cover whole days in the user's time zone; floating times
+are read in it too, and so are times in a TZID that neither the object (VTIMEZONE) nor the tz database knows,
+with a warning instead of a failure.
 
 Occurrence keys do not depend on the user's time zone (a date, a floating time or a UTC instant as written),
 so a user who moves to another zone keeps the same occurrences rather than getting new ones.
@@ -66,17 +68,22 @@ def events(item: RemoteItem, context: ReadContext, *, account_email: str | None 
     uid = str(master.get("UID", ""))
     appointment_id = _our_appointment(master)
     recurring = any(name in master for name in ("RRULE", "RDATE")) or any("RECURRENCE-ID" in c for c in components)
+    if recurring:
+        _align_recurrence_ids(master, components)
     me = {email.lower() for email in (context.user_email, account_email or "") if email}
     digest = content_hash(item.data)
     mapped = []
-    for instance in _expand(remote_id, calendar, context) if recurring else components:
-        start, end = _bounds(instance, context.timezone)
+    dated = not isinstance(master.decoded("DTSTART"), datetime)
+    # An EXDATE may remove a single event's only instance: only recurring-ical-events knows which it removes.
+    expanded = recurring or "EXDATE" in master
+    for instance in _expand(remote_id, calendar, context, dated) if expanded else components:
+        start, end, all_day = _bounds(instance, context.timezone)
         if end <= context.window_start or start >= context.window_end:
             continue
         cancelled = _status(instance) == "CANCELLED"
         mapped.append(RemoteEvent(
-            remote_id=remote_id, uid=uid, occurrence_key=_key(instance) if recurring else "", start=start, end=end,
-            all_day=not isinstance(instance.decoded("DTSTART"), datetime), busy=not cancelled and _busy(instance, me),
+            remote_id=remote_id, uid=uid, occurrence_key=_key(instance, dated) if recurring else "", start=start,
+            end=end, all_day=all_day, busy=not cancelled and _busy(instance, me),
             cancelled=cancelled, title=str(instance.get("SUMMARY", "")) or None, attendees=_attendees(instance),
             organizer=_email(instance["ORGANIZER"]) if "ORGANIZER" in instance else None,
             our_appointment_id=appointment_id, last_modified=_modified(instance), content_hash=digest,
@@ -138,32 +145,49 @@ def _validate(remote_id: str, event: Component, zone: ZoneInfo) -> None:
         raise BadRemoteData(remote_id, f"unreadable {', '.join(broken)}")
     if "DTSTART" not in event:
         raise BadRemoteData(remote_id, "event has no DTSTART")
-    start, end = _bounds(event, zone)
-    if end < start:
+    written = recurring_ical_events.EventAdapter(event)  # its span would swap a backwards event's ends
+    if _instant(written.raw_end, zone) < _instant(written.raw_start, zone):
         raise BadRemoteData(remote_id, "DTEND is before DTSTART")
 
 
-def _expand(remote_id: str, calendar: Calendar, context: ReadContext) -> Iterable[Component]:
+def _align_recurrence_ids(master: Component, components: list[Component]) -> None:
+    """An override's RECURRENCE-ID rewritten to its series' value type (RFC 5545 3.8.4.4 requires it, some
+    clients write a DATE on a timed series or the other way round): recurring-ical-events would otherwise show
+    the override next to the instance it replaces. A date takes the series' time of day, a time its date."""
+    if "RECURRENCE-ID" in master:  # only overrides, no series to align them with
+        return
+    first = master.decoded("DTSTART")
+    for component in components:
+        value = component.decoded("RECURRENCE-ID") if "RECURRENCE-ID" in component else None
+        if value is None or isinstance(value, datetime) == isinstance(first, datetime):
+            continue
+        component.pop("RECURRENCE-ID")
+        component.add("RECURRENCE-ID", datetime.combine(value, first.timetz()) if isinstance(first, datetime)
+                      else value.date())
+
+
+def _expand(remote_id: str, calendar: Calendar, context: ReadContext, dated: bool) -> Iterable[Component]:
     """A series' instances near the window (a day of margin covers floating and all-day times); single events
-    skip this, they are most items and recurring-ical-events costs a third of reading one (research C5)."""
+    skip this, they are most items and recurring-ical-events costs a third of reading one (research C5).
+
+    One instance per key: recurring-ical-events gives a DATE series' instance twice when a DATE-TIME RDATE
+    falls on its day."""
     margin = timedelta(days=1)
     try:
-        return list(recurring_ical_events.of(calendar).between(
+        instances = recurring_ical_events.of(calendar).between(
             context.window_start - margin, context.window_end + margin
-        ))
+        )
+        return list({_key(instance, dated): instance for instance in instances}.values())
     except Exception as exc:  # a broken RRULE, or recurring-ical-events meeting data it cannot handle
         raise BadRemoteData(remote_id, f"recurrence cannot be expanded: {type(exc).__name__}") from exc
 
 
-def _bounds(event: Component, zone: ZoneInfo) -> tuple[datetime, datetime]:
-    start = event.decoded("DTSTART")
-    if "DTEND" in event:
-        end = event.decoded("DTEND")
-    elif "DURATION" in event:
-        end = start + event.decoded("DURATION")
-    else:  # RFC 5545 3.6.1: a DATE lasts one day, a DATE-TIME no time at all
-        end = start if isinstance(start, datetime) else start + timedelta(days=1)
-    return _instant(start, zone), _instant(end, zone)
+def _bounds(event: Component, zone: ZoneInfo) -> tuple[datetime, datetime, bool]:
+    """Start, end and all-day, read by recurring-ical-events' own rules so that a single event and an instance
+    of a series agree: no end is one day for a DATE and no time for a DATE-TIME (RFC 5545 3.6.1); a DATE start
+    with a DURATION of hours, or with a DATE-TIME end, is a timed event from midnight."""
+    start, end = recurring_ical_events.EventAdapter(event).span
+    return _instant(start, zone), _instant(end, zone), not isinstance(start, datetime)
 
 
 def _instant(value: date | datetime, zone: ZoneInfo) -> datetime:
@@ -175,9 +199,13 @@ def _instant(value: date | datetime, zone: ZoneInfo) -> datetime:
     return value.astimezone(UTC)
 
 
-def _key(instance: Component) -> str:
-    """The instance's original start as written: a date, a floating time, or a UTC instant."""
+def _key(instance: Component, dated: bool) -> str:
+    """The instance's original start as written: a date, a floating time, or a UTC instant. A DATE series
+    (`dated`) keys by date where a DURATION of hours makes recurring-ical-events give its instances floating
+    midnights, so that an override, keyed by its DATE RECURRENCE-ID, keeps the key of the instance it replaces."""
     value = instance.decoded("RECURRENCE-ID") if "RECURRENCE-ID" in instance else instance.decoded("DTSTART")
+    if dated and isinstance(value, datetime) and value.tzinfo is None and value.time() == time():
+        value = value.date()
     if isinstance(value, datetime) and value.tzinfo is not None:
         return str(value.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ"))
     return str(value.strftime("%Y%m%dT%H%M%S" if isinstance(value, datetime) else "%Y%m%d"))

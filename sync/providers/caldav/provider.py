@@ -16,9 +16,20 @@ back to downloading everything and GETs one object per request (provider-apis.md
   A rejected token (403 or 412 `valid-sync-token`; iCloud uses 403) restarts with an empty token and says
   so (`full=True`). Servers without sync-collection get a getctag/getetag fallback whose cursor carries the
   last etag listing (`_EtagState`);
+- free/busy only (a calendar shared with read-free-busy and no read): the engine keeps no provider and does
+  not say a calendar's access, so the server's answer decides. A sync-collection refused with a bare 403 is
+  asked as an RFC 4791 7.10 `free-busy-query` over the window; if that is answered, the cursor (`FREEBUSY`
+  and the window's first day) sends later cycles straight to it (one request), until the window starts on
+  another day: then the listing is tried again first, so access granted since is found within a day. Each
+  busy period becomes one synthesized VEVENT (opaque, no title) whose id is its UTC start and end, so an
+  unchanged period keeps its id; a free/busy answer has no incremental form, so each cycle is a full listing
+  and a period that went away is removed;
 - writes: our event lives at `<calendar>/<appointment-id>.ics`; create is `PUT If-None-Match: *`, and a 412
   (or a UID conflict) means our copy already exists, written before a crash or a lost reply: we return it
   and never write a second one. Update is `PUT If-Match`, delete `DELETE If-Match`; 404/410 on delete is done;
+- discovery: a server that takes requests without credentials answers a wrong password's retry without
+  asking for one; a current-user-principal of `<unauthenticated/>` (RFC 5397), or none at all once the server
+  sent a 401, is InvalidCredentials, never an account with no calendars;
 - failures: 401 is InvalidCredentials, 404 on the collection CalendarGone, 429 (or 503 with Retry-After)
   RateLimited, connection trouble Unreachable. Messages are ours: nothing the server or the library says,
   and never a credential, reaches an exception, a repr or a log line.
@@ -44,6 +55,7 @@ import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
@@ -51,6 +63,7 @@ from xml.sax.saxutils import escape
 from caldav.aio import AsyncDAVClient
 from caldav.lib import error as dav_error
 from caldav.response import DAVResponse, PropfindResult
+from icalendar import Calendar, Event
 
 from storage.enums import Access
 from sync.events import RemoteObject
@@ -74,7 +87,7 @@ from sync.providers.base import (
     Unreachable,
     WriteResult,
 )
-from sync.providers.caldav.ical import UID_SUFFIX, read_object, write_event
+from sync.providers.caldav.ical import PRODID, UID_SUFFIX, read_object, write_event
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -82,9 +95,10 @@ T = TypeVar("T")
 MULTIGET_CHUNK = 250
 """Hrefs per calendar-multiget: few requests, and well under servers' report limits (research C5)."""
 DEFAULT_RETRY_AFTER = 60.0
-SYNC, SYNC_HREFS, ETAGS = "sync:", "sync-hrefs:", "etags:"
+SYNC, SYNC_HREFS, ETAGS, FREEBUSY = "sync:", "sync-hrefs:", "etags:", "freebusy:"
 """Cursor kinds: an RFC 6578 token (events' data asked for with it), the same for a server that refuses
-that (hrefs and etags only, data by multiget), and the fallback's etag listing."""
+that (hrefs and etags only, data by multiget), the fallback's etag listing, and a calendar we may only read
+the free/busy time of (the day it was last found so: each cycle asks for the whole window)."""
 _REFUSALS = frozenset({400, 403, 409, 412, 415, 422, 501})
 """Answers to a sync-collection asking for calendar-data that may mean "not with calendar-data": asked again
 without it, which then tells a rejected token or a missing REPORT apart."""
@@ -119,6 +133,14 @@ class _NoSyncCollection(Exception):
     """The server does not do RFC 6578: use the getctag/getetag fallback."""
 
 
+class _ReadRefused(Exception):
+    """A bare 403 to the listing: perhaps a calendar shared free/busy only. `refusal` is raised if it is not."""
+
+    def __init__(self, refusal: dav_error.AuthorizationError) -> None:
+        super().__init__()
+        self.refusal = refusal
+
+
 class CalDAVProvider:
     def __init__(
         self, url: str, username: str, password: str, config: ProviderConfig, *, profile: Profile = CALDAV,
@@ -136,9 +158,18 @@ class CalDAVProvider:
         return None
 
     async def list_calendars(self) -> list[RemoteCalendarInfo]:
+        challenged = False  # the server answered 401 to our credentials: the retry must end up signed in
+
+        def retry() -> bool:
+            nonlocal challenged
+            challenged = True
+            return True
+
         async def run(client: AsyncDAVClient) -> list[RemoteCalendarInfo]:
-            principal = _first(await _propfind(client, self._url, _PRINCIPAL), f"{{{_DAV}}}current-user-principal")
-            principal_url = urljoin(self._url, str(principal)) if principal else self._url
+            principal, anonymous = await _principal(client, self._url)
+            if anonymous or (principal is None and challenged):
+                raise self._refused()
+            principal_url = urljoin(self._url, principal) if principal else self._url
             homes = _first(await _propfind(client, principal_url, _HOME_SET), f"{{{_CALDAV}}}calendar-home-set")
             found: list[RemoteCalendarInfo] = []
             for home in homes if isinstance(homes, list) else [homes or principal_url]:
@@ -147,7 +178,7 @@ class CalDAVProvider:
                 found += [_calendar_info(home_url, result) for result in listing if _is_event_calendar(result)]
             return found
 
-        return await self._run(run)
+        return await self._run(run, negotiate=retry)
 
     async def changes(
         self, calendar_id: str, cursor: str | None, window: TimeWindow, *, on_items: ItemSink | None = None
@@ -162,15 +193,26 @@ class CalDAVProvider:
         async def run(client: AsyncDAVClient) -> ChangeSet:
             if cursor is not None and cursor.startswith(ETAGS):
                 return await _etag_changes(client, calendar_id, _EtagState.decode(cursor), hand_over)
+            if cursor == _freebusy_cursor(window):  # else the day changed: see if we may list the events now
+                busy = await _busy_periods(client, calendar_id, window, hand_over)
+                if busy is not None:
+                    return busy
             inline = not (cursor and cursor.startswith(SYNC_HREFS))
             token = cursor.split(":", 1)[1] if cursor and cursor.startswith((SYNC, SYNC_HREFS)) else None
             try:
-                return await _sync_changes(client, calendar_id, token, hand_over, inline=inline)
-            except _TokenRejected as rejected:
-                log.info("sync token rejected, listing everything", extra={"calendar_url": calendar_id})
-                return await _sync_changes(client, calendar_id, None, hand_over, inline=rejected.inline)
+                try:
+                    return await _sync_changes(client, calendar_id, token, hand_over, inline=inline)
+                except _TokenRejected as rejected:
+                    log.info("sync token rejected, listing everything", extra={"calendar_url": calendar_id})
+                    return await _sync_changes(client, calendar_id, None, hand_over, inline=rejected.inline)
             except _NoSyncCollection:
                 return await _etag_changes(client, calendar_id, None, hand_over)
+            except _ReadRefused as refused:
+                busy = await _busy_periods(client, calendar_id, window, hand_over)
+                if busy is None:
+                    raise refused.refusal from None
+                log.info("listing refused, read as free/busy only", extra={"calendar_url": calendar_id})
+                return busy
 
         return await self._run(run, negotiate=lambda: not handed)
 
@@ -246,6 +288,9 @@ class CalDAVProvider:
         async with client:
             yield client
 
+    def _refused(self) -> InvalidCredentials:
+        return InvalidCredentials(f"{self._profile.label} refused the {self._profile.credentials}")
+
     @contextmanager
     def _failures(self) -> Iterator[None]:
         """Library and network failures as our errors, in our words (`from None`: no server text attached)."""
@@ -257,7 +302,7 @@ class CalDAVProvider:
             raise RateLimited(f"{label} asks us to slow down", wait) from None
         except dav_error.AuthorizationError as exc:
             if exc.status == 401:
-                raise InvalidCredentials(f"{label} refused the {self._profile.credentials}") from None
+                raise self._refused() from None
             raise ProviderError(f"{label} refused access ({exc.status or 403})") from None
         except OSError as exc:  # niquests' connection errors and timeouts are OSErrors
             raise Unreachable(f"{label} cannot be reached ({type(exc).__name__})") from None
@@ -328,6 +373,8 @@ async def _sync_report(
             raise _TokenRejected(inline=inline) from None
         if exc.status == 403 and f"{{{_DAV}}}supported-report" in exc.preconditions:
             raise _NoSyncCollection from None
+        if exc.status == 403 and token is None:
+            raise _ReadRefused(exc) from None
         raise
     if inline and response.status in _REFUSALS:
         return await _without_data(client, calendar_id, token, first=first)
@@ -379,6 +426,76 @@ def _partial(items: tuple[RemoteItem, ...], removed: tuple[str, ...], cursor: st
     """Some listed items could not be fetched: never `full` (their absence must not read as a deletion, e.g.
     of the event we just pushed) and the old cursor (None: list everything again), so they come back."""
     return ChangeSet(items, removed, cursor, full=False)
+
+
+async def _busy_periods(
+    client: AsyncDAVClient, calendar_id: str, window: TimeWindow, hand_over: ItemSink
+) -> ChangeSet | None:
+    """A calendar we may read the free/busy time of only: its busy periods in the window as synthesized
+    events, a full listing; None if the server does not answer the query with a VFREEBUSY.
+
+    Periods of every busy type are merged: the server reports BUSY and BUSY-TENTATIVE apart, even where they
+    overlap, and one busy stretch must be one item (and one id). FBTYPE=FREE is free; any other type is busy,
+    unknown ones included, as RFC 5545 3.2.9 says."""
+    response = await client.report(calendar_id, _free_busy_query(window), depth=1)
+    if response.status in (404, 410):
+        raise CalendarGone("the calendar no longer exists on the server")
+    periods = _busy_in(response.raw) if response.status == 200 else None
+    if periods is None:
+        return None
+    items = tuple(_busy_item(calendar_id, start, end) for start, end in _merged(periods))
+    hand_over(items)
+    return ChangeSet(items, (), _freebusy_cursor(window), full=True)
+
+
+def _freebusy_cursor(window: TimeWindow) -> str:
+    return f"{FREEBUSY}{_utc(window.start):%Y-%m-%d}"
+
+
+def _busy_in(text: str) -> list[tuple[datetime, datetime]] | None:
+    try:
+        components = Calendar.from_ical(text).walk("VFREEBUSY")
+    except ValueError:
+        return None
+    if not components:
+        return None
+    periods = []
+    for component in components:
+        found = component.get("FREEBUSY", [])
+        for period in found if isinstance(found, list) else [found]:
+            if str(period.params.get("FBTYPE", "BUSY")).upper() != "FREE":
+                start, end = period.start, period.end
+                periods.append((_utc(start), _utc(end)))
+    return periods
+
+
+def _merged(periods: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    merged: list[tuple[datetime, datetime]] = []
+    for start, end in sorted(p for p in periods if p[1] > p[0]):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _busy_item(calendar_id: str, start: datetime, end: datetime) -> RemoteItem:
+    """One busy period as the reader reads any event: opaque and untitled (free/busy says no more)."""
+    remote_id = f"{unquote(urlsplit(calendar_id).path)}#freebusy/{start:%Y%m%dT%H%M%SZ}-{end:%Y%m%dT%H%M%SZ}"
+    calendar, event = Calendar(), Event()
+    calendar.add("version", "2.0")
+    calendar.add("prodid", PRODID)
+    event.add("uid", remote_id)
+    event.add("dtstart", start)
+    event.add("dtend", end)
+    event.add("transp", "OPAQUE")
+    calendar.add_component(event)
+    return RemoteItem(remote_id, None, calendar.to_ical().decode("utf-8"))
+
+
+def _utc(value: datetime) -> datetime:
+    """FREEBUSY values are UTC (RFC 5545 3.8.2.6); a floating one is read as UTC too."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -487,6 +604,13 @@ def _sync_collection(token: str | None, *, inline: bool) -> str:
     )
 
 
+def _free_busy_query(window: TimeWindow) -> str:
+    return (
+        f'{_XML}<C:free-busy-query xmlns:C="{_CALDAV}"><C:time-range start="{_utc(window.start):%Y%m%dT%H%M%SZ}"'
+        f' end="{_utc(window.end):%Y%m%dT%H%M%SZ}"/></C:free-busy-query>'
+    )
+
+
 def _by_uid(uid: str) -> str:
     return (
         f'{_XML}<C:calendar-query xmlns:D="{_DAV}" xmlns:C="{_CALDAV}"><D:prop><D:getetag/></D:prop>'
@@ -509,10 +633,25 @@ def _if_match(etag: str | None) -> dict[str, str]:
 
 async def _propfind(client: AsyncDAVClient, url: str, body: str, *, depth: int = 0) -> list[PropfindResult]:
     """A discovery PROPFIND: anything but a multistatus means this is no CalDAV service for us."""
-    response = await client.propfind(url, body=body, depth=depth)
+    return _checked(await client.propfind(url, body=body, depth=depth))
+
+
+def _checked(response: DAVResponse) -> list[PropfindResult]:
     if response.status >= 400:
         raise Unreachable(f"no calendar service at this address ({response.status})")
     return [r for r in _results(response) if r.status == 200]
+
+
+_ANONYMOUS = f".//{{{_DAV}}}current-user-principal/{{{_DAV}}}unauthenticated"
+
+
+async def _principal(client: AsyncDAVClient, url: str) -> tuple[str | None, bool]:
+    """The current-user-principal's href (None if the server names none) and whether the server says we are
+    nobody (RFC 5397 `<unauthenticated/>`, which the library reads as no value: the XML itself is looked at)."""
+    response = await client.propfind(url, body=_PRINCIPAL, depth=0)
+    principal = _first(_checked(response), f"{{{_DAV}}}current-user-principal")
+    anonymous = response.tree is not None and response.tree.find(_ANONYMOUS) is not None
+    return (str(principal) if principal else None), anonymous
 
 
 def _results(response: DAVResponse) -> list[PropfindResult]:
