@@ -512,10 +512,11 @@ async def test_a_free_busy_calendar_blocks_its_busy_time_through_the_engine(
     user = await accounts.create_user(db, workspace, "John", "john@example.com", "Europe/Paris", None)
     own = radicale.new_calendar()
     _, found = await accounts.connect(db, secret_box, factory, user.id, Provider.CALDAV, radicale.username,
-                                      radicale.password, radicale.url)
+                                      radicale.password, radicale.url, now=at(9, 8))
     rows = {c.remote_id: c for c in found}
     assert rows[calendar].access == Access.FREEBUSY
-    await accounts.put_settings(db, user.id, rows[own].id, [rows[own].id, rows[calendar].id], SyncMode.ONE_WAY, 0, 30)
+    await accounts.put_settings(db, user.id, rows[own].id, [rows[own].id, rows[calendar].id], SyncMode.ONE_WAY, 0, 30,
+                                now=at(9, 8))
     engine = SyncEngine(db, secret_box, factory, clock=lambda: at(9, 8))  # the window: March 9th to April 8th
 
     async def slots() -> list[Slot]:
