@@ -21,7 +21,7 @@ from sqlmodel import col
 from storage.db import Database
 from storage.enums import Action, Trigger
 from storage.models import Appointment, Automation, AutomationRun, Contact
-from sync.notices import NoticeKind, notify
+from sync.notices import AutomationFired, notify
 from sync.payloads import appointment_payload, contact_payload
 
 log = logging.getLogger(__name__)
@@ -64,10 +64,10 @@ async def fire(
         if automation.action == Action.SLACK_DM:
             run.status = DELIVERED
             for user_id in notify_user_ids:
-                await notify(session, user_id, NoticeKind.AUTOMATION, {
-                    "trigger": str(trigger), "appointment_id": appointment.id, "title": appointment.title,
-                    "start": appointment.start.isoformat(), "contact_id": contact_id,
-                }, dedupe_key=f"automation:{automation.id}:{key}:{user_id}")
+                fired_notice = AutomationFired(
+                    trigger, appointment.id, appointment.title, appointment.start, contact_id
+                )
+                await notify(session, user_id, fired_notice, dedupe_key=f"automation:{automation.id}:{key}:{user_id}")
         session.add(run)
         fired += 1
     return fired
