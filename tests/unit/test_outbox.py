@@ -14,7 +14,7 @@ from storage.db import Database
 from storage.models import Notice, User
 from sync import outbox
 from sync.notices import ContactCreated, notify
-from sync.outbox import DeliveryFailed, OutgoingNotice, Outbox, Undeliverable
+from sync.outbox import DeliveryFailed, Outbox, OutgoingNotice, Undeliverable
 from tests.conftest import PG_URL
 from tests.factories import add_user
 from tests.sinks import RecordingSink
