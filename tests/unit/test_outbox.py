@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, text
+from sqlmodel import col
 
 from storage.db import Database
 from storage.models import Notice, User
@@ -46,7 +47,7 @@ async def _notices(db: Database, count: int = 1, *, slack_user_id: str | None = 
         for n in range(count):
             await notify(session, user.id, ContactCreated(f"c{n}", f"Ada {n}", f"ada{n}@example.com", "a1"))
     async with db.session() as session:
-        return user, list(await session.scalars(select(Notice.id).order_by(Notice.id)))
+        return user, list(await session.scalars(select(col(Notice.id)).order_by(col(Notice.id))))
 
 
 async def _notice(db: Database, notice_id: str) -> Notice:
@@ -194,7 +195,7 @@ async def test_two_concurrent_deliverers_on_two_engines_never_deliver_one_notice
     assert sum(totals) == 30
     assert Counter(c.id for c in sink.calls) == Counter(ids)  # each exactly once
     async with db.session() as session:
-        assert await session.scalar(select(Notice.id).where(Notice.delivered_at.is_(None))) is None  # type: ignore[union-attr]
+        assert await session.scalar(select(col(Notice.id)).where(col(Notice.delivered_at).is_(None))) is None
 
 
 @pytest.mark.skipif(not PG_URL, reason="PostgreSQL row locks: set CROCO_TEST_DATABASE_URL")
