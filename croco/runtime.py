@@ -22,6 +22,7 @@ from croco.settings import Settings
 from storage.db import Database
 from storage.secrets import SecretBox, generate_key
 from sync.engine import SyncEngine
+from sync.outbox import NoticeSink
 from sync.providers.base import ProviderConfig, ProviderFactory
 from sync.providers.registry import open_provider
 
@@ -64,6 +65,7 @@ class Runtime:
     settings: Settings
     db: Database
     secrets: SecretBox
+    notice_sink: NoticeSink | None = None  # None: notices wait in the outbox (Slack becomes the sink next)
 
     @property
     def provider_config(self) -> ProviderConfig:
