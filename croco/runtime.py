@@ -24,6 +24,7 @@ from storage.secrets import SecretBox, generate_key
 from storage.types import Clock, utcnow
 from sync.engine import SyncEngine
 from sync.leases import LeasePolicy
+from sync.outbox import NoticeSink
 from sync.providers.base import ProviderConfig, ProviderFactory
 from sync.providers.registry import open_provider
 
@@ -68,6 +69,7 @@ class Runtime:
     secrets: SecretBox
     clock: Clock = utcnow
     """The process's one clock: the engine, bookings, the API and webhook delivery all read it."""
+    notice_sink: NoticeSink | None = None  # None: notices wait in the outbox (Slack becomes the sink next)
 
     @property
     def provider_config(self) -> ProviderConfig:

@@ -1,4 +1,4 @@
-"""The background loop: an APScheduler 3 tick that syncs due calendars and delivers pending webhooks.
+"""The background loop: APScheduler 3 ticks that sync due calendars and deliver pending webhooks and notices.
 
 Each tick claims its calendars through leases (`sync.leases`), so any number of `croco serve` processes
 can share one PostgreSQL database. A failing tick is logged and the next one runs as usual.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -26,12 +26,16 @@ class Ticker:
     had stopped (seen: `croco serve` ignoring SIGTERM now and then). A sync cut short is safe: a cycle is
     crash-safe and the calendar stays due."""
 
-    def __init__(self, ticks: dict[str, Tick], every_seconds: float) -> None:
+    def __init__(
+        self, ticks: dict[str, Tick], every_seconds: float, *, intervals: Mapping[str, float] | None = None
+    ) -> None:
+        """`intervals` gives some ticks their own period in seconds (notice delivery runs every second)."""
         self._running: set[asyncio.Task[None]] = set()
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         for name, tick in ticks.items():
+            seconds = (intervals or {}).get(name, every_seconds)
             self._scheduler.add_job(
-                self._guarded(name, tick), "interval", seconds=every_seconds, id=name, max_instances=1,
+                self._guarded(name, tick), "interval", seconds=seconds, id=name, max_instances=1,
                 coalesce=True, next_run_time=datetime.now(UTC),
             )
 

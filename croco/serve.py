@@ -11,9 +11,9 @@ import aiohttp
 from aiohttp import web
 
 from croco.runtime import Runtime
-from croco.scheduler import Ticker
+from croco.scheduler import Tick, Ticker
 from storage import migrate
-from sync import firing
+from sync import firing, outbox
 from sync.engine import SyncEngine, start_workers
 from web.app import create_app
 from web.context import WebContext
@@ -93,4 +93,8 @@ def _ticker(runtime: Runtime, engine: SyncEngine, http: aiohttp.ClientSession) -
     async def deliver() -> int:
         return await firing.deliver_due(runtime.db, send, secret, runtime.clock())
 
-    return Ticker({"sync": engine.run_due, "webhooks": deliver}, runtime.settings.scheduler_tick_seconds)
+    ticks: dict[str, Tick] = {"sync": engine.run_due, "webhooks": deliver}
+    if runtime.notice_sink is not None:
+        ticks["notices"] = outbox.Outbox(runtime.db, runtime.notice_sink, owner=engine.owner,
+                                         clock=runtime.clock).deliver_due
+    return Ticker(ticks, runtime.settings.scheduler_tick_seconds, intervals={"notices": outbox.TICK_SECONDS})

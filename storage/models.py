@@ -262,7 +262,11 @@ class AutomationRun(SQLModel, table=True):
 
 
 class Notice(SQLModel, table=True):
-    """Transactional outbox: written with the change it reports, delivered once by `bot/`."""
+    """Transactional outbox: written with the change it reports, delivered once by `sync.outbox`.
+
+    A deliverer claims a notice with a lease (`lease_owner` until `lease_expires_at`); `next_attempt_at` is the
+    backoff after a failed attempt, `failed_at` a permanent failure (never retried).
+    """
 
     id: str = _id_field()
     user_id: str = Field(foreign_key="user.id", index=True, max_length=32)
@@ -271,4 +275,10 @@ class Notice(SQLModel, table=True):
     dedupe_key: str | None = Field(default=None, max_length=300, unique=True)
     created_at: datetime = _created_field()
     delivered_at: datetime | None = _time_field(nullable=True, index=True)
+    attempts: int = 0
+    next_attempt_at: datetime | None = _time_field(nullable=True)
+    last_error: str | None = Field(default=None, max_length=2000)
+    failed_at: datetime | None = _time_field(nullable=True)
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_expires_at: datetime | None = _time_field(nullable=True)
 

@@ -35,8 +35,19 @@ from storage.models import Appointment, ConflictCalendar, Connection, RemoteCale
 from storage.secrets import SecretBox
 from storage.types import Clock, utcnow
 from sync import credentials, leases, state
-from sync.events import Occurrence, RemoteObject
-from sync.notices import NoticeKind, notify
+from sync.events import RemoteObject
+from sync.notices import (
+    BothChanged,
+    ConnectionBroken,
+    ItemSkipped,
+    MassDeletionHeld,
+    PushedEventDeleted,
+    RemoteEditApplied,
+    RemoteEditReverted,
+    Side,
+    Winner,
+    notify,
+)
 from sync.plan import (
     ApplyRemoteEdit,
     CalendarRole,
@@ -265,48 +276,40 @@ class SyncEngine:
                 await state.record_push(session, user, calendar, appointment_id, item_id, etag, printed, now)
             case RestorePush(appointment_id, item_id, etag, remote, both_changed):
                 await self._restore(session, context, provider, appointment_id, item_id, etag, now)
-                kind = NoticeKind.BOTH_CHANGED if both_changed else NoticeKind.REMOTE_EDIT_REVERTED
-                await notify(session, user.id, kind, {
-                    "appointment_id": appointment_id, "calendar_id": calendar.id, "winner": "croco",
-                    "lost": _describe(remote),
-                }, dedupe_key=f"restore:{appointment_id}:{etag}")
+                reverted = (BothChanged(appointment_id, calendar.id, Winner.CROCO, Side.of(remote)) if both_changed
+                            else RemoteEditReverted(appointment_id, calendar.id, Side.of(remote)))
+                await notify(session, user.id, reverted, dedupe_key=f"restore:{appointment_id}:{etag}")
             case ApplyRemoteEdit(appointment_id, item_id, etag, occurrence, printed, both_changed):
                 local = await session.get(Appointment, appointment_id)
-                lost = _describe(local) if both_changed and local is not None else None
+                lost = Side.of(local) if both_changed else None
                 appointment = await state.update_appointment_times(session, user, appointment_id, occurrence, now)
                 if appointment is not None:
                     await state.record_push(session, user, calendar, appointment_id, item_id, etag, printed, now)
                     tally.appointments_updated += 1
-                    kind = NoticeKind.BOTH_CHANGED if both_changed else NoticeKind.REMOTE_EDIT_APPLIED
-                    await notify(session, user.id, kind, {
-                        "appointment_id": appointment_id, "calendar_id": calendar.id, "winner": "calendar",
-                        "start": occurrence.start.isoformat(), "end": occurrence.end.isoformat(), "lost": lost,
-                    }, dedupe_key=f"applied:{appointment_id}:{etag}")
+                    start, end = occurrence.start, occurrence.end
+                    applied = (BothChanged(appointment_id, calendar.id, Winner.CALENDAR, lost, start, end)
+                               if both_changed else RemoteEditApplied(appointment_id, calendar.id, start, end))
+                    await notify(session, user.id, applied, dedupe_key=f"applied:{appointment_id}:{etag}")
             case PushedDeletedRemotely(appointment_id, item_id, cancel):
                 await state.forget_push(session, user.id, calendar.id, appointment_id)
                 if cancel:
                     tally.appointments_cancelled += await state.cancel_appointment(session, user, appointment_id, now)
                 else:
                     await state.suppress_push(session, user.id, appointment_id)
-                await notify(session, user.id, NoticeKind.PUSHED_EVENT_DELETED, {
-                    "appointment_id": appointment_id, "calendar_id": calendar.id, "cancelled": cancel,
-                    "actions": [] if cancel else ["restore_to_calendar", "cancel_appointment"],
-                }, dedupe_key=f"deleted:{appointment_id}:{calendar.id}")
+                await notify(session, user.id, PushedEventDeleted(appointment_id, calendar.id, cancel),
+                             dedupe_key=f"deleted:{appointment_id}:{calendar.id}")
             case ForgetPush(appointment_id, _):
                 await state.forget_push(session, user.id, calendar.id, appointment_id)
             case SkipItem(item_id, reason):
                 tally.skipped.append((item_id, reason))
-                await notify(session, user.id, NoticeKind.ITEM_SKIPPED, {
-                    "calendar_id": calendar.id, "remote_id": item_id, "reason": reason,
-                }, dedupe_key=f"skipped:{calendar.id}:{item_id}:{reason}")
+                await notify(session, user.id, ItemSkipped(calendar.id, item_id, reason),
+                             dedupe_key=f"skipped:{calendar.id}:{item_id}:{reason}")
             case HoldRemovals(removing, known_count):
                 row = await session.get(RemoteCalendar, calendar.id)
                 assert row is not None
                 row.removals_held_of = known_count
-                await notify(session, user.id, NoticeKind.MASS_DELETION_HELD, {
-                    "calendar_id": calendar.id, "calendar_name": calendar.name, "removing": removing,
-                    "known": known_count, "actions": ["confirm_removals"],
-                }, dedupe_key=f"held:{calendar.id}:{calendar.sync_cursor}")
+                await notify(session, user.id, MassDeletionHeld(calendar.id, calendar.name, removing, known_count),
+                             dedupe_key=f"held:{calendar.id}:{calendar.sync_cursor}")
 
     async def _restore(
         self, session: AsyncSession, context: _Context, provider: CalendarProvider, appointment_id: str,
@@ -422,10 +425,8 @@ class SyncEngine:
             assert connection is not None
             connection.status, connection.last_error = ConnectionStatus.BROKEN, reason
             these_credentials = hashlib.sha256(connection.credentials).hexdigest()[:16]
-            await notify(session, context.user.id, NoticeKind.CONNECTION_BROKEN, {
-                "connection_id": connection.id, "provider": connection.provider, "account": connection.account,
-                "reason": reason, "actions": ["reconnect"],
-            }, dedupe_key=f"broken:{connection.id}:{these_credentials}")
+            broken = ConnectionBroken(connection.id, connection.provider, connection.account, reason)
+            await notify(session, context.user.id, broken, dedupe_key=f"broken:{connection.id}:{these_credentials}")
 
     async def _record_error(self, calendar_id: str, error: str) -> None:
         async with self.db.write() as session:
@@ -539,8 +540,3 @@ def draft_for(appointment: Appointment) -> EventDraft:
     return EventDraft(appointment.id, appointment.start, appointment.end, appointment.title, appointment.version)
 
 
-def _describe(event: Occurrence | Appointment | None) -> dict[str, Any] | None:
-    """The side that lost a conflict, kept in the notice so the user can redo it by hand."""
-    if event is None:
-        return None
-    return {"start": event.start.isoformat(), "end": event.end.isoformat(), "title": event.title}

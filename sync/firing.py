@@ -21,8 +21,9 @@ from sqlmodel import col
 from storage.db import Database
 from storage.enums import Action, Trigger
 from storage.models import Appointment, Automation, AutomationRun, Contact
-from sync.notices import NoticeKind, notify
+from sync.notices import AutomationFired, notify
 from sync.payloads import appointment_payload, contact_payload
+from sync.retry import Backoff, skip_locked
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +65,10 @@ async def fire(
         if automation.action == Action.SLACK_DM:
             run.status = DELIVERED
             for user_id in notify_user_ids:
-                await notify(session, user_id, NoticeKind.AUTOMATION, {
-                    "trigger": str(trigger), "appointment_id": appointment.id, "title": appointment.title,
-                    "start": appointment.start.isoformat(), "contact_id": contact_id,
-                }, dedupe_key=f"automation:{automation.id}:{key}:{user_id}")
+                fired_notice = AutomationFired(
+                    trigger, appointment.id, appointment.title, appointment.start, contact_id
+                )
+                await notify(session, user_id, fired_notice, dedupe_key=f"automation:{automation.id}:{key}:{user_id}")
         session.add(run)
         fired += 1
     return fired
@@ -78,6 +79,7 @@ async def fire(
 MAX_ATTEMPTS = 8
 FIRST_RETRY = timedelta(seconds=30)
 LAST_RETRY = timedelta(hours=1)
+BACKOFF = Backoff(FIRST_RETRY, LAST_RETRY)
 
 
 class WebhookSender(Protocol):
@@ -96,8 +98,7 @@ def signature(secret: str, body: bytes) -> str:
 
 def retry_delay(attempts: int) -> timedelta:
     """Exponential backoff: 30 s, 1 min, 2 min, ... capped at one hour."""
-    delay: timedelta = FIRST_RETRY * (2 ** max(attempts - 1, 0))
-    return min(delay, LAST_RETRY)
+    return BACKOFF.after(attempts)
 
 
 async def deliver_due(db: Database, sender: WebhookSender, secret: str, now: datetime, *, limit: int = 100) -> int:
@@ -117,9 +118,7 @@ async def deliver_due(db: Database, sender: WebhookSender, secret: str, now: dat
             )
             .limit(limit)
         )
-        if db.is_postgresql:
-            query = query.with_for_update(of=AutomationRun, skip_locked=True)
-        claimed = list((await session.execute(query)).tuples())
+        claimed = list((await session.execute(skip_locked(db, query, AutomationRun))).tuples())
         bodies: list[tuple[str, str, bytes]] = []
         for run, automation in claimed:
             run.next_attempt_at = now + retry_delay(run.attempts + 1)

@@ -28,7 +28,7 @@ from storage.models import (
 from storage.types import new_id
 from sync import firing
 from sync.events import Occurrence
-from sync.notices import NoticeKind, notify
+from sync.notices import Conflict, ContactCreated, notify
 from sync.plan import ImportedCopy, Known, Link, PushedCopy, Wanted, fingerprint
 
 
@@ -206,9 +206,8 @@ async def import_occurrence(
         session.add(AppointmentContact(appointment_id=appointment.id, contact_id=contact.id))
         if created:
             tally.contacts_created += 1
-            payload = {"contact_id": contact.id, "name": contact.name, "email": contact.email,
-                       "appointment_id": appointment.id}
-            await notify(session, user.id, NoticeKind.CONTACT_CREATED, payload, dedupe_key=f"contact:{contact.id}")
+            created_notice = ContactCreated(contact.id, contact.name, contact.email, appointment.id)
+            await notify(session, user.id, created_notice, dedupe_key=f"contact:{contact.id}")
     tally.appointments_created += 1
     await notify_conflicts(session, user, bookings, calendar.id, item_id, (occurrence,))
     targets: list[str | None] = [*contact_ids] or [None]  # automations run for each guest, or once without one
@@ -254,11 +253,10 @@ async def notify_conflicts(
             continue
         for booking in bookings:
             if booking.start < occurrence.end and booking.end > occurrence.start:
-                await notify(session, user.id, NoticeKind.CONFLICT, {
-                    "appointment_id": booking.id, "appointment_title": booking.title,
-                    "event_title": occurrence.title, "calendar_id": calendar_id,
-                    "start": occurrence.start.isoformat(), "end": occurrence.end.isoformat(),
-                }, dedupe_key=f"conflict:{booking.id}:{calendar_id}:{item_id}:{occurrence.start.isoformat()}")
+                conflict = Conflict(booking.id, booking.title, occurrence.title, calendar_id, occurrence.start,
+                                    occurrence.end)
+                await notify(session, user.id, conflict,
+                             dedupe_key=f"conflict:{booking.id}:{calendar_id}:{item_id}:{occurrence.start.isoformat()}")
 
 
 async def reschedule(

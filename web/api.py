@@ -9,8 +9,8 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from storage.enums import Provider
-from storage.models import AutomationRun, BlockedSlot, Connection, User
-from sync import accounts, automations, availability, contacts, teams, troubleshoot
+from storage.models import AutomationRun, BlockedSlot, Connection, Notice, User
+from sync import accounts, automations, availability, contacts, outbox, teams, troubleshoot
 from sync.booking import BookingRequest
 from sync.payloads import contact_payload, rfc3339
 from sync.providers.base import AppPassword
@@ -98,6 +98,11 @@ def _slot_json(slot: BlockedSlot) -> dict[str, Any]:
     return {"id": slot.id, "calendar_id": slot.remote_calendar_id, "start": rfc3339(slot.start),
             "end": rfc3339(slot.end), "all_day": slot.all_day, "busy": slot.busy, "title": slot.title,
             "remote_id": slot.remote_id}
+
+
+def _notice_json(notice: Notice) -> dict[str, Any]:
+    return {"id": notice.id, "kind": notice.kind, "payload": notice.payload, "created_at": rfc3339(notice.created_at),
+            "delivered_at": rfc3339(notice.delivered_at) if notice.delivered_at else None}
 
 
 def _run_json(run: AutomationRun) -> dict[str, Any]:
@@ -205,6 +210,16 @@ async def blocked_slots(request: web.Request) -> web.Response:
 async def user_appointments(request: web.Request) -> web.Response:
     start, end = _time_range(request)
     return _items(await accounts.appointments(_ctx(request).db, request.match_info["user_id"], start, end))
+
+
+@routes.get("/api/v1/users/{user_id}/notices")
+async def user_notices(request: web.Request) -> web.Response:
+    undelivered = request.query.get("undelivered", "false")
+    if undelivered not in ("true", "false"):
+        raise ApiError(422, "undelivered: true or false")
+    user_id = request.match_info["user_id"]
+    found = await outbox.list_notices(_ctx(request).db, user_id, undelivered=undelivered == "true")
+    return _items([_notice_json(n) for n in found])
 
 
 # Team calendars, contacts, automations ---------------------------------------------------------------

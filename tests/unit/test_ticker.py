@@ -1,4 +1,4 @@
-"""The scheduler's ticks end before `croco serve` closes the database under them.
+"""The scheduler's ticks end before `croco serve` closes the database under them, and deliver notices.
 
 A tick still running when the database was disposed could wait forever on a connection that no longer
 answers (aiosqlite >= 0.22 under SQLAlchemy): `croco serve` then ignored SIGTERM.
@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 from sqlalchemy import text
 from sqlalchemy.pool import QueuePool
 
+from croco.runtime import Runtime
 from croco.scheduler import Ticker
+from croco.serve import _ticker
+from croco.settings import Settings
 from storage.db import Database
+from storage.secrets import SecretBox
+from sync.notices import ItemSkipped, notify
+from tests.factories import add_user
+from tests.sinks import RecordingSink
 
 
 async def test_stop_ends_a_running_tick_and_gives_back_its_connection(db: Database) -> None:
@@ -34,3 +42,25 @@ async def test_stop_ends_a_running_tick_and_gives_back_its_connection(db: Databa
     assert ended.is_set()
     pool = db.engine.pool
     assert isinstance(pool, QueuePool) and pool.checkedout() == 0  # disposing now closes every connection
+
+
+async def test_with_a_sink_configured_a_new_notice_reaches_it_within_five_seconds(
+    db: Database, secret_box: SecretBox
+) -> None:
+    """API.md: a notice reaches its user within 5 s of the change, whatever the sync tick's period."""
+    sink = RecordingSink()
+    runtime = Runtime(Settings(scheduler_tick_seconds=600), db, secret_box, notice_sink=sink)
+    user = await add_user(db)
+    async with aiohttp.ClientSession() as http:
+        ticker = _ticker(runtime, runtime.engine(), http)
+        ticker.start()
+        try:
+            for reason in ("DTEND is before DTSTART", "no DTSTART"):  # the second comes after a tick ran
+                async with db.write() as session:
+                    await notify(session, user.id, ItemSkipped("cal1", "bad.ics", reason))
+                async with asyncio.timeout(5):
+                    while not any(n.payload["reason"] == reason for n in sink.accepted):
+                        await asyncio.sleep(0.05)  # polling, bounded by the timeout
+        finally:
+            await ticker.stop()
+    assert [n.payload["reason"] for n in sink.calls] == ["DTEND is before DTSTART", "no DTSTART"]

@@ -26,9 +26,12 @@ from storage.enums import (
     SyncMode,
     Trigger,
 )
-from storage.models import Appointment, AppointmentAssignee, Workspace
+from storage.models import Appointment, AppointmentAssignee, Notice, Workspace
 from storage.secrets import SecretBox
+from sync.notices import ContactCreated
+from sync.outbox import DeliveryFailed, Outbox
 from tests.ics import michel, vevent
+from tests.sinks import RecordingSink
 from tests.web.conftest import GOOD_PASSWORD, NOW, TOKEN, Accounts, Client, context
 from web.api import CONTEXT
 from web.app import create_app, load_openapi
@@ -50,6 +53,7 @@ ENDPOINTS = [
     ("GET", "/api/v1/calendars/{u}/free-slots"), ("POST", "/api/v1/calendars/{u}/appointments"),
     ("GET", "/api/v1/calendars/{u}/troubleshoot"), ("GET", "/api/v1/appointments/{u}"),
     ("PATCH", "/api/v1/appointments/{u}"), ("POST", "/api/v1/appointments/{u}/cancel"),
+    ("GET", "/api/v1/users/{u}/notices"),
 ]
 WITH_BODY = [(m, p) for m, p in ENDPOINTS if m in ("POST", "PUT", "PATCH") and not p.endswith(("/sync", "/cancel"))]
 VALID_BODIES = {
@@ -227,6 +231,30 @@ async def test_same_email_is_409_even_when_two_requests_race(api: Client) -> Non
     responses = await asyncio.gather(*(api.post("/api/v1/users", json=JOHN | {"email": "ann@example.com"})
                                        for _ in range(4)))
     assert sorted(r.status for r in responses) == [201, 409, 409, 409]
+
+
+async def test_notices_are_listed_newest_first_and_filtered_to_the_undelivered(api: Client, db: Database) -> None:
+    user = await new_user(api, slack_user_id="U123")
+    written = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    async with db.write() as session:
+        for minutes, name in enumerate(["Ada", "Bob", "Cy"]):
+            session.add(Notice(user_id=user["id"], kind="contact_created", created_at=written + timedelta(minutes=minutes),
+                               payload=ContactCreated(f"c-{name}", name, f"{name}@example.com", "a1").to_payload()))
+    delivered_at = written + timedelta(minutes=10)
+    sink = RecordingSink(failures=[DeliveryFailed("HTTP 503")])  # Ada's DM fails once; Bob's and Cy's go out
+    assert await Outbox(db, sink, owner="test", clock=lambda: delivered_at).deliver_due() == 2
+
+    path = f"/api/v1/users/{user['id']}/notices"
+    items = await listed(api, path)
+    assert [n["payload"]["name"] for n in items] == ["Cy", "Bob", "Ada"]
+    assert items[0] == {"id": items[0]["id"], "kind": "contact_created", "payload": items[0]["payload"],
+                        "created_at": "2026-03-02T09:02:00Z", "delivered_at": "2026-03-02T09:10:00Z"}
+    assert items[2]["delivered_at"] is None
+    assert [n["payload"]["name"] for n in await listed(api, path, undelivered="true")] == ["Ada"]
+    assert len(await listed(api, path, undelivered="false")) == 3
+    assert await error_of(await api.get(path, params={"undelivered": "yes"}), 422) == "validation_error"
+    other = await new_user(api, email="ann@example.com")
+    assert await listed(api, f"/api/v1/users/{other['id']}/notices") == []  # only the user's own
 
 
 # Connections -------------------------------------------------------------------------------------------
