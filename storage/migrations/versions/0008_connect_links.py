@@ -1,7 +1,7 @@
 """connect links: one-time links to the iCloud/CalDAV connect form, stored as token hashes
 
 Revision ID: 0008
-Revises: 0004
+Revises: 0007
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from alembic import op
 import storage.types
 
 revision = '0008'
-down_revision = '0004'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
