@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import random
 import statistics
 import tempfile
@@ -44,6 +45,7 @@ from web.context import WebContext
 
 TOKEN = "bench-token"
 DAYS = 30
+HISTORY_DAYS = 5 * 365
 NINE_TO_FIVE = {d: [["09:00", "17:00"]] for d in teams.WEEKDAYS}
 
 
@@ -65,9 +67,10 @@ class Seeded:
     first_day: datetime
 
 
-async def seed(url: str, members: int, blocked: int, appointments: int) -> Seeded:
+async def seed(url: str, members: int, blocked: int, appointments: int, past: int = 0) -> Seeded:
     """Rows written in bulk: members with a conflict calendar each, blocked slots and booked appointments
-    spread over the next 30 days at random times of the working day."""
+    spread over the next 30 days at random times of the working day, and `past` appointments per member
+    over the five years before."""
     db = Database(url)
     await migrate.upgrade(db.engine)
     rng = random.Random(7)
@@ -102,18 +105,19 @@ async def seed(url: str, members: int, blocked: int, appointments: int) -> Seede
     spec = teams.TeamCalendarSpec(name="Desk", kind=CalendarKind.ROUND_ROBIN, member_ids=[u.id for u in users],
                                   duration_minutes=30, timezone="Europe/Paris", open_hours=NINE_TO_FIVE)
     calendar = (await teams.create_team_calendar(db, workspace, spec)).calendar
-    booked, assigned = [], []
-    for n in range(appointments):
-        start = when()
-        booked.append({"id": new_id(), "calendar_id": calendar.id, "start": start,
-                       "end": start + timedelta(minutes=30), "title": "Booked", "status": "booked",
-                       "origin": "system", "busy": True, "version": 1,
-                       "created_at": first_day, "updated_at": first_day})
-        assigned.append({"appointment_id": booked[-1]["id"], "user_id": users[n % members].id,
-                         "push_suppressed": False})
-    async with db.write() as session:
-        await session.execute(insert(Appointment), booked)
-        await session.execute(insert(AppointmentAssignee), assigned)
+    upcoming = [(when(), users[n % members].id) for n in range(appointments)]
+    history = ((first_day - timedelta(minutes=rng.randrange(60, HISTORY_DAYS * 24 * 60, 15)), users[n % members].id)
+               for n in range(past * members))
+    rows = itertools.chain(upcoming, history)
+    while chunk := list(itertools.islice(rows, 5000)):
+        booked = [{"id": new_id(), "calendar_id": calendar.id, "start": start, "end": start + timedelta(minutes=30),
+                   "title": "Booked", "status": "booked", "origin": "system", "busy": True, "version": 1,
+                   "created_at": first_day, "updated_at": first_day} for start, _ in chunk]
+        assigned = [{"appointment_id": row["id"], "user_id": user_id, "push_suppressed": False}
+                    for row, (_, user_id) in zip(booked, chunk, strict=True)]
+        async with db.write() as session:
+            await session.execute(insert(Appointment), booked)
+            await session.execute(insert(AppointmentAssignee), assigned)
     if db.is_postgresql:
         async with db.engine.connect() as conn:
             await conn.execute(text("ANALYZE"))
