@@ -291,9 +291,9 @@ async def load_view(
 
 def _overlapping(query: Select[Any], model: type[Appointment | BlockedSlot], low: datetime, high: datetime
                  ) -> CompoundSelect[Any]:
-    """The rows of `query` whose `model` time overlaps [low, high), as two ranges of an index, each bounded
-    on both sides whatever the history: the rows starting less than LONG_BUSY before `low` (every shorter
-    one that overlaps), and the few long ones still running at `low`, by end."""
+    """The rows of `query` whose `model` time overlaps [low, high), as two index ranges that never reach
+    into the history: the rows starting less than LONG_BUSY before `low` (every shorter one that overlaps),
+    and the long ones (flagged by the database, few) ending after `low`."""
     since = low - LONG_BUSY
     start, end = col(model.start), col(model.end)
     return union_all(
