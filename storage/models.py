@@ -7,14 +7,19 @@ contacts of an appointment) are association tables rather than JSON, so they can
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Column, Computed, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from storage.enums import Access, AppointmentStatus, ConnectionStatus, Origin, SyncMode
-from storage.types import UTCDateTime, new_id, utcnow
+from storage.types import LastsAtLeast, UTCDateTime, new_id, utcnow
+
+LONG_BUSY = timedelta(days=2)
+"""Busy time lasting this long or more is flagged `long` by the database (blocked slots, appointments).
+Availability finds the other rows by a range of starts that begins LONG_BUSY before its window and the long
+ones through their own index, so neither query reads a member's history. Changing it needs a migration."""
 
 
 def _id_field() -> Any:
@@ -23,6 +28,12 @@ def _id_field() -> Any:
 
 def _time_field(*, nullable: bool = False, index: bool = False) -> Any:
     return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+def _long_field() -> Any:
+    """Computed by the database from start and end (a generated column): no writer can forget it."""
+    expression = LastsAtLeast(int(LONG_BUSY.total_seconds()))
+    return Field(default=None, sa_column=Column(Boolean, Computed(expression), nullable=False))
 
 
 def _created_field() -> Any:
@@ -150,10 +161,13 @@ class CalendarMember(SQLModel, table=True):
 
 
 class Appointment(SQLModel, table=True):
+    __table_args__ = (Index("ix_appointment_long_end", "long", "end"),)  # availability's long appointments
+
     id: str = _id_field()
     calendar_id: str | None = Field(default=None, foreign_key="calendar.id", index=True, max_length=32)
     start: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
     end: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    long: bool | None = _long_field()
     title: str = Field(default="", max_length=500)
     status: str = Field(default=AppointmentStatus.BOOKED, max_length=16)
     origin: str = Field(default=Origin.SYSTEM, max_length=16)
@@ -209,6 +223,7 @@ class BlockedSlot(SQLModel, table=True):
         # Covers the availability query: free slots read thousands of rows without touching the table.
         Index("ix_blockedslot_user_time", "user_id", "start", "end", "busy", "id"),
         Index("ix_blockedslot_calendar_remote", "remote_calendar_id", "remote_id"),
+        Index("ix_blockedslot_user_long_end", "user_id", "long", "end"),  # availability's long slots
     )
 
     id: str = _id_field()
@@ -217,6 +232,7 @@ class BlockedSlot(SQLModel, table=True):
     remote_id: str = Field(max_length=2000)
     start: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     end: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    long: bool | None = _long_field()
     busy: bool = Field(default=True)
     title: str | None = Field(default=None, max_length=500)
     all_day: bool = Field(default=False)

@@ -7,8 +7,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime
+from sqlalchemy import Boolean, DateTime
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 
@@ -49,3 +52,25 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class LastsAtLeast(ColumnElement[bool]):
+    """Whether a row's `"end" - start` is at least `seconds`: the expression of a generated column, so the
+    database itself keeps it right whoever writes the row. SQLite counts whole seconds (`strftime('%s')`
+    truncates), so a row it does not flag lasts less than `seconds`, as on PostgreSQL."""
+
+    type = Boolean()
+    inherit_cache = False
+
+    def __init__(self, seconds: int) -> None:
+        self.seconds = seconds
+
+
+@compiles(LastsAtLeast, "sqlite")
+def _lasts_at_least_sqlite(element: LastsAtLeast, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"""strftime('%s', "end") - strftime('%s', start) >= {element.seconds}"""
+
+
+@compiles(LastsAtLeast, "postgresql")
+def _lasts_at_least_postgresql(element: LastsAtLeast, compiler: SQLCompiler, **kw: Any) -> str:
+    return f""""end" - start >= interval '{element.seconds} seconds'"""

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-from itertools import accumulate, groupby
+from itertools import accumulate
 from operator import itemgetter
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -26,19 +26,24 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    CompoundSelect,
+    Executable,
     Integer,
     Select,
     cast,
     extract,
     func,
+    null,
     select,
+    true,
+    union_all,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col
 
 from storage.db import Database
 from storage.enums import AppointmentStatus, CalendarKind, Origin
-from storage.models import Appointment, AppointmentAssignee, AppointmentContact, BlockedSlot, Calendar
+from storage.models import LONG_BUSY, Appointment, AppointmentAssignee, AppointmentContact, BlockedSlot, Calendar
 from sync.errors import Invalid
 from sync.teams import WEEKDAYS, load_team_calendar
 
@@ -175,24 +180,32 @@ def _seconds(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
-def _busy(row: Sequence[Any]) -> Busy:
-    """A row of `load_view`: (start, end, user[, blocked slot id]) or, for an appointment, (padded start,
-    padded end, user, appointment id, start, end, team calendar id)."""
-    if isinstance(row, Busy):
-        return row
-    if len(row) < 7:
-        return Busy(row[0], row[1], row[0], row[1], row[2], blocked_slot_id=row[3] if len(row) > 3 else None)
-    return Busy(row[0], row[1], row[4], row[5], row[2], row[3], row[6])
+class BlockedRow(NamedTuple):
+    """The layout of a blocked-slot row as `load_view` reads it. Timelines keep the database driver's own
+    tuples in this order (browsing reads tens of thousands: an object per row costs a third of a request);
+    `_busy` names them when a finding needs one."""
+
+    start: int
+    end: int
+    user_id: str
+    blocked_slot_id: str | None
+
+
+def _busy(item: Busy | Sequence[Any]) -> Busy:
+    if isinstance(item, Busy):
+        return item
+    row = BlockedRow._make(item)
+    return Busy(row.start, row.end, row.start, row.end, row.user_id, blocked_slot_id=row.blocked_slot_id)
 
 
 class Timeline:
     """A member's busy time sorted by start, with the running maximum of ends: one overlap test is a bisect.
-    Items are `Busy` or `load_view` rows: both start with (start, end)."""
+    Items are `Busy` or driver rows laid out as `BlockedRow`: both begin with start and end."""
 
-    def __init__(self, items: Iterable[Sequence[Any]]) -> None:
+    def __init__(self, items: Iterable[Busy | Sequence[Any]]) -> None:
         self.items = sorted(items, key=itemgetter(0))
-        self.starts = [b[0] for b in self.items]
-        self.max_ends = list(accumulate((b[1] for b in self.items), max))
+        self.starts = list(map(itemgetter(0), self.items))
+        self.max_ends = list(accumulate(map(itemgetter(1), self.items), max))
 
     def free(self, start: datetime, end: datetime) -> bool:
         return self.free_between(_seconds(start), _seconds(end))
@@ -235,41 +248,76 @@ async def load_view(
     members = tuple(member_ids if member_ids is not None else rules.member_ids)
     low, high = start - rules.buffer_before, end + rules.duration + rules.buffer_after  # every slot's window
     dialect = session.get_bind().dialect.name
-    appointments: Select[Any] = (
-        select(
-            _epoch(Appointment.start, dialect) - func.coalesce(col(Calendar.buffer_before_minutes), 0) * 60,
-            _epoch(Appointment.end, dialect) + func.coalesce(col(Calendar.buffer_after_minutes), 0) * 60,
-            col(AppointmentAssignee.user_id), col(Appointment.id), _epoch(Appointment.start, dialect),
-            _epoch(Appointment.end, dialect), col(Appointment.calendar_id),
-        )
+    booked_columns = {
+        "start": _epoch(Appointment.start, dialect) - func.coalesce(col(Calendar.buffer_before_minutes), 0) * 60,
+        "end": _epoch(Appointment.end, dialect) + func.coalesce(col(Calendar.buffer_after_minutes), 0) * 60,
+        "core_start": _epoch(Appointment.start, dialect), "core_end": _epoch(Appointment.end, dialect),
+        "user_id": col(AppointmentAssignee.user_id), "appointment_id": col(Appointment.id),
+        "calendar_id": col(Appointment.calendar_id), "blocked_slot_id": null(),
+    }
+    appointments = (
+        select(*(booked_columns[name].label(name) for name in Busy._fields))
         .join(AppointmentAssignee, col(AppointmentAssignee.appointment_id) == col(Appointment.id))
         .outerjoin(Calendar, col(Calendar.id) == col(Appointment.calendar_id))
         .where(
-            col(AppointmentAssignee.user_id).in_(members), col(Appointment.status) == AppointmentStatus.BOOKED,
-            col(Appointment.busy).is_(True), col(Appointment.start) < high + APPOINTMENT_MARGIN,
-            col(Appointment.end) > low - APPOINTMENT_MARGIN,
-            col(Appointment.id) != (exclude_appointment or ""),
+            _by_time_first(col(AppointmentAssignee.user_id), dialect).in_(members),
+            col(Appointment.status) == AppointmentStatus.BOOKED,
+            col(Appointment.busy).is_(True), col(Appointment.id) != (exclude_appointment or ""),
         )
     )
-    blocked = (  # the widest query: only the two times are computed, the rest is read from the index, in its order
-        select(_epoch(BlockedSlot.start, dialect), _epoch(BlockedSlot.end, dialect), col(BlockedSlot.user_id),
-               *([col(BlockedSlot.id)] if slot_ids else []))
-        .where(col(BlockedSlot.user_id).in_(members), col(BlockedSlot.busy).is_(True),
-               col(BlockedSlot.start) < high, col(BlockedSlot.end) > low)
-        .order_by(col(BlockedSlot.user_id), col(BlockedSlot.start))
+    blocked_columns = {  # the widest query: only the two times are computed, the rest is read from the index
+        "start": _epoch(BlockedSlot.start, dialect), "end": _epoch(BlockedSlot.end, dialect),
+        "user_id": col(BlockedSlot.user_id), "blocked_slot_id": col(BlockedSlot.id) if slot_ids else null(),
+    }
+    blocked = (
+        select(*(blocked_columns[name].label(name) for name in BlockedRow._fields))
+        .where(col(BlockedSlot.user_id).in_(members), col(BlockedSlot.busy).is_(True))
     )
-    # Core rows, fetched at once (no ORM, no row-by-row fetch: thousands of them per request).
     connection = await session.connection()
-    busy: dict[str, list[Sequence[Any]]] = defaultdict(list)
-    for row in (await connection.execute(appointments)).all():
-        busy[row[2]].append(row)
-    for user_id, rows in groupby((await connection.execute(blocked)).all(), itemgetter(2)):
-        busy[user_id].extend(rows)
+    booked = [Busy._make(row) for row in await _driver_rows(
+        connection, _overlapping(appointments, Appointment, low - APPOINTMENT_MARGIN, high + APPOINTMENT_MARGIN))]
+    busy: dict[str, list[Busy | Sequence[Any]]] = defaultdict(list)
+    for item in booked:
+        busy[item.user_id].append(item)
+    owner = itemgetter(BlockedRow._fields.index("user_id"))
+    for row in await _driver_rows(connection, _overlapping(blocked, BlockedSlot, low, high)):
+        busy[owner(row)].append(row)
 
     sessions: dict[datetime, ClassSession] = {}
     if rules.kind == CalendarKind.CLASS:
-        sessions = await _class_sessions(session, rules, busy, low, high, exclude_appointment)
+        sessions = await _class_sessions(session, rules, booked, low, high, exclude_appointment)
     return View(rules, now, {m: Timeline(busy.get(m, [])) for m in members}, sessions)
+
+
+def _overlapping(query: Select[Any], model: type[Appointment | BlockedSlot], low: datetime, high: datetime
+                 ) -> CompoundSelect[Any]:
+    """The rows of `query` whose `model` time overlaps [low, high), as two index ranges that never reach
+    into the history: the rows starting less than LONG_BUSY before `low` (every shorter one that overlaps),
+    and the long ones (flagged by the database, few) ending after `low`."""
+    since = low - LONG_BUSY
+    start, end = col(model.start), col(model.end)
+    return union_all(
+        query.where(start > since, start < high, end > low),
+        query.where(col(model.long) == true(), start <= since, end > low),  # `= true`: what an index serves
+    )
+
+
+def _by_time_first(column: Any, dialect: str) -> ColumnElement[Any]:
+    """SQLite has no statistics to weigh a member's (or a calendar's) years of appointments against the
+    week asked for: as an expression (`column || ''`) the column cannot be looked up in an index, so it
+    finds the range's appointments by time first. PostgreSQL's statistics choose for themselves."""
+    found: ColumnElement[Any] = column.concat("") if dialect == "sqlite" else column
+    return found
+
+
+async def _driver_rows(connection: AsyncConnection, query: Executable) -> Sequence[Sequence[Any]]:
+    """The rows as the database driver returns them (tuples, asyncpg records), without a SQLAlchemy `Row`
+    each: the query returns plain numbers and strings only, nothing to convert."""
+    result = await connection.execute(query)
+    try:
+        return result.cursor.fetchall()
+    finally:
+        result.close()
 
 
 def _epoch(column: Any, dialect: str) -> ColumnElement[int]:
@@ -281,24 +329,18 @@ def _epoch(column: Any, dialect: str) -> ColumnElement[int]:
 
 
 async def _class_sessions(
-    session: AsyncSession, rules: Rules, busy: dict[str, list[Sequence[Any]]], low: datetime, high: datetime,
-    exclude: str | None,
+    session: AsyncSession, rules: Rules, booked: list[Busy], low: datetime, high: datetime, exclude: str | None,
 ) -> dict[datetime, ClassSession]:
-    rows = await session.execute(
-        select(col(Appointment.id), col(Appointment.start), func.count(col(AppointmentContact.contact_id)))
-        .outerjoin(AppointmentContact, col(AppointmentContact.appointment_id) == col(Appointment.id))
-        .where(
-            col(Appointment.calendar_id) == rules.calendar_id, col(Appointment.origin) == Origin.SYSTEM,
-            col(Appointment.status) == AppointmentStatus.BOOKED, col(Appointment.start) < high,
-            col(Appointment.end) > low,
-        )
-        .group_by(col(Appointment.id), col(Appointment.start))
+    attendees = (select(func.count()).where(col(AppointmentContact.appointment_id) == col(Appointment.id))
+                 .scalar_subquery())
+    sessions = select(col(Appointment.id), col(Appointment.start), attendees).where(
+        _by_time_first(col(Appointment.calendar_id), session.get_bind().dialect.name) == rules.calendar_id,
+        col(Appointment.origin) == Origin.SYSTEM, col(Appointment.status) == AppointmentStatus.BOOKED,
     )
+    rows = await session.execute(_overlapping(sessions, Appointment, low, high))
     hosts: dict[str, list[str]] = defaultdict(list)
-    for user_id, items in busy.items():
-        for row in items:
-            if len(row) > 4:  # an appointment row: its id is the fourth column
-                hosts[row[3]].append(user_id)
+    for item in booked:
+        hosts[str(item.appointment_id)].append(item.user_id)
     return {
         s_start: ClassSession(aid, tuple(sorted(hosts.get(aid, []))), attendees)
         for aid, s_start, attendees in rows.tuples() if aid != exclude

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import inspect
-from sqlmodel import SQLModel
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import insert, inspect, select
+from sqlmodel import SQLModel, col
 
 from storage import migrate
 from storage.db import Database
+from storage.models import Appointment, BlockedSlot
+from storage.secrets import SecretBox, generate_key
+from tests.factories import add_connection, add_user
 
 
 async def _tables(database: Database) -> set[str]:
@@ -42,3 +49,40 @@ async def test_models_and_migration_agree(db: Database) -> None:
 
     async with db.engine.connect() as conn:
         assert await conn.run_sync(diff) == []
+
+
+async def test_upgrade_to_0005_flags_the_long_rows_already_stored(db_at_0004: Database) -> None:
+    """Rows written before the `long` column existed get it from the database, so availability still finds
+    a holiday stored then that began days before the range it is asked about."""
+    database = db_at_0004
+    user = await add_user(database)
+    _, (remote,) = await add_connection(database, user, SecretBox(generate_key()))
+    moment = datetime(2027, 3, 22, 8, tzinfo=UTC)
+    spans = {"holiday": (moment - timedelta(days=10), moment + timedelta(days=1)),
+             "meeting": (moment - timedelta(hours=1), moment + timedelta(hours=1))}
+    async with database.engine.begin() as conn:  # the 0004 columns only
+        await conn.execute(insert(BlockedSlot.__table__), [  # type: ignore[arg-type]
+            {"id": name, "user_id": user.id, "remote_calendar_id": remote.id, "remote_id": name, "start": start,
+             "end": end, "busy": True, "all_day": False, "fetched_at": moment} for name, (start, end) in spans.items()])
+        await conn.execute(insert(Appointment.__table__), [  # type: ignore[arg-type]
+            {"id": name, "start": start, "end": end, "title": "", "status": "booked", "origin": "imported",
+             "busy": True, "version": 1, "created_at": moment, "updated_at": moment}
+            for name, (start, end) in spans.items()])
+
+    await migrate.upgrade(database.engine)
+    async with database.session() as session:
+        for model in (BlockedSlot, Appointment):
+            flags = dict((await session.execute(select(col(model.id), col(model.long)))).tuples().all())
+            assert flags == {"holiday": True, "meeting": False}
+    async with database.engine.connect() as conn:
+        indexes = await conn.run_sync(lambda c: {i["name"] for t in ("blockedslot", "appointment")
+                                                 for i in inspect(c).get_indexes(t)})
+    assert {"ix_blockedslot_user_long_end", "ix_appointment_long_end"} <= indexes
+
+
+@pytest.fixture
+async def db_at_0004(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    await migrate.upgrade(database.engine, "0004")
+    yield database
+    await database.dispose()
