@@ -1,7 +1,7 @@
 """outbox delivery: a notice is claimed with a lease, retried with backoff, and records its last error
 
-Revision ID: 0007
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from alembic import op
 
 import storage.types
 
-revision = '0007'
-down_revision = '0004'
+revision = '0006'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 

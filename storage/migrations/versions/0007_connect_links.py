@@ -1,7 +1,7 @@
 """connect links: one-time links to the iCloud/CalDAV connect form, stored as token hashes
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0007
+Revises: 0006
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from alembic import op
 
 import storage.types
 
-revision = '0008'
-down_revision = '0007'
+revision = '0007'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
