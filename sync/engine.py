@@ -2,9 +2,11 @@
 
 One cycle of one remote calendar:
 1. pull: list what changed since the cursor, map items to occurrences (bad items are skipped and
-   reported), plan against what the database knows, apply the plan in one transaction (remote writes
-   for restores happen inside it, before the commit);
-2. push (linked calendar only): create, update or delete our copies, each write followed by the commit
+   reported), plan against what the database knows, apply the plan in one transaction;
+2. restore (linked calendar only): write back the copies the plan restores (R6, R8), after that commit:
+   no transaction is ever held across a network call. Until they are written the cursor stays where it
+   was, so a crash before a restore plans it again;
+3. push (linked calendar only): create, update or delete our copies, each write followed by the commit
    of its link, so a crash in between is adopted on the next pull instead of written twice.
 
 Failures stay inside their calendar: revoked credentials break the connection (one notice, blocked slots
@@ -71,6 +73,7 @@ from sync.providers.base import (
     Reader,
     ReadResults,
     RemoteItem,
+    WriteResult,
     read_items,
 )
 
@@ -118,6 +121,7 @@ class _Cycle:
     slots: state.SlotWriter
     tally: state.Tally
     now: datetime
+    restores: list[RestorePush] = field(default_factory=list)  # written after the commit
 
 
 class SyncEngine:
@@ -160,12 +164,14 @@ class SyncEngine:
         extra = {"user_id": context.user.id, "calendar_id": calendar_id, "provider": context.connection.provider}
         try:
             provider = self._provider(context.connection, context.user)
-            await self._pull(context, provider, report)
+            restores = await self._pull(context, provider, report)
             if context.role.linked:
+                restored = await self._restore(context, provider, restores)
                 await self._push(context, provider, report)
-                if report.tally.pushed:
+                if report.tally.pushed or restored:
                     # Move the cursor past our own writes: a server may leave out an item created and
                     # deleted after a token (RFC 6578), so a copy the user deletes later must be newer.
+                    # Restores this pull plans (edited again meanwhile) wait for the next cycle.
                     await self._pull(context, provider, CalendarReport(calendar_id))
         except InvalidCredentials as exc:
             report.error = str(exc)
@@ -182,7 +188,10 @@ class SyncEngine:
 
     # Pull --------------------------------------------------------------------------------------------
 
-    async def _pull(self, context: _Context, provider: CalendarProvider, report: CalendarReport) -> None:
+    async def _pull(
+        self, context: _Context, provider: CalendarProvider, report: CalendarReport
+    ) -> list[RestorePush]:
+        """Plan and apply one listing; returns the restores to write once its transaction has committed."""
         calendar, now = context.calendar, self.clock()
         relist = calendar.last_full_sync_at is None or now - calendar.last_full_sync_at > FULL_RESYNC_EVERY
         changes, listing = await pull_listing(provider, calendar.remote_id, None if relist else calendar.sync_cursor,
@@ -199,21 +208,22 @@ class SyncEngine:
             cycle = _Cycle(known, await state.booked_appointments(session, context.user.id, context.window_start),
                            state.SlotWriter(context.user, calendar, now), report.tally, now)
             for action in result.actions:
-                await self._apply(session, context, provider, cycle, action)
+                await self._apply(session, context, cycle, action)
             await cycle.slots.flush(session)
             report.tally.blocked_slots = await state.count_slots(session, calendar.id)
             row = await session.get(RemoteCalendar, calendar.id)
             assert row is not None
             if not result.held:
-                row.sync_cursor = changes.cursor
                 row.removals_held_of, row.removals_confirmed = None, False
-                if changes.full:
-                    row.last_full_sync_at = now
+                if not cycle.restores:
+                    row.sync_cursor = changes.cursor
+                    if changes.full:
+                        row.last_full_sync_at = now
             row.last_synced_at, row.last_error = now, None
+        report.tally.removed += result.removed
+        return cycle.restores
 
-    async def _apply(
-        self, session: AsyncSession, context: _Context, provider: CalendarProvider, cycle: _Cycle, action: PlanAction
-    ) -> None:
+    async def _apply(self, session: AsyncSession, context: _Context, cycle: _Cycle, action: PlanAction) -> None:
         user, calendar, tally, now, bookings = context.user, context.calendar, cycle.tally, cycle.now, cycle.bookings
         match action:
             case SetSlots(item_id, occurrences):
@@ -231,7 +241,7 @@ class SyncEngine:
             case RecordPush(appointment_id, item_id, etag, printed):
                 await state.record_push(session, user, calendar, appointment_id, item_id, etag, printed, now)
             case RestorePush(appointment_id, item_id, etag, remote, both_changed):
-                await self._restore(session, context, provider, appointment_id, item_id, etag, now)
+                cycle.restores.append(action)
                 kind = NoticeKind.BOTH_CHANGED if both_changed else NoticeKind.REMOTE_EDIT_REVERTED
                 await notify(session, user.id, kind, {
                     "appointment_id": appointment_id, "calendar_id": calendar.id, "winner": "croco",
@@ -277,23 +287,21 @@ class SyncEngine:
                     "known": known_count, "actions": ["confirm_removals"],
                 }, dedupe_key=f"held:{calendar.id}:{calendar.sync_cursor}")
 
-    async def _restore(
-        self, session: AsyncSession, context: _Context, provider: CalendarProvider, appointment_id: str,
-        item_id: str, etag: str | None, now: datetime,
-    ) -> None:
-        """Write the appointment back over a remote edit (system wins); a newer remote etag retries once."""
-        appointment = await session.get(Appointment, appointment_id)
-        if appointment is None:
-            return
-        draft = draft_for(appointment)
-        try:
-            written = await provider.update(context.calendar.remote_id, item_id, draft, etag)
-        except PreconditionFailed:
-            written = await provider.update(context.calendar.remote_id, item_id, draft, None)
-        await state.record_push(
-            session, context.user, context.calendar, appointment_id, written.remote_id, written.etag,
-            state.appointment_fingerprint(appointment), now,
-        )
+    async def _restore(self, context: _Context, provider: CalendarProvider, restores: list[RestorePush]) -> int:
+        """Write appointments back over remote edits (system wins), each write followed by the commit of its
+        link; a newer remote etag retries once. Returns how many were written."""
+        for restore in restores:
+            async with self.db.session() as session:
+                appointment = await session.get(Appointment, restore.appointment_id)
+            if appointment is None:
+                continue
+            draft = draft_for(appointment)
+            try:
+                written = await provider.update(context.calendar.remote_id, restore.item_id, draft, restore.etag)
+            except PreconditionFailed:
+                written = await provider.update(context.calendar.remote_id, restore.item_id, draft, None)
+            await self._record_push(context, appointment, written)
+        return len(restores)
 
     # Push --------------------------------------------------------------------------------------------
 
@@ -317,12 +325,15 @@ class SyncEngine:
                     written = await provider.update(context.calendar.remote_id, action.item_id, draft, action.etag)
             except PreconditionFailed:
                 continue  # edited remotely meanwhile: the next pull sees it and applies R6/R8
-            async with self.db.write() as session:
-                await state.record_push(
-                    session, context.user, context.calendar, appointment.id, written.remote_id, written.etag,
-                    state.appointment_fingerprint(appointment), self.clock(),
-                )
+            await self._record_push(context, appointment, written)
             report.tally.pushed += 1
+
+    async def _record_push(self, context: _Context, appointment: Appointment, written: WriteResult) -> None:
+        async with self.db.write() as session:
+            await state.record_push(
+                session, context.user, context.calendar, appointment.id, written.remote_id, written.etag,
+                state.appointment_fingerprint(appointment), self.clock(),
+            )
 
     async def _delete_copy(self, context: _Context, provider: CalendarProvider, action: DeleteRemote) -> bool:
         """P3 and P4: remove our copy, also from a previous linked calendar that may no longer be synced

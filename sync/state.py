@@ -43,6 +43,7 @@ class Tally:
     appointments_cancelled: int = 0
     contacts_created: int = 0
     pushed: int = 0
+    removed: int = 0  # known items gone from the calendar (a confirmed mass deletion reports it)
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 
 from storage.db import Database
@@ -11,7 +12,7 @@ from storage.models import Appointment, BlockedSlot, Notice, RemoteCalendar
 from storage.secrets import SecretBox
 from sync import accounts
 from sync.engine import SyncEngine
-from sync.providers.base import EventDraft, ProviderConfig
+from sync.providers.base import CalendarProvider, EventDraft, ProviderConfig, WriteResult
 from sync.providers.caldav.provider import CalDAVProvider
 from tests.caldav_servers import CalDAVAccount
 from tests.factories import ANY_TIME
@@ -124,3 +125,56 @@ async def test_two_engines_on_one_database_sync_each_calendar_once(db: Database,
     assert sorted(synced) == sorted(w.calendar_id for w in worlds)  # every calendar once, none twice
     assert all(r.error is None for r in a + b)
     assert await first.run_due() == [] and await second.run_due() == []  # not due again until the interval
+
+
+class _BlockingUpdates:
+    """A CalDAV provider whose `update` waits for `release`: a calendar server that takes its time."""
+
+    def __init__(self, provider: CalendarProvider) -> None:
+        self._provider = provider
+        self.entered, self.release = asyncio.Event(), asyncio.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._provider, name)
+
+    async def update(self, calendar_id: str, remote_id: str, draft: EventDraft, etag: str | None) -> WriteResult:
+        self.entered.set()
+        await self.release.wait()
+        return await self._provider.update(calendar_id, remote_id, draft, etag)
+
+
+async def test_restoring_a_copy_holds_no_transaction_while_the_server_answers(one_way: World) -> None:
+    """A slow calendar server must not block bookings: the restore's write happens after the pull commits."""
+    appointment_id, provider = await _pushed(one_way)
+    await _edit_remotely(one_way, provider, appointment_id)
+    slow = _BlockingUpdates(provider)
+    engine = SyncEngine(one_way.db, one_way.engine.secrets, lambda *_: slow)  # type: ignore[arg-type,return-value]
+    cycle = asyncio.create_task(engine.sync_calendar(one_way.calendar_id))
+    await asyncio.wait_for(slow.entered.wait(), 30)
+    try:
+        await asyncio.wait_for(book(one_way, paris(DAY, 12)), 5)  # a booking meanwhile: db.write() at once
+        assert len(await notices(one_way, "remote_edit_reverted")) == 1  # told before the write is done
+    finally:
+        slow.release.set()
+        report = await cycle
+    assert report.error is None
+    (item,) = [i for i in (await provider.changes(one_way.calendar_url, None, ANY_TIME)).changed
+               if appointment_id in i.remote_id]
+    assert f"DTSTART:{paris(DAY, 10):%Y%m%dT%H%M%SZ}" in item.data
+
+
+async def test_a_crash_before_the_restore_is_written_plans_it_again(one_way: World) -> None:
+    appointment_id, provider = await _pushed(one_way)
+    await _edit_remotely(one_way, provider, appointment_id)
+    slow = _BlockingUpdates(provider)
+    engine = SyncEngine(one_way.db, one_way.engine.secrets, lambda *_: slow)  # type: ignore[arg-type,return-value]
+    cycle = asyncio.create_task(engine.sync_calendar(one_way.calendar_id))
+    await asyncio.wait_for(slow.entered.wait(), 30)
+    cycle.cancel()  # the process dies with the restore not written
+    with contextlib.suppress(asyncio.CancelledError):
+        await cycle
+    await one_way.sync()
+    (item,) = [i for i in (await provider.changes(one_way.calendar_url, None, ANY_TIME)).changed
+               if appointment_id in i.remote_id]
+    assert f"DTSTART:{paris(DAY, 10):%Y%m%dT%H%M%SZ}" in item.data
+    assert len(await notices(one_way, "remote_edit_reverted")) == 1
