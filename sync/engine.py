@@ -51,12 +51,14 @@ from sync.plan import (
     Known,
     Listing,
     PlanAction,
+    PushAction,
     PushedDeletedRemotely,
     RecordPush,
     RestorePush,
     SetSlots,
     SkipItem,
     UpdateImport,
+    Wanted,
     plan,
     plan_pushes,
 )
@@ -309,31 +311,59 @@ class SyncEngine:
         async with self.db.session() as session:
             wanted, links, appointments = await state.push_inputs(session, context.user.id, context.window_start)
         for action in plan_pushes(context.calendar.id, wanted, links):
-            appointment = appointments[action.appointment_id]
-            if isinstance(action, DeleteRemote):
-                if await self._delete_copy(context, provider, action):
-                    report.tally.pushed += 1
-                continue
-            draft = draft_for(appointment)
-            try:
-                if isinstance(action, CreateRemote):
-                    written = await provider.create(context.calendar.remote_id, draft)
-                    if written.existed:  # may show an older version, or be cancelled: make it show this one
-                        written = await provider.update(context.calendar.remote_id, written.remote_id, draft,
-                                                        written.etag)
-                else:
-                    written = await provider.update(context.calendar.remote_id, action.item_id, draft, action.etag)
-            except PreconditionFailed:
-                continue  # edited remotely meanwhile: the next pull sees it and applies R6/R8
-            await self._record_push(context, appointment, written)
-            report.tally.pushed += 1
+            if await self._push_one(context, provider, action, appointments[action.appointment_id]):
+                report.tally.pushed += 1
 
-    async def _record_push(self, context: _Context, appointment: Appointment, written: WriteResult) -> None:
+    async def restore_copy(self, user_id: str, appointment_id: str) -> bool:
+        """"Restore to calendar" (R7 one-way): write our copy of one appointment to the user's linked calendar
+        now, and take it back into the pushes (un-suppressed) with its link, in one transaction.
+
+        No pull first: a pull that still saw the copy the user cancelled would apply R7 again. A crash before
+        that transaction leaves it suppressed (the copy, if written, is ours again at the next click: `create`
+        is idempotent). False when the user has no linked calendar that syncs."""
+        async with self.db.session() as session:
+            settings = await session.get(SyncSettings, user_id)
+            appointment = await session.get(Appointment, appointment_id)
+            links = await state.push_links(session, user_id, appointment_id)
+        context = await self._context(settings.linked_calendar_id) if settings and settings.linked_calendar_id else None
+        if context is None or appointment is None:
+            return False
+        provider = self._provider(context.connection, context.user)
+        wanted = Wanted(appointment_id, state.appointment_fingerprint(appointment))
+        return all([await self._push_one(context, provider, action, appointment, restoring=True)
+                    for action in plan_pushes(context.calendar.id, [wanted], links)])
+
+    async def _push_one(
+        self, context: _Context, provider: CalendarProvider, action: PushAction, appointment: Appointment, *,
+        restoring: bool = False,
+    ) -> bool:
+        """One write (P1-P4) followed by the commit of its link; False when the copy was edited meanwhile."""
+        if isinstance(action, DeleteRemote):
+            return await self._delete_copy(context, provider, action)
+        draft = draft_for(appointment)
+        try:
+            if isinstance(action, CreateRemote):
+                written = await provider.create(context.calendar.remote_id, draft)
+                if written.existed:  # may show an older version, or be cancelled: make it show this one
+                    written = await provider.update(context.calendar.remote_id, written.remote_id, draft,
+                                                    written.etag)
+            else:
+                written = await provider.update(context.calendar.remote_id, action.item_id, draft, action.etag)
+        except PreconditionFailed:
+            return False  # edited remotely meanwhile: the next pull sees it and applies R6/R8
+        await self._record_push(context, appointment, written, restoring=restoring)
+        return True
+
+    async def _record_push(
+        self, context: _Context, appointment: Appointment, written: WriteResult, *, restoring: bool = False
+    ) -> None:
         async with self.db.write() as session:
             await state.record_push(
                 session, context.user, context.calendar, appointment.id, written.remote_id, written.etag,
                 state.appointment_fingerprint(appointment), self.clock(),
             )
+            if restoring:
+                await state.suppress_push(session, context.user.id, appointment.id, suppressed=False)
 
     async def _delete_copy(self, context: _Context, provider: CalendarProvider, action: DeleteRemote) -> bool:
         """P3 and P4: remove our copy, also from a previous linked calendar that may no longer be synced

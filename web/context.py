@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from storage.db import Database
 from storage.secrets import SecretBox
+from sync.actions import Actions
 from sync.booking import Booking
 from sync.engine import SyncEngine
 from sync.providers.base import ProviderFactory
@@ -26,12 +27,14 @@ class WebContext:
     """The default workspace API-created objects belong to, resolved when the app starts."""
 
     booking: Booking = field(init=False)
+    actions: Actions = field(init=False)
     _background: set[asyncio.Task[object]] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         if self.engine is None:
             self.engine = SyncEngine(self.db, self.secrets, self.providers)
         self.booking = Booking(self.db, refresh=self.engine.sync_user)
+        self.actions = Actions(self.db, self.engine)
 
     def push_soon(self) -> None:
         """Run an engine cycle now, in the background, so that a booking reaches the members' linked

@@ -10,7 +10,7 @@ from storage.db import Database
 from storage.enums import SyncMode
 from storage.models import Appointment, BlockedSlot, Notice, RemoteCalendar
 from storage.secrets import SecretBox
-from sync import accounts
+from sync.actions import Actions
 from sync.engine import SyncEngine
 from sync.providers.base import CalendarProvider, EventDraft, ProviderConfig, WriteResult
 from sync.providers.caldav.provider import CalDAVProvider
@@ -59,8 +59,10 @@ async def test_mass_deletion_is_held_until_the_user_confirms(one_way: World) -> 
     await one_way.sync()
     assert await one_way.count(BlockedSlot) == 23
 
-    await accounts.confirm_removals(one_way.db, one_way.calendar_id)
-    await one_way.sync()
+    actions = Actions(one_way.db, one_way.engine)  # the button, clicked twice at once, then once more
+    clicks = await asyncio.gather(*(actions.confirm_held_removals(one_way.user_id) for _ in range(2)))
+    assert sorted(clicks) == [0, 11]
+    assert await actions.confirm_held_removals(one_way.user_id) == 0
     assert await one_way.count(BlockedSlot) == 12
     (calendar,) = await one_way.rows(RemoteCalendar, RemoteCalendar.id == one_way.calendar_id)
     assert calendar.removals_held_of is None and not calendar.removals_confirmed

@@ -30,6 +30,7 @@ from storage.models import Appointment, AppointmentAssignee, Workspace
 from storage.secrets import SecretBox
 from tests.ics import michel, vevent
 from tests.web.conftest import GOOD_PASSWORD, TOKEN, Accounts, Client, context
+from web.api import CONTEXT
 from web.app import create_app, load_openapi
 
 JOHN = {"name": "John", "email": "john@example.com", "timezone": "Europe/Paris"}
@@ -48,8 +49,10 @@ ENDPOINTS = [
     ("GET", "/api/v1/calendars/{u}/free-slots"), ("POST", "/api/v1/calendars/{u}/appointments"),
     ("GET", "/api/v1/calendars/{u}/troubleshoot"), ("GET", "/api/v1/appointments/{u}"),
     ("PATCH", "/api/v1/appointments/{u}"), ("POST", "/api/v1/appointments/{u}/cancel"),
+    ("POST", "/api/v1/appointments/{u}/restore"), ("POST", "/api/v1/users/{u}/held-removals/confirm"),
 ]
-WITH_BODY = [(m, p) for m, p in ENDPOINTS if m in ("POST", "PUT", "PATCH") and not p.endswith(("/sync", "/cancel"))]
+WITH_BODY = [(m, p) for m, p in ENDPOINTS
+             if m in ("POST", "PUT", "PATCH") and not p.endswith(("/sync", "/cancel", "/restore", "/confirm"))]
 VALID_BODIES = {
     "/api/v1/calendars/{u}/appointments": {"start": "2030-01-07T09:00:00Z",
                                            "contact": {"name": "Ada", "email": "ada@example.com"}},
@@ -554,6 +557,72 @@ async def test_bad_troubleshoot_dates_are_422(api: Client, query: dict[str, str]
     desk = await johns_desk(api, await new_user(api))
     response = await api.get(f"/api/v1/calendars/{desk['id']}/troubleshoot", params=query)
     assert await error_of(response, 422) == "validation_error"
+
+
+async def johns_linked_desk(api: Client, accounts: Accounts) -> tuple[dict[str, Any], dict[str, Any]]:
+    """John's Work calendar linked one-way, and his desk: (user, desk)."""
+    user, _, calendars = await connected(api)
+    settings = {"linked_calendar_id": calendars["Work"]["id"], "mode": "one_way"}
+    assert (await api.put(f"/api/v1/users/{user['id']}/sync-settings", json=settings)).status == 200
+    return user, await johns_desk(api, user)
+
+
+async def background_done(api: Client) -> None:
+    """The engine cycles a change started in the background (`push_soon`) have finished."""
+    await api.app[CONTEXT].drain()
+
+
+async def test_a_double_click_on_cancel_is_one_cancellation(api: Client, accounts: Accounts) -> None:
+    hook = await created(await api.post("/api/v1/automations", json={
+        "trigger": "appointment.cancelled", "action": "webhook", "url": "https://hooks.example.com/croco"}))
+    _, desk = await johns_linked_desk(api, accounts)
+    booked = await created(await api.post(f"/api/v1/calendars/{desk['id']}/appointments", json=ada(tomorrow_at(9))))
+    await background_done(api)
+    assert f"{booked['id']}.ics" in accounts.provider.calendars["/john/work/"].items
+
+    clicks = await asyncio.gather(*(api.post(f"/api/v1/appointments/{booked['id']}/cancel") for _ in range(2)))
+    assert [c.status for c in clicks] == [200, 200]
+    await background_done(api)
+    assert len(await listed(api, f"/api/v1/automations/{hook['id']}/runs")) == 1
+    assert accounts.provider.calls.count("delete") == 1
+    assert f"{booked['id']}.ics" not in accounts.provider.calendars["/john/work/"].items
+
+
+async def test_restore_writes_the_deleted_copy_back_once(api: Client, accounts: Accounts) -> None:
+    """R7 one-way: John deleted our copy; "Restore to calendar" writes it back, a second click finds nothing."""
+    user, desk = await johns_linked_desk(api, accounts)
+    booked = await created(await api.post(f"/api/v1/calendars/{desk['id']}/appointments", json=ada(tomorrow_at(9))))
+    await background_done(api)
+    assert await error_of(await api.post(f"/api/v1/appointments/{booked['id']}/restore"), 409) == "nothing_to_restore"
+    accounts.provider.remove("/john/work/", f"{booked['id']}.ics")
+    assert (await api.post(f"/api/v1/users/{user['id']}/sync")).status == 200  # R7: kept booked, not re-pushed
+
+    calls = len(accounts.provider.calls)
+    clicks = await asyncio.gather(*(api.post(f"/api/v1/appointments/{booked['id']}/restore") for _ in range(2)))
+    assert sorted(c.status for c in clicks) == [200, 409]
+    (restored,) = [await c.json() for c in clicks if c.status == 200]
+    assert restored["id"] == booked["id"] and restored["status"] == "booked"
+    assert accounts.provider.calls[calls:] == ["create"]  # written at once, no pull first
+    assert f"{booked['id']}.ics" in accounts.provider.calendars["/john/work/"].items
+
+    synced = await (await api.post(f"/api/v1/users/{user['id']}/sync")).json()
+    assert synced["calendars"][0]["pushed"] == 0  # its link is recorded: nothing written twice
+    assert f"{booked['id']}.ics" in accounts.provider.calendars["/john/work/"].items
+
+
+async def test_restore_answers_409_when_nothing_is_missing(api: Client) -> None:
+    john = await new_user(api)
+    desk = await johns_desk(api, john)
+    booked = await created(await api.post(f"/api/v1/calendars/{desk['id']}/appointments", json=ada(tomorrow_at(9))))
+    assert await error_of(await api.post(f"/api/v1/appointments/{booked['id']}/restore"), 409) == "nothing_to_restore"
+    assert (await api.post(f"/api/v1/appointments/{booked['id']}/cancel")).status == 200
+    assert await error_of(await api.post(f"/api/v1/appointments/{booked['id']}/restore"), 409) == "nothing_to_restore"
+
+
+async def test_confirming_with_nothing_held_removes_nothing(api: Client) -> None:
+    john = await new_user(api)
+    response = await api.post(f"/api/v1/users/{john['id']}/held-removals/confirm")
+    assert response.status == 200 and await response.json() == {"removed": 0}
 
 
 async def test_imported_appointments_cannot_be_changed_over_the_api(api: Client, accounts: Accounts) -> None:
