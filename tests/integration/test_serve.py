@@ -163,3 +163,20 @@ def test_the_demo_walks_through_both_modes(tmp_path: Path) -> None:
     assert "7 appointments created, 1 contacts" in two_way
     assert "michel@example.com" in two_way and "two_way_import" in two_way
     assert "appointment.created" in two_way
+
+
+def test_schemathesis_from_outside_finds_no_server_error_and_no_timeout(tmp_path: Path) -> None:
+    """Issue 14: every phase (stateful included, along the document's links), two workers, against `croco
+    serve` on its default SQLite: no 5xx (`database is locked` was one) and no request over 10 s."""
+    env = _clean_env(CROCO_API_TOKEN="schemathesis-token")
+    with running_server(tmp_path, env) as (base, _):
+        run = subprocess.run([
+            sys.executable, "-m", "schemathesis.cli", "run", f"{base}/api/v1/openapi.json",
+            "--header", "Authorization: Bearer schemathesis-token", "--workers", "2",
+            "--phases", "examples,coverage,fuzzing,stateful", "--checks", "not_a_server_error",
+            "--max-examples", "30", "--request-timeout", "10", "--seed", "14", "--generation-database", "none",
+            "--no-color",
+        ], cwd=tmp_path, env=env | {"SCHEMATHESIS_HOOKS": "tests.integration.schemathesis_hooks"},
+            capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    assert "Stateful" in run.stdout and "0 generated" not in run.stdout
