@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from storage import migrate
 from tests.caldav_servers import CalDAVAccount
@@ -44,12 +44,17 @@ def _get(url: str) -> tuple[int, dict[str, object]]:
 
 
 @contextmanager
-def running_server(cwd: Path, env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """Start `croco serve` and wait until it answers /healthz (polling readiness, bounded)."""
+def running_server(
+    cwd: Path, env: dict[str, str], *, log: IO[str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """Start `croco serve` and wait until it answers /healthz (polling readiness, bounded).
+
+    Its stderr is a pipe read after it exits, or `log` for a long run: a pipe nobody reads fills up, and the
+    server then stalls on its next log line."""
     port = free_port()
     proc = subprocess.Popen(
         [*CROCO, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=cwd, env=env, stderr=subprocess.PIPE, text=True,
+        cwd=cwd, env=env, stderr=log or subprocess.PIPE, text=True,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -169,7 +174,7 @@ def test_schemathesis_from_outside_finds_no_server_error_and_no_timeout(tmp_path
     """Issue 14: every phase (stateful included, along the document's links), two workers, against `croco
     serve` on its default SQLite: no 5xx (`database is locked` was one) and no request over 10 s."""
     env = _clean_env(CROCO_API_TOKEN="schemathesis-token")
-    with running_server(tmp_path, env) as (base, _):
+    with (tmp_path / "serve.log").open("w+") as log, running_server(tmp_path, env, log=log) as (base, _):
         run = subprocess.run([
             sys.executable, "-m", "schemathesis.cli", "run", f"{base}/api/v1/openapi.json",
             "--header", "Authorization: Bearer schemathesis-token", "--workers", "2",
@@ -178,5 +183,6 @@ def test_schemathesis_from_outside_finds_no_server_error_and_no_timeout(tmp_path
             "--no-color",
         ], cwd=tmp_path, env=env | {"SCHEMATHESIS_HOOKS": "tests.integration.schemathesis_hooks"},
             capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    errors = [line for line in (tmp_path / "serve.log").read_text().splitlines() if '"level": "error"' in line]
+    assert run.returncode == 0, "\n".join([run.stdout[-6000:], run.stderr[-2000:], *errors[-20:]])
     assert "Stateful" in run.stdout and "0 generated" not in run.stdout

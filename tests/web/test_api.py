@@ -588,6 +588,32 @@ async def test_a_double_click_on_cancel_is_one_cancellation(api: Client, account
     assert f"{booked['id']}.ics" not in accounts.provider.calendars["/john/work/"].items
 
 
+async def test_a_burst_of_changes_runs_one_background_cycle_at_a_time(
+    db: Database, secret_box: SecretBox, accounts: Accounts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cycles started by the API must not pile up and queue for the database: one runs, one more follows."""
+    ctx = context(db, secret_box, accounts)
+    assert ctx.engine is not None
+    entered, release, running, started = asyncio.Event(), asyncio.Event(), [0], []
+
+    async def slow_cycle(*, limit: int = 50) -> list[object]:
+        running[0] += 1
+        started.append(running[0])
+        entered.set()
+        await release.wait()
+        running[0] -= 1
+        return []
+
+    monkeypatch.setattr(ctx.engine, "run_due", slow_cycle)
+    ctx.push_soon()
+    await asyncio.wait_for(entered.wait(), 5)
+    for _ in range(20):  # bookings while the first cycle runs
+        ctx.push_soon()
+    release.set()
+    await ctx.drain()
+    assert started == [1, 1]  # one at a time: the first, then one for the changes made while it ran
+
+
 async def test_restore_writes_the_deleted_copy_back_once(api: Client, accounts: Accounts) -> None:
     """R7 one-way: John deleted our copy; "Restore to calendar" writes it back, a second click finds nothing."""
     user, desk = await johns_linked_desk(api, accounts)
