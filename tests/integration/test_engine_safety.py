@@ -11,7 +11,7 @@ from storage.enums import SyncMode
 from storage.models import Appointment, BlockedSlot, Notice, RemoteCalendar
 from storage.secrets import SecretBox
 from sync.actions import Actions
-from sync.engine import SyncEngine
+from sync.engine import CalendarReport, SyncEngine
 from sync.providers.base import CalendarProvider, EventDraft, ProviderConfig, WriteResult
 from sync.providers.caldav.provider import CalDAVProvider
 from tests.caldav_servers import CalDAVAccount
@@ -145,14 +145,26 @@ class _BlockingUpdates:
         return await self._provider.update(calendar_id, remote_id, draft, etag)
 
 
+async def _restoring_slowly(world: World) -> tuple[str, CalDAVProvider, _BlockingUpdates, asyncio.Task[CalendarReport]]:
+    """Our copy edited remotely (R6 one-way), and a cycle writing it back, held inside the server's update."""
+    appointment_id, provider = await _pushed(world)
+    await _edit_remotely(world, provider, appointment_id)
+    slow = _BlockingUpdates(provider)
+    engine = SyncEngine(world.db, world.engine.secrets, lambda *_: slow)  # type: ignore[arg-type,return-value]
+    cycle = asyncio.create_task(engine.sync_calendar(world.calendar_id))
+    await asyncio.wait_for(slow.entered.wait(), 30)
+    return appointment_id, provider, slow, cycle
+
+
+async def _shows_our_time(world: World, provider: CalDAVProvider, appointment_id: str) -> bool:
+    (item,) = [i for i in (await provider.changes(world.calendar_url, None, ANY_TIME)).changed
+               if appointment_id in i.remote_id]
+    return f"DTSTART:{paris(DAY, 10):%Y%m%dT%H%M%SZ}" in item.data
+
+
 async def test_restoring_a_copy_holds_no_transaction_while_the_server_answers(one_way: World) -> None:
     """A slow calendar server must not block bookings: the restore's write happens after the pull commits."""
-    appointment_id, provider = await _pushed(one_way)
-    await _edit_remotely(one_way, provider, appointment_id)
-    slow = _BlockingUpdates(provider)
-    engine = SyncEngine(one_way.db, one_way.engine.secrets, lambda *_: slow)  # type: ignore[arg-type,return-value]
-    cycle = asyncio.create_task(engine.sync_calendar(one_way.calendar_id))
-    await asyncio.wait_for(slow.entered.wait(), 30)
+    appointment_id, provider, slow, cycle = await _restoring_slowly(one_way)
     try:
         await asyncio.wait_for(book(one_way, paris(DAY, 12)), 5)  # a booking meanwhile: db.write() at once
         assert len(await notices(one_way, "remote_edit_reverted")) == 1  # told before the write is done
@@ -160,23 +172,14 @@ async def test_restoring_a_copy_holds_no_transaction_while_the_server_answers(on
         slow.release.set()
         report = await cycle
     assert report.error is None
-    (item,) = [i for i in (await provider.changes(one_way.calendar_url, None, ANY_TIME)).changed
-               if appointment_id in i.remote_id]
-    assert f"DTSTART:{paris(DAY, 10):%Y%m%dT%H%M%SZ}" in item.data
+    assert await _shows_our_time(one_way, provider, appointment_id)
 
 
 async def test_a_crash_before_the_restore_is_written_plans_it_again(one_way: World) -> None:
-    appointment_id, provider = await _pushed(one_way)
-    await _edit_remotely(one_way, provider, appointment_id)
-    slow = _BlockingUpdates(provider)
-    engine = SyncEngine(one_way.db, one_way.engine.secrets, lambda *_: slow)  # type: ignore[arg-type,return-value]
-    cycle = asyncio.create_task(engine.sync_calendar(one_way.calendar_id))
-    await asyncio.wait_for(slow.entered.wait(), 30)
+    appointment_id, provider, _, cycle = await _restoring_slowly(one_way)
     cycle.cancel()  # the process dies with the restore not written
     with contextlib.suppress(asyncio.CancelledError):
         await cycle
     await one_way.sync()
-    (item,) = [i for i in (await provider.changes(one_way.calendar_url, None, ANY_TIME)).changed
-               if appointment_id in i.remote_id]
-    assert f"DTSTART:{paris(DAY, 10):%Y%m%dT%H%M%SZ}" in item.data
+    assert await _shows_our_time(one_way, provider, appointment_id)
     assert len(await notices(one_way, "remote_edit_reverted")) == 1
