@@ -46,7 +46,7 @@ class Actions:
             try:
                 restored = [u for u in user_ids if await self.engine.restore_copy(u, appointment_id)]
             except ProviderError as exc:  # provider messages never carry credentials (base.py)
-                raise Invalid(f"the calendar server cannot be reached: {exc}", code="unreachable") from None
+                raise Invalid(f"the calendar server did not take our copy: {exc}", code="unreachable") from None
         if not restored:
             raise Conflict("no linked calendar to restore the appointment to", code="nothing_to_restore")
         log.info("copy restored", extra={"appointment_id": appointment_id, "user_ids": restored})

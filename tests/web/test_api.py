@@ -28,6 +28,7 @@ from storage.enums import (
 )
 from storage.models import Appointment, AppointmentAssignee, Workspace
 from storage.secrets import SecretBox
+from sync.providers.base import Unreachable
 from tests.ics import michel, vevent
 from tests.web.conftest import GOOD_PASSWORD, TOKEN, Accounts, Client, context
 from web.api import CONTEXT
@@ -633,6 +634,18 @@ async def test_restore_writes_the_deleted_copy_back_once(api: Client, accounts: 
 
     synced = await (await api.post(f"/api/v1/users/{user['id']}/sync")).json()
     assert synced["calendars"][0]["pushed"] == 0  # its link is recorded: nothing written twice
+    assert f"{booked['id']}.ics" in accounts.provider.calendars["/john/work/"].items
+
+
+async def test_restore_on_a_failing_server_is_422_and_the_button_still_works(api: Client, accounts: Accounts) -> None:
+    user, desk = await johns_linked_desk(api, accounts)
+    booked = await created(await api.post(f"/api/v1/calendars/{desk['id']}/appointments", json=ada(tomorrow_at(9))))
+    await background_done(api)
+    accounts.provider.remove("/john/work/", f"{booked['id']}.ics")
+    assert (await api.post(f"/api/v1/users/{user['id']}/sync")).status == 200
+    accounts.provider.fail_next(Unreachable("connection refused"), on="create")
+    assert await error_of(await api.post(f"/api/v1/appointments/{booked['id']}/restore"), 422) == "unreachable"
+    assert (await api.post(f"/api/v1/appointments/{booked['id']}/restore")).status == 200
     assert f"{booked['id']}.ics" in accounts.provider.calendars["/john/work/"].items
 
 
