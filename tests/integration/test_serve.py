@@ -179,7 +179,7 @@ def test_schemathesis_from_outside_finds_no_server_error_and_no_timeout(tmp_path
             sys.executable, "-m", "schemathesis.cli", "run", f"{base}/api/v1/openapi.json",
             "--header", "Authorization: Bearer schemathesis-token", "--workers", "2",
             "--phases", "examples,coverage,fuzzing,stateful", "--checks", "not_a_server_error",
-            "--max-examples", "30", "--request-timeout", "10", "--seed", "14", "--generation-database", "none",
+            "--max-examples", "50", "--request-timeout", "10", "--seed", "14", "--generation-database", "none",
             "--no-color",
         ], cwd=tmp_path, env=env | {"SCHEMATHESIS_HOOKS": "tests.integration.schemathesis_hooks"},
             capture_output=True, text=True, timeout=300)
