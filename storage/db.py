@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -48,6 +50,7 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_connect)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._writer = asyncio.Lock() if self.dialect == "sqlite" else None  # one writer at a time (`write`)
 
     @property
     def is_postgresql(self) -> bool:
@@ -62,11 +65,13 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A transaction that checks then writes (claims, bookings) without a race.
 
-        SQLite: BEGIN IMMEDIATE takes the database write lock first, so a second writer waits.
+        SQLite: BEGIN IMMEDIATE takes the database write lock first, so a second writer waits. Writers of this
+        process queue on an asyncio lock before that, holding no pooled connection: only another process's
+        writer is ever waited for inside SQLite's busy timeout, and reads always find a free connection.
         PostgreSQL: an ordinary transaction; callers lock the rows they check (FOR UPDATE).
         Commits on success, rolls back on error.
         """
-        async with self.engine.connect() as conn:
+        async with self._writer or contextlib.nullcontext(), self.engine.connect() as conn:
             conn = await conn.execution_options(**{_IMMEDIATE: True})
             async with AsyncSession(bind=conn, expire_on_commit=False) as session, session.begin():
                 yield session

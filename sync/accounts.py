@@ -300,12 +300,3 @@ async def put_settings(
                                   .values(last_full_sync_at=None, due_at=now))
     return after
 
-
-async def confirm_removals(db: Database, calendar_id: str, *, now: datetime) -> None:
-    """The user confirmed a held mass deletion: the next cycle (due `now`) applies it (the Slack button calls
-    this)."""
-    async with db.write() as session:
-        calendar = await session.get(RemoteCalendar, calendar_id)
-        if calendar is None:
-            raise NotFound(f"no calendar {calendar_id}")
-        calendar.removals_confirmed, calendar.due_at = True, now

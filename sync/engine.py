@@ -2,9 +2,11 @@
 
 One cycle of one remote calendar:
 1. pull: list what changed since the cursor, map items to occurrences (bad items are skipped and
-   reported), plan against what the database knows, apply the plan in one transaction (remote writes
-   for restores happen inside it, before the commit);
-2. push (linked calendar only): create, update or delete our copies, each write followed by the commit
+   reported), plan against what the database knows, apply the plan in one transaction;
+2. restore (linked calendar only): write back the copies the plan restores (R6, R8), after that commit:
+   no transaction is ever held across a network call. Until they are written the cursor stays where it
+   was, so a crash before a restore plans it again;
+3. push (linked calendar only): create, update or delete our copies, each write followed by the commit
    of its link, so a crash in between is adopted on the next pull instead of written twice.
 
 Failures stay inside their calendar: revoked credentials or a refused token refresh break the connection
@@ -61,12 +63,14 @@ from sync.plan import (
     Known,
     Listing,
     PlanAction,
+    PushAction,
     PushedDeletedRemotely,
     RecordPush,
     RestorePush,
     SetSlots,
     SkipItem,
     UpdateImport,
+    Wanted,
     plan,
     plan_pushes,
 )
@@ -83,6 +87,7 @@ from sync.providers.base import (
     Reader,
     ReadResults,
     RemoteItem,
+    WriteResult,
     read_items,
 )
 
@@ -132,6 +137,7 @@ class _Cycle:
     slots: state.SlotWriter
     tally: state.Tally
     now: datetime
+    restores: list[RestorePush] = field(default_factory=list)  # written after the commit
 
 
 class SyncEngine:
@@ -199,12 +205,14 @@ class SyncEngine:
         extra = {"user_id": context.user.id, "calendar_id": calendar_id, "provider": context.connection.provider}
         try:
             provider = self._provider(context.connection, context.user)
-            await self._pull(context, provider, report)
+            restores = await self._pull(context, provider, report)
             if context.role.linked:
+                restored = await self._restore(context, provider, restores)
                 await self._push(context, provider, report)
-                if report.tally.pushed:
+                if report.tally.pushed or restored:
                     # Move the cursor past our own writes: a server may leave out an item created and
                     # deleted after a token (RFC 6578), so a copy the user deletes later must be newer.
+                    # Restores this pull plans (edited again meanwhile) wait for the next cycle.
                     await self._pull(context, provider, CalendarReport(calendar_id))
         except InvalidCredentials as exc:
             report.error = str(exc)
@@ -225,7 +233,10 @@ class SyncEngine:
 
     # Pull --------------------------------------------------------------------------------------------
 
-    async def _pull(self, context: _Context, provider: CalendarProvider, report: CalendarReport) -> None:
+    async def _pull(
+        self, context: _Context, provider: CalendarProvider, report: CalendarReport
+    ) -> list[RestorePush]:
+        """Plan and apply one listing; returns the restores to write once its transaction has committed."""
         calendar, now = context.calendar, self.clock()
         relist = calendar.last_full_sync_at is None or now - calendar.last_full_sync_at > FULL_RESYNC_EVERY
         changes, listing = await pull_listing(provider, calendar.remote_id, None if relist else calendar.sync_cursor,
@@ -242,22 +253,23 @@ class SyncEngine:
             cycle = _Cycle(known, await state.booked_appointments(session, context.user.id, context.window_start),
                            state.SlotWriter(context.user, calendar, now), report.tally, now)
             for action in result.actions:
-                await self._apply(session, context, provider, cycle, action)
+                await self._apply(session, context, cycle, action)
             await cycle.slots.flush(session)
             report.tally.blocked_slots = await state.count_slots(session, calendar.id)
             row = await session.get(RemoteCalendar, calendar.id)
             assert row is not None
             if not result.held:
-                row.sync_cursor = changes.cursor
                 row.removals_held_of, row.removals_confirmed = None, False
-                if changes.full:
-                    row.last_full_sync_at = now
+                if not cycle.restores:
+                    row.sync_cursor = changes.cursor
+                    if changes.full:
+                        row.last_full_sync_at = now
             row.last_synced_at, row.last_error = now, None
             await self._keep_rotated(session, context.connection.id, provider)
+        report.tally.removed += result.removed
+        return cycle.restores
 
-    async def _apply(
-        self, session: AsyncSession, context: _Context, provider: CalendarProvider, cycle: _Cycle, action: PlanAction
-    ) -> None:
+    async def _apply(self, session: AsyncSession, context: _Context, cycle: _Cycle, action: PlanAction) -> None:
         user, calendar, tally, now, bookings = context.user, context.calendar, cycle.tally, cycle.now, cycle.bookings
         match action:
             case SetSlots(item_id, occurrences):
@@ -275,7 +287,7 @@ class SyncEngine:
             case RecordPush(appointment_id, item_id, etag, printed):
                 await state.record_push(session, user, calendar, appointment_id, item_id, etag, printed, now)
             case RestorePush(appointment_id, item_id, etag, remote, both_changed):
-                await self._restore(session, context, provider, appointment_id, item_id, etag, now)
+                cycle.restores.append(action)
                 reverted = (BothChanged(appointment_id, calendar.id, Winner.CROCO, Side.of(remote)) if both_changed
                             else RemoteEditReverted(appointment_id, calendar.id, Side.of(remote)))
                 await notify(session, user.id, reverted, dedupe_key=f"restore:{appointment_id}:{etag}")
@@ -311,23 +323,21 @@ class SyncEngine:
                 await notify(session, user.id, MassDeletionHeld(calendar.id, calendar.name, removing, known_count),
                              dedupe_key=f"held:{calendar.id}:{calendar.sync_cursor}")
 
-    async def _restore(
-        self, session: AsyncSession, context: _Context, provider: CalendarProvider, appointment_id: str,
-        item_id: str, etag: str | None, now: datetime,
-    ) -> None:
-        """Write the appointment back over a remote edit (system wins); a newer remote etag retries once."""
-        appointment = await session.get(Appointment, appointment_id)
-        if appointment is None:
-            return
-        draft = draft_for(appointment)
-        try:
-            written = await provider.update(context.calendar.remote_id, item_id, draft, etag)
-        except PreconditionFailed:
-            written = await provider.update(context.calendar.remote_id, item_id, draft, None)
-        await state.record_push(
-            session, context.user, context.calendar, appointment_id, written.remote_id, written.etag,
-            state.appointment_fingerprint(appointment), now,
-        )
+    async def _restore(self, context: _Context, provider: CalendarProvider, restores: list[RestorePush]) -> int:
+        """Write appointments back over remote edits (system wins), each write followed by the commit of its
+        link; a newer remote etag retries once. Returns how many were written."""
+        for restore in restores:
+            async with self.db.session() as session:
+                appointment = await session.get(Appointment, restore.appointment_id)
+            if appointment is None:
+                continue
+            draft = draft_for(appointment)
+            try:
+                written = await provider.update(context.calendar.remote_id, restore.item_id, draft, restore.etag)
+            except PreconditionFailed:
+                written = await provider.update(context.calendar.remote_id, restore.item_id, draft, None)
+            await self._record_push(context, appointment, written)
+        return len(restores)
 
     # Push --------------------------------------------------------------------------------------------
 
@@ -335,28 +345,59 @@ class SyncEngine:
         async with self.db.session() as session:
             wanted, links, appointments = await state.push_inputs(session, context.user.id, context.window_start)
         for action in plan_pushes(context.calendar.id, wanted, links):
-            appointment = appointments[action.appointment_id]
-            if isinstance(action, DeleteRemote):
-                if await self._delete_copy(context, provider, action):
-                    report.tally.pushed += 1
-                continue
-            draft = draft_for(appointment)
-            try:
-                if isinstance(action, CreateRemote):
-                    written = await provider.create(context.calendar.remote_id, draft)
-                    if written.existed:  # may show an older version, or be cancelled: make it show this one
-                        written = await provider.update(context.calendar.remote_id, written.remote_id, draft,
-                                                        written.etag)
-                else:
-                    written = await provider.update(context.calendar.remote_id, action.item_id, draft, action.etag)
-            except PreconditionFailed:
-                continue  # edited remotely meanwhile: the next pull sees it and applies R6/R8
-            async with self.db.write() as session:
-                await state.record_push(
-                    session, context.user, context.calendar, appointment.id, written.remote_id, written.etag,
-                    state.appointment_fingerprint(appointment), self.clock(),
-                )
-            report.tally.pushed += 1
+            if await self._push_one(context, provider, action, appointments[action.appointment_id]):
+                report.tally.pushed += 1
+
+    async def restore_copy(self, user_id: str, appointment_id: str) -> bool:
+        """"Restore to calendar" (R7 one-way): write our copy of one appointment to the user's linked calendar
+        now, and take it back into the pushes (un-suppressed) with its link, in one transaction.
+
+        No pull first: a pull that still saw the copy the user cancelled would apply R7 again. A crash before
+        that transaction leaves it suppressed (the copy, if written, is ours again at the next click: `create`
+        is idempotent). False when the user has no linked calendar that syncs."""
+        async with self.db.session() as session:
+            settings = await session.get(SyncSettings, user_id)
+            appointment = await session.get(Appointment, appointment_id)
+            links = await state.push_links(session, user_id, appointment_id)
+        context = await self._context(settings.linked_calendar_id) if settings and settings.linked_calendar_id else None
+        if context is None or appointment is None:
+            return False
+        provider = self._provider(context.connection, context.user)
+        wanted = Wanted(appointment_id, state.appointment_fingerprint(appointment))
+        return all([await self._push_one(context, provider, action, appointment, restoring=True)
+                    for action in plan_pushes(context.calendar.id, [wanted], links)])
+
+    async def _push_one(
+        self, context: _Context, provider: CalendarProvider, action: PushAction, appointment: Appointment, *,
+        restoring: bool = False,
+    ) -> bool:
+        """One write (P1-P4) followed by the commit of its link; False when the copy was edited meanwhile."""
+        if isinstance(action, DeleteRemote):
+            return await self._delete_copy(context, provider, action)
+        draft = draft_for(appointment)
+        try:
+            if isinstance(action, CreateRemote):
+                written = await provider.create(context.calendar.remote_id, draft)
+                if written.existed:  # may show an older version, or be cancelled: make it show this one
+                    written = await provider.update(context.calendar.remote_id, written.remote_id, draft,
+                                                    written.etag)
+            else:
+                written = await provider.update(context.calendar.remote_id, action.item_id, draft, action.etag)
+        except PreconditionFailed:
+            return False  # edited remotely meanwhile: the next pull sees it and applies R6/R8
+        await self._record_push(context, appointment, written, restoring=restoring)
+        return True
+
+    async def _record_push(
+        self, context: _Context, appointment: Appointment, written: WriteResult, *, restoring: bool = False
+    ) -> None:
+        async with self.db.write() as session:
+            await state.record_push(
+                session, context.user, context.calendar, appointment.id, written.remote_id, written.etag,
+                state.appointment_fingerprint(appointment), self.clock(),
+            )
+            if restoring:
+                await state.suppress_push(session, context.user.id, appointment.id, suppressed=False)
 
     async def _delete_copy(self, context: _Context, provider: CalendarProvider, action: DeleteRemote) -> bool:
         """P3 and P4: remove our copy, also from a previous linked calendar that may no longer be synced

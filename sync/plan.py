@@ -201,6 +201,7 @@ PlanAction = (
 class Plan:
     actions: tuple[PlanAction, ...]
     held: bool = False  # removals held: the engine keeps the old cursor so they come back next cycle
+    removed: int = 0  # known items the plan removes (deleted or cancelled remotely)
 
 
 def fingerprint(start: datetime, end: datetime, title: str | None) -> str:
@@ -244,7 +245,7 @@ def plan(
     known_count, removing = held_basis or len(known_ids), len(gone)
     if not confirmed_removals and known_count >= MASS_DELETION_MINIMUM and removing * 2 > known_count:
         return Plan((*actions, HoldRemovals(removing, known_count)), held=True)
-    return Plan((*actions, *removals))
+    return Plan((*actions, *removals), removed=len(gone))
 
 
 def _foreign(role: CalendarRole, known: Known, obj: RemoteObject) -> Iterable[PlanAction]:

@@ -43,6 +43,7 @@ class Tally:
     appointments_cancelled: int = 0
     contacts_created: int = 0
     pushed: int = 0
+    removed: int = 0  # known items gone from the calendar (a confirmed mass deletion reports it)
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -134,9 +135,24 @@ async def push_inputs(
     )
     links, appointments = [], {a.id: a for a in wanted}
     for link, appointment in rows.tuples():
-        links.append(Link(appointment.id, link.remote_calendar_id, link.remote_id, link.etag, link.content_hash or ""))
+        links.append(_as_link(link))
         appointments[appointment.id] = appointment
     return [Wanted(a.id, appointment_fingerprint(a)) for a in wanted], links, appointments
+
+
+async def push_links(session: AsyncSession, user_id: str, appointment_id: str) -> list[Link]:
+    """Where the user's copies of one appointment are (one link at most per calendar)."""
+    rows = await session.scalars(
+        select(EventLink).where(
+            col(EventLink.user_id) == user_id, col(EventLink.appointment_id) == appointment_id,
+            col(EventLink.imported).is_(False),
+        )
+    )
+    return [_as_link(link) for link in rows]
+
+
+def _as_link(link: EventLink) -> Link:
+    return Link(link.appointment_id, link.remote_calendar_id, link.remote_id, link.etag, link.content_hash or "")
 
 
 async def count_slots(session: AsyncSession, calendar_id: str) -> int:
@@ -350,10 +366,11 @@ async def forget_push(session: AsyncSession, user_id: str, calendar_id: str, app
     )
 
 
-async def suppress_push(session: AsyncSession, user_id: str, appointment_id: str) -> None:
+async def suppress_push(session: AsyncSession, user_id: str, appointment_id: str, *, suppressed: bool = True) -> None:
+    """R7 one-way: keep the appointment out of the user's linked calendar (False: restored to it)."""
     assignee = await session.get(AppointmentAssignee, (appointment_id, user_id))
     if assignee is not None:
-        assignee.push_suppressed = True
+        assignee.push_suppressed = suppressed
 
 
 async def first_contact(session: AsyncSession, appointment_id: str) -> str | None:

@@ -199,6 +199,12 @@ async def sync_now(request: web.Request) -> web.Response:
     return web.json_response({"calendars": [r.as_json() for r in reports]})
 
 
+@routes.post("/api/v1/users/{user_id}/held-removals/confirm")
+async def confirm_held_removals(request: web.Request) -> web.Response:
+    removed = await _ctx(request).actions.confirm_held_removals(request.match_info["user_id"])
+    return web.json_response({"removed": removed})
+
+
 @routes.get("/api/v1/users/{user_id}/blocked-slots")
 async def blocked_slots(request: web.Request) -> web.Response:
     start, end = _time_range(request)
@@ -295,6 +301,13 @@ async def cancel_appointment(request: web.Request) -> web.Response:
     appointment = await ctx.booking.cancel(request.match_info["appointment_id"])
     ctx.push_soon()
     return web.json_response(await accounts.appointment_json(ctx.db, appointment.id))
+
+
+@routes.post("/api/v1/appointments/{appointment_id}/restore")
+async def restore_appointment(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    await ctx.actions.restore(request.match_info["appointment_id"])
+    return web.json_response(await accounts.appointment_json(ctx.db, request.match_info["appointment_id"]))
 
 
 @routes.get("/api/v1/calendars/{calendar_id}/troubleshoot")

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 
 from storage.db import Database
 from storage.secrets import SecretBox
 from storage.types import Clock, utcnow
+from sync.actions import Actions
 from sync.booking import Booking
 from sync.connect_links import ConnectLinks
 from sync.engine import SyncEngine
 from sync.providers.base import ProviderFactory
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,7 +37,9 @@ class WebContext:
 
     booking: Booking = field(init=False)
     connect_links: ConnectLinks = field(init=False)
-    _background: set[asyncio.Task[object]] = field(init=False, default_factory=set)
+    actions: Actions = field(init=False)
+    _cycle: asyncio.Task[None] | None = field(init=False, default=None)
+    _again: bool = field(init=False, default=False)  # a change came in while the cycle ran
 
     def __post_init__(self) -> None:
         if self.engine is None:
@@ -41,15 +47,31 @@ class WebContext:
         self.booking = Booking(self.db, refresh=self.engine.sync_user, clock=self.clock)
         self.connect_links = ConnectLinks(self.db, self.secrets, self.providers, public_url=self.public_url,
                                           oauth_clients=self.oauth_clients, clock=self.clock)
+        self.actions = Actions(self.db, self.engine)
 
     def push_soon(self) -> None:
         """Run an engine cycle now, in the background, so that a booking reaches the members' linked
-        calendars without waiting for the next scheduler tick (the calendars were marked due with it)."""
+        calendars without waiting for the next scheduler tick (the calendars were marked due with it).
+
+        One cycle at a time: a change made while one runs gets one more cycle after it (the running one may
+        have claimed its calendars before the change). A burst of requests never piles up cycles that queue
+        for the database, and so for the requests after them."""
+        if self._cycle is not None and not self._cycle.done():
+            self._again = True
+            return
+        self._cycle = asyncio.create_task(self._cycles())
+
+    async def _cycles(self) -> None:
         assert self.engine is not None
-        task: asyncio.Task[object] = asyncio.create_task(self.engine.run_due())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._again = True
+        while self._again:
+            self._again = False
+            try:
+                await self.engine.run_due()
+            except Exception:
+                log.exception("background sync cycle failed")
 
     async def drain(self) -> None:
-        """Let background cycles finish before the database closes."""
-        await asyncio.gather(*self._background, return_exceptions=True)
+        """Let the background cycle finish before the database closes."""
+        if self._cycle is not None:
+            await self._cycle

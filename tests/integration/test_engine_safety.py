@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 
 from storage.db import Database
 from storage.enums import SyncMode
 from storage.models import Appointment, BlockedSlot, Notice, RemoteCalendar
 from storage.secrets import SecretBox
-from sync import accounts
-from sync.engine import SyncEngine
-from sync.providers.base import EventDraft, ProviderConfig
+from sync.actions import Actions
+from sync.engine import CalendarReport, SyncEngine
+from sync.providers.base import CalendarProvider, EventDraft, ProviderConfig, WriteResult
 from sync.providers.caldav.provider import CalDAVProvider
 from tests.caldav_servers import CalDAVAccount
 from tests.factories import ANY_TIME
@@ -59,8 +60,10 @@ async def test_mass_deletion_is_held_until_the_user_confirms(one_way: World) -> 
     await one_way.sync()
     assert await one_way.count(BlockedSlot) == 23
 
-    await accounts.confirm_removals(one_way.db, one_way.calendar_id, now=NOW)
-    await one_way.sync()
+    actions = Actions(one_way.db, one_way.engine)  # the button, clicked twice at once, then once more
+    clicks = await asyncio.gather(*(actions.confirm_held_removals(one_way.user_id) for _ in range(2)))
+    assert sorted(clicks) == [0, 11]
+    assert await actions.confirm_held_removals(one_way.user_id) == 0
     assert await one_way.count(BlockedSlot) == 12
     (calendar,) = await one_way.rows(RemoteCalendar, RemoteCalendar.id == one_way.calendar_id)
     assert calendar.removals_held_of is None and not calendar.removals_confirmed
@@ -146,3 +149,59 @@ async def test_due_times_window_and_stamps_follow_the_injected_clock(two_way: Wo
     await two_way.sync()
     (appointment,) = await two_way.rows(Appointment)
     assert (appointment.status, appointment.updated_at) == ("cancelled", cancelled_at)
+
+
+class _BlockingUpdates:
+    """A CalDAV provider whose `update` waits for `release`: a calendar server that takes its time."""
+
+    def __init__(self, provider: CalendarProvider) -> None:
+        self._provider = provider
+        self.entered, self.release = asyncio.Event(), asyncio.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._provider, name)
+
+    async def update(self, calendar_id: str, remote_id: str, draft: EventDraft, etag: str | None) -> WriteResult:
+        self.entered.set()
+        await self.release.wait()
+        return await self._provider.update(calendar_id, remote_id, draft, etag)
+
+
+async def _restoring_slowly(world: World) -> tuple[str, CalDAVProvider, _BlockingUpdates, asyncio.Task[CalendarReport]]:
+    """Our copy edited remotely (R6 one-way), and a cycle writing it back, held inside the server's update."""
+    appointment_id, provider = await _pushed(world)
+    await _edit_remotely(world, provider, appointment_id)
+    slow = _BlockingUpdates(provider)
+    engine = SyncEngine(world.db, world.engine.secrets, lambda *_: slow)  # type: ignore[arg-type,return-value]
+    cycle = asyncio.create_task(engine.sync_calendar(world.calendar_id))
+    await asyncio.wait_for(slow.entered.wait(), 30)
+    return appointment_id, provider, slow, cycle
+
+
+async def _shows_our_time(world: World, provider: CalDAVProvider, appointment_id: str) -> bool:
+    (item,) = [i for i in (await provider.changes(world.calendar_url, None, ANY_TIME)).changed
+               if appointment_id in i.remote_id]
+    return f"DTSTART:{paris(DAY, 10):%Y%m%dT%H%M%SZ}" in item.data
+
+
+async def test_restoring_a_copy_holds_no_transaction_while_the_server_answers(one_way: World) -> None:
+    """A slow calendar server must not block bookings: the restore's write happens after the pull commits."""
+    appointment_id, provider, slow, cycle = await _restoring_slowly(one_way)
+    try:
+        await asyncio.wait_for(book(one_way, paris(DAY, 12)), 5)  # a booking meanwhile: db.write() at once
+        assert len(await notices(one_way, "remote_edit_reverted")) == 1  # told before the write is done
+    finally:
+        slow.release.set()
+        report = await cycle
+    assert report.error is None
+    assert await _shows_our_time(one_way, provider, appointment_id)
+
+
+async def test_a_crash_before_the_restore_is_written_plans_it_again(one_way: World) -> None:
+    appointment_id, provider, _, cycle = await _restoring_slowly(one_way)
+    cycle.cancel()  # the process dies with the restore not written
+    with contextlib.suppress(asyncio.CancelledError):
+        await cycle
+    await one_way.sync()
+    assert await _shows_our_time(one_way, provider, appointment_id)
+    assert len(await notices(one_way, "remote_edit_reverted")) == 1

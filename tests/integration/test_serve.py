@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from aiohttp import web
 
@@ -50,12 +50,17 @@ def _get(url: str) -> tuple[int, dict[str, object]]:
 
 
 @contextmanager
-def running_server(cwd: Path, env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """Start `croco serve` and wait until it answers /healthz (polling readiness, bounded)."""
+def running_server(
+    cwd: Path, env: dict[str, str], *, log: IO[str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """Start `croco serve` and wait until it answers /healthz (polling readiness, bounded).
+
+    Its stderr is a pipe read after it exits, or `log` for a long run: a pipe nobody reads fills up, and the
+    server then stalls on its next log line."""
     port = free_port()
     proc = subprocess.Popen(
         [*CROCO, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=cwd, env=env, stderr=subprocess.PIPE, text=True,
+        cwd=cwd, env=env, stderr=log or subprocess.PIPE, text=True,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -208,3 +213,21 @@ def test_the_demo_walks_through_both_modes(tmp_path: Path) -> None:
     assert "7 appointments created, 1 contacts" in two_way
     assert "michel@example.com" in two_way and "two_way_import" in two_way
     assert "appointment.created" in two_way
+
+
+def test_schemathesis_from_outside_finds_no_server_error_and_no_timeout(tmp_path: Path) -> None:
+    """Issue 14: every phase (stateful included, along the document's links), two workers, against `croco
+    serve` on its default SQLite: no 5xx (`database is locked` was one) and no request over 10 s."""
+    env = _clean_env(CROCO_API_TOKEN="schemathesis-token")
+    with (tmp_path / "serve.log").open("w+") as log, running_server(tmp_path, env, log=log) as (base, _):
+        run = subprocess.run([
+            sys.executable, "-m", "schemathesis.cli", "run", f"{base}/api/v1/openapi.json",
+            "--header", "Authorization: Bearer schemathesis-token", "--workers", "2",
+            "--phases", "examples,coverage,fuzzing,stateful", "--checks", "not_a_server_error",
+            "--max-examples", "50", "--request-timeout", "10", "--seed", "14", "--generation-database", "none",
+            "--no-color",
+        ], cwd=tmp_path, env=env | {"SCHEMATHESIS_HOOKS": "tests.integration.schemathesis_hooks"},
+            capture_output=True, text=True, timeout=300)
+    errors = [line for line in (tmp_path / "serve.log").read_text().splitlines() if '"level": "error"' in line]
+    assert run.returncode == 0, "\n".join([run.stdout[-6000:], run.stderr[-2000:], *errors[-20:]])
+    assert "Stateful" in run.stdout and "0 generated" not in run.stdout

@@ -230,7 +230,7 @@ def test_mass_deletion_is_held_above_half_of_at_least_twenty_items() -> None:
     assert result.held and result.actions == (HoldRemovals(11, 20),)
     confirmed = plan(CONFLICT_ONLY, known, Listing(removed=tuple(f"{i}.ics" for i in range(11))),
                      confirmed_removals=True)
-    assert not confirmed.held and len(confirmed.actions) == 11
+    assert not confirmed.held and len(confirmed.actions) == 11 and confirmed.removed == 11  # reported back
 
 
 def test_half_or_small_calendars_delete_without_confirmation() -> None:

@@ -20,8 +20,9 @@ Checked after every completed sync:
 3. two-way linked: one live import per remote foreign occurrence, showing it, and no slots;
 4. every push link points to our copy, still in the calendar;
 5. an unreadable item keeps what it had.
-After a crash (a prefix of the plan committed, or the transaction rolled back after RestorePush wrote the
-remote) the next sync reaches the state the same cycle reaches without the crash.
+After a crash (a prefix of the plan committed, the transaction rolled back, or the process died after the
+commit before writing the restores back) the next sync reaches the state the same cycle reaches without the
+crash.
 """
 
 from __future__ import annotations
@@ -259,16 +260,20 @@ class World:
 
     # One sync cycle
 
-    def sync(self, full: bool, *, crash_after: int | None = None, commit: bool = True) -> Plan:
-        """Plan and apply one pull; `crash_after`: the process dies after that many actions (with `commit`
-        false, the transaction rolls back: only the remote writes already made stay)."""
+    def sync(
+        self, full: bool, *, crash_after: int | None = None, commit: bool = True, restore: bool = True
+    ) -> Plan:
+        """Plan and apply one pull, then write its restores (after the commit, as the engine does: the cursor
+        stays until they are written); `crash_after`: the process dies after that many actions (with `commit`
+        false, the transaction rolls back); `restore` false: it dies after the commit, before the restores."""
         self.tick()
         mark = len(self.log)
         known = self.known()
         result = plan(self.role, known, self.listing(full or self.needs_full), confirmed_removals=self.confirmed,
                       held_basis=self.held_over)
         saved = self.local.clone()
-        for action in result.actions[:crash_after]:
+        restores = [a for a in result.actions if isinstance(a, RestorePush)]
+        for action in [a for a in result.actions if not isinstance(a, RestorePush)][:crash_after]:
             self.apply(action)
         if crash_after is not None:
             if not commit:
@@ -277,7 +282,12 @@ class World:
         if result.held:
             self.held_over = self.held_over or len(known.item_ids())
         else:
-            self.cursor, self.needs_full, self.confirmed, self.held_over = mark, False, False, None
+            self.confirmed, self.held_over = False, None
+            if not restores:
+                self.cursor, self.needs_full = mark, False
+        if restore:
+            for action in restores:
+                self.apply(action)
         return result
 
     def apply(self, action: PlanAction) -> None:
@@ -531,9 +541,9 @@ class PlannerMachine(RuleBasedStateMachine):
     def sync(self, full: bool) -> None:
         """The engine's cycle: pull; on the linked calendar push, and pull again past our own writes."""
         world = self.world
+        written = len(world.log)
         self.checked_sync(world, full)
         if world.role.linked:
-            written = len(world.log)
             world.push()
             if len(world.log) > written:
                 self.checked_sync(world, full=False)
@@ -553,6 +563,15 @@ class PlannerMachine(RuleBasedStateMachine):
             self.world.confirmed = True  # new items applied before the crash made the guard stricter: confirm
             self.checked_sync(self.world, recover_full)
         assert self.world.view(notices=commit) == reference.view(notices=commit)
+
+    @rule(full=st.booleans(), recover_full=st.booleans())
+    def crash_before_the_restores(self, full: bool, recover_full: bool) -> None:
+        """The pull committed, the process died before writing its restores back: the next sync plans them again."""
+        reference = self.world.clone()
+        reference.sync(full)
+        self.world.sync(full, restore=False)
+        self.checked_sync(self.world, recover_full)
+        assert self.world.view(notices=True) == reference.view(notices=True)
 
     def checked_sync(self, world: World, full: bool) -> None:
         role, confirmed, before, known = world.role, world.confirmed, world.local.clone(), world.known()

@@ -30,6 +30,7 @@ from storage.models import Appointment, AppointmentAssignee, Notice, Workspace
 from storage.secrets import SecretBox
 from sync.notices import ContactCreated
 from sync.outbox import DeliveryFailed, Outbox
+from sync.providers.base import Unreachable
 from tests.ics import michel, vevent
 from tests.sinks import RecordingSink
 from tests.web.conftest import GOOD_PASSWORD, NOW, TOKEN, Accounts, Client, context
@@ -54,8 +55,10 @@ ENDPOINTS = [
     ("GET", "/api/v1/calendars/{u}/troubleshoot"), ("GET", "/api/v1/appointments/{u}"),
     ("PATCH", "/api/v1/appointments/{u}"), ("POST", "/api/v1/appointments/{u}/cancel"),
     ("GET", "/api/v1/users/{u}/notices"),
+    ("POST", "/api/v1/appointments/{u}/restore"), ("POST", "/api/v1/users/{u}/held-removals/confirm"),
 ]
-WITH_BODY = [(m, p) for m, p in ENDPOINTS if m in ("POST", "PUT", "PATCH") and not p.endswith(("/sync", "/cancel"))]
+WITH_BODY = [(m, p) for m, p in ENDPOINTS
+             if m in ("POST", "PUT", "PATCH") and not p.endswith(("/sync", "/cancel", "/restore", "/confirm"))]
 VALID_BODIES = {
     "/api/v1/calendars/{u}/appointments": {"start": "2030-01-07T09:00:00Z",
                                            "contact": {"name": "Ada", "email": "ada@example.com"}},
@@ -632,6 +635,110 @@ async def test_times_out_of_the_supported_years_are_422_on_every_endpoint(api: C
 async def test_times_at_the_edges_of_the_supported_years_are_answered(api: Client, start: str) -> None:
     user = await new_user(api)
     assert await listed(api, f"/api/v1/users/{user['id']}/blocked-slots", start=start) == []
+
+
+async def johns_linked_desk(api: Client, accounts: Accounts) -> tuple[dict[str, Any], dict[str, Any]]:
+    """John's Work calendar linked one-way, and his desk: (user, desk)."""
+    user, _, calendars = await connected(api)
+    settings = {"linked_calendar_id": calendars["Work"]["id"], "mode": "one_way"}
+    assert (await api.put(f"/api/v1/users/{user['id']}/sync-settings", json=settings)).status == 200
+    return user, await johns_desk(api, user)
+
+
+async def background_done(api: Client) -> None:
+    """The engine cycles a change started in the background (`push_soon`) have finished."""
+    await api.app[CONTEXT].drain()
+
+
+async def test_a_double_click_on_cancel_is_one_cancellation(api: Client, accounts: Accounts) -> None:
+    hook = await created(await api.post("/api/v1/automations", json={
+        "trigger": "appointment.cancelled", "action": "webhook", "url": "https://hooks.example.com/croco"}))
+    _, desk = await johns_linked_desk(api, accounts)
+    booked = await created(await api.post(f"/api/v1/calendars/{desk['id']}/appointments", json=ada(tomorrow_at(9))))
+    await background_done(api)
+    assert f"{booked['id']}.ics" in accounts.provider.calendars["/john/work/"].items
+
+    clicks = await asyncio.gather(*(api.post(f"/api/v1/appointments/{booked['id']}/cancel") for _ in range(2)))
+    assert [c.status for c in clicks] == [200, 200]
+    await background_done(api)
+    assert len(await listed(api, f"/api/v1/automations/{hook['id']}/runs")) == 1
+    assert accounts.provider.calls.count("delete") == 1
+    assert f"{booked['id']}.ics" not in accounts.provider.calendars["/john/work/"].items
+
+
+async def test_a_burst_of_changes_runs_one_background_cycle_at_a_time(
+    db: Database, secret_box: SecretBox, accounts: Accounts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cycles started by the API must not pile up and queue for the database: one runs, one more follows."""
+    ctx = context(db, secret_box, accounts)
+    assert ctx.engine is not None
+    entered, release, running, started = asyncio.Event(), asyncio.Event(), [0], []
+
+    async def slow_cycle(*, limit: int = 50) -> list[object]:
+        running[0] += 1
+        started.append(running[0])
+        entered.set()
+        await release.wait()
+        running[0] -= 1
+        return []
+
+    monkeypatch.setattr(ctx.engine, "run_due", slow_cycle)
+    ctx.push_soon()
+    await asyncio.wait_for(entered.wait(), 5)
+    for _ in range(20):  # bookings while the first cycle runs
+        ctx.push_soon()
+    release.set()
+    await ctx.drain()
+    assert started == [1, 1]  # one at a time: the first, then one for the changes made while it ran
+
+
+async def test_restore_writes_the_deleted_copy_back_once(api: Client, accounts: Accounts) -> None:
+    """R7 one-way: John deleted our copy; "Restore to calendar" writes it back, a second click finds nothing."""
+    user, desk = await johns_linked_desk(api, accounts)
+    booked = await created(await api.post(f"/api/v1/calendars/{desk['id']}/appointments", json=ada(tomorrow_at(9))))
+    await background_done(api)
+    assert await error_of(await api.post(f"/api/v1/appointments/{booked['id']}/restore"), 409) == "nothing_to_restore"
+    accounts.provider.remove("/john/work/", f"{booked['id']}.ics")
+    assert (await api.post(f"/api/v1/users/{user['id']}/sync")).status == 200  # R7: kept booked, not re-pushed
+
+    calls = len(accounts.provider.calls)
+    clicks = await asyncio.gather(*(api.post(f"/api/v1/appointments/{booked['id']}/restore") for _ in range(2)))
+    assert sorted(c.status for c in clicks) == [200, 409]
+    (restored,) = [await c.json() for c in clicks if c.status == 200]
+    assert restored["id"] == booked["id"] and restored["status"] == "booked"
+    assert accounts.provider.calls[calls:] == ["create"]  # written at once, no pull first
+    assert f"{booked['id']}.ics" in accounts.provider.calendars["/john/work/"].items
+
+    synced = await (await api.post(f"/api/v1/users/{user['id']}/sync")).json()
+    assert synced["calendars"][0]["pushed"] == 0  # its link is recorded: nothing written twice
+    assert f"{booked['id']}.ics" in accounts.provider.calendars["/john/work/"].items
+
+
+async def test_restore_on_a_failing_server_is_422_and_the_button_still_works(api: Client, accounts: Accounts) -> None:
+    user, desk = await johns_linked_desk(api, accounts)
+    booked = await created(await api.post(f"/api/v1/calendars/{desk['id']}/appointments", json=ada(tomorrow_at(9))))
+    await background_done(api)
+    accounts.provider.remove("/john/work/", f"{booked['id']}.ics")
+    assert (await api.post(f"/api/v1/users/{user['id']}/sync")).status == 200
+    accounts.provider.fail_next(Unreachable("connection refused"), on="create")
+    assert await error_of(await api.post(f"/api/v1/appointments/{booked['id']}/restore"), 422) == "unreachable"
+    assert (await api.post(f"/api/v1/appointments/{booked['id']}/restore")).status == 200
+    assert f"{booked['id']}.ics" in accounts.provider.calendars["/john/work/"].items
+
+
+async def test_restore_answers_409_when_nothing_is_missing(api: Client) -> None:
+    john = await new_user(api)
+    desk = await johns_desk(api, john)
+    booked = await created(await api.post(f"/api/v1/calendars/{desk['id']}/appointments", json=ada(tomorrow_at(9))))
+    assert await error_of(await api.post(f"/api/v1/appointments/{booked['id']}/restore"), 409) == "nothing_to_restore"
+    assert (await api.post(f"/api/v1/appointments/{booked['id']}/cancel")).status == 200
+    assert await error_of(await api.post(f"/api/v1/appointments/{booked['id']}/restore"), 409) == "nothing_to_restore"
+
+
+async def test_confirming_with_nothing_held_removes_nothing(api: Client) -> None:
+    john = await new_user(api)
+    response = await api.post(f"/api/v1/users/{john['id']}/held-removals/confirm")
+    assert response.status == 200 and await response.json() == {"removed": 0}
 
 
 async def test_imported_appointments_cannot_be_changed_over_the_api(api: Client, accounts: Accounts) -> None:
