@@ -370,7 +370,8 @@ async def first_contact(session: AsyncSession, appointment_id: str) -> str | Non
 
 
 async def remove_connection_mirrors(session: AsyncSession, calendar_ids: list[str]) -> None:
-    """Disconnect: blocked slots and imported mirrors of these calendars go; remote copies stay."""
+    """Disconnect: blocked slots (and the busy periods they made) and imported mirrors of these calendars go;
+    remote copies stay."""
     imported = select(col(EventLink.appointment_id)).where(
         col(EventLink.remote_calendar_id).in_(calendar_ids), col(EventLink.imported).is_(True)
     )
@@ -378,13 +379,13 @@ async def remove_connection_mirrors(session: AsyncSession, calendar_ids: list[st
         delete(Appointment).where(and_(col(Appointment.id).in_(imported), col(Appointment.origin) == Origin.IMPORTED))
     )
     deleted = await session.execute(
-        delete(BlockedSlot).where(col(BlockedSlot.remote_calendar_id).in_(calendar_ids), col(BlockedSlot.busy).is_(True))
-        .returning(col(BlockedSlot.user_id), col(BlockedSlot.start), col(BlockedSlot.end))
+        delete(BlockedSlot).where(col(BlockedSlot.remote_calendar_id).in_(calendar_ids))
+        .returning(col(BlockedSlot.user_id), col(BlockedSlot.start), col(BlockedSlot.end), col(BlockedSlot.busy))
     )
     changed: dict[str, list[availability.Span]] = defaultdict(list)
-    for user_id, start, end in deleted.tuples():
-        changed[user_id].append((start, end))
-    await session.execute(delete(BlockedSlot).where(col(BlockedSlot.remote_calendar_id).in_(calendar_ids)))
+    for user_id, start, end, busy in deleted.tuples():
+        if busy:
+            changed[user_id].append((start, end))
     for user_id, spans in changed.items():
         await availability.refresh_busy(session, user_id, spans)
     await session.execute(delete(EventLink).where(col(EventLink.remote_calendar_id).in_(calendar_ids)))
