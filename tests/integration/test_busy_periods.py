@@ -26,7 +26,7 @@ QUARTER = timedelta(minutes=15)
 MONDAY = LOW.replace(hour=7)  # 08:00 in Paris: the working day's slots and their neighbours
 Spans = dict[str, list[tuple[datetime, datetime, bool]]]
 
-SHAPES: Spans = {  # item -> occurrences (start, end, busy), in quarters of an hour after MONDAY (08:00 UTC: 4)
+SHAPES: dict[str, list[tuple[int, int, bool]]] = {  # item -> occurrences (start, end, busy), in quarters of an hour after MONDAY (08:00 UTC: 4)
     "touching-a": [(4, 6, True)], "touching-b": [(6, 8, True)],  # 08:00-08:30 and 08:30-09:00 join
     "outer": [(10, 15, True)], "nested": [(11, 12, True)],
     "chain": [(18, 20, True), (19, 21, True), (20, 22, True)], "instant": [(22, 22, True)],  # one item repeating
