@@ -103,6 +103,9 @@ async def seed(url: str, members: int, blocked: int, appointments: int, past: in
     async with db.write() as session:
         for start in range(0, len(slots), 5000):
             await session.execute(insert(BlockedSlot), slots[start:start + 5000])
+        for user in users:  # as a sync does after writing blocked slots
+            await availability.refresh_busy(session, user.id, [(s["start"], s["end"]) for s in slots
+                                                               if s["user_id"] == user.id and s["busy"]])
     spec = teams.TeamCalendarSpec(name="Desk", kind=CalendarKind.ROUND_ROBIN, member_ids=[u.id for u in users],
                                   duration_minutes=30, timezone="Europe/Paris", open_hours=NINE_TO_FIVE)
     calendar = (await teams.create_team_calendar(db, workspace, spec)).calendar

@@ -239,6 +239,19 @@ class BlockedSlot(SQLModel, table=True):
     fetched_at: datetime = _created_field()
 
 
+class BusyPeriod(SQLModel, table=True):
+    """A member's blocking blocked slots merged into disjoint periods (touching ones joined): what free slots
+    read, a few rows per member per day instead of every overlapping event. Kept by
+    `sync.availability.refresh_busy` in every transaction that changes blocked slots."""
+
+    __table_args__ = (Index("ix_busyperiod_user_long_end", "user_id", "long", "end"),)
+
+    user_id: str = Field(foreign_key="user.id", primary_key=True, max_length=32)
+    start: datetime = Field(sa_column=Column(UTCDateTime(), primary_key=True))
+    end: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    long: bool | None = _long_field()
+
+
 class Contact(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("workspace_id", "email"),)
 

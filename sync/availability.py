@@ -31,8 +31,10 @@ from sqlalchemy import (
     Integer,
     Select,
     cast,
+    delete,
     extract,
     func,
+    insert,
     null,
     select,
     true,
@@ -43,7 +45,16 @@ from sqlmodel import col
 
 from storage.db import Database
 from storage.enums import AppointmentStatus, CalendarKind, Origin
-from storage.models import LONG_BUSY, Appointment, AppointmentAssignee, AppointmentContact, BlockedSlot, Calendar
+from storage.models import (
+    LONG_BUSY,
+    Appointment,
+    AppointmentAssignee,
+    AppointmentContact,
+    BlockedSlot,
+    BusyPeriod,
+    Calendar,
+)
+from storage.repositories import serialize
 from sync.errors import Invalid
 from sync.teams import WEEKDAYS, load_team_calendar
 
@@ -265,14 +276,17 @@ async def load_view(
             col(Appointment.busy).is_(True), col(Appointment.id) != (exclude_appointment or ""),
         )
     )
+    # The troubleshooter reads each blocking slot; browsing and booking their union, the merged periods
+    # (the same busy time: a slot overlaps the union of spans exactly when it overlaps one of them).
+    source: type[BlockedSlot | BusyPeriod] = BlockedSlot if slot_ids else BusyPeriod
     blocked_columns = {  # the widest query: only the two times are computed, the rest is read from the index
-        "start": _epoch(BlockedSlot.start, dialect), "end": _epoch(BlockedSlot.end, dialect),
-        "user_id": col(BlockedSlot.user_id), "blocked_slot_id": col(BlockedSlot.id) if slot_ids else null(),
+        "start": _epoch(source.start, dialect), "end": _epoch(source.end, dialect),
+        "user_id": col(source.user_id), "blocked_slot_id": col(BlockedSlot.id) if slot_ids else null(),
     }
-    blocked = (
-        select(*(blocked_columns[name].label(name) for name in BlockedRow._fields))
-        .where(col(BlockedSlot.user_id).in_(members), col(BlockedSlot.busy).is_(True))
-    )
+    blocked = select(*(blocked_columns[name].label(name) for name in BlockedRow._fields)).where(
+        col(source.user_id).in_(members))
+    if slot_ids:
+        blocked = blocked.where(col(BlockedSlot.busy).is_(True))
     connection = await session.connection()
     booked = [Busy._make(row) for row in await _driver_rows(
         connection, _overlapping(appointments, Appointment, low - APPOINTMENT_MARGIN, high + APPOINTMENT_MARGIN))]
@@ -280,7 +294,7 @@ async def load_view(
     for item in booked:
         busy[item.user_id].append(item)
     owner = itemgetter(BlockedRow._fields.index("user_id"))
-    for row in await _driver_rows(connection, _overlapping(blocked, BlockedSlot, low, high)):
+    for row in await _driver_rows(connection, _overlapping(blocked, source, low, high)):
         busy[owner(row)].append(row)
 
     sessions: dict[datetime, ClassSession] = {}
@@ -289,8 +303,8 @@ async def load_view(
     return View(rules, now, {m: Timeline(busy.get(m, [])) for m in members}, sessions)
 
 
-def _overlapping(query: Select[Any], model: type[Appointment | BlockedSlot], low: datetime, high: datetime
-                 ) -> CompoundSelect[Any]:
+def _overlapping(query: Select[Any], model: type[Appointment | BlockedSlot | BusyPeriod], low: datetime,
+                 high: datetime) -> CompoundSelect[Any]:
     """The rows of `query` whose `model` time overlaps [low, high), as two index ranges that never reach
     into the history: the rows starting less than LONG_BUSY before `low` (every shorter one that overlaps),
     and the long ones (flagged by the database, few) ending after `low`."""
@@ -300,6 +314,49 @@ def _overlapping(query: Select[Any], model: type[Appointment | BlockedSlot], low
         query.where(start > since, start < high, end > low),
         query.where(col(model.long) == true(), start <= since, end > low),  # `= true`: what an index serves
     )
+
+
+Span = tuple[datetime, datetime]
+
+TICK = timedelta(microseconds=1)
+"""The databases' time resolution: rows touching [low, high] are the rows overlapping (low - TICK, high + TICK)."""
+
+
+def merge(spans: Iterable[Span]) -> list[Span]:
+    """Disjoint periods covering exactly the spans, touching ones joined, sorted by start."""
+    merged: list[Span] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+async def refresh_busy(session: AsyncSession, user_id: str, changed: Iterable[Span]) -> None:
+    """Recompute the user's busy periods after blocked slots spanning `changed` were written or deleted (pass
+    both the old and the new times). Only the periods touching the changed time are rebuilt, from the
+    blocking slots touching them; the others cannot have changed."""
+    changed = list(changed)
+    if not changed:
+        return
+    await serialize(session, f"busy-periods:{user_id}")  # two calendars of one user synced at once
+    low, high = min(start for start, _ in changed), max(end for _, end in changed)
+
+    async def touching(model: type[BlockedSlot | BusyPeriod], low: datetime, high: datetime) -> list[Span]:
+        query = select(col(model.start), col(model.end)).where(col(model.user_id) == user_id)
+        if model is BlockedSlot:
+            query = query.where(col(BlockedSlot.busy).is_(True))
+        rows = await session.execute(_overlapping(query, model, low - TICK, high + TICK))
+        return [(start, end) for start, end in rows.tuples()]
+
+    old = await touching(BusyPeriod, low, high)
+    low, high = min([low, *(start for start, _ in old)]), max([high, *(end for _, end in old)])
+    await session.execute(delete(BusyPeriod).where(
+        col(BusyPeriod.user_id) == user_id, col(BusyPeriod.start) >= low, col(BusyPeriod.start) <= high))
+    periods = merge(await touching(BlockedSlot, low, high))
+    if periods:
+        await session.execute(insert(BusyPeriod), [{"user_id": user_id, "start": s, "end": e} for s, e in periods])
 
 
 def _by_time_first(column: Any, dialect: str) -> ColumnElement[Any]:

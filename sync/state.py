@@ -26,7 +26,7 @@ from storage.models import (
     User,
 )
 from storage.types import new_id
-from sync import firing
+from sync import availability, firing
 from sync.events import Occurrence
 from sync.notices import Conflict, ContactCreated, notify
 from sync.plan import ImportedCopy, Known, Link, PushedCopy, Wanted, fingerprint
@@ -167,22 +167,26 @@ async def count_slots(session: AsyncSession, calendar_id: str) -> int:
 
 class SlotWriter:
     """A cycle's blocked slots: old ones deleted as items change, new ones written in one batched insert
-    at the end (a first import writes tens of thousands of rows; one statement per item costs seconds)."""
+    at the end (a first import writes tens of thousands of rows; one statement per item costs seconds),
+    and the user's busy periods refreshed over the busy time that changed."""
 
     def __init__(self, user: User, calendar: RemoteCalendar, now: datetime) -> None:
         self._user, self._calendar, self._now = user, calendar, now
         self._rows: list[dict[str, object]] = []
+        self._changed: list[availability.Span] = []
 
     async def set(
         self, session: AsyncSession, item_id: str, occurrences: tuple[Occurrence, ...], *, replacing: bool
     ) -> None:
         """`replacing` when the item had slots: a new item needs no delete."""
         if replacing:
-            await session.execute(
+            deleted = await session.execute(
                 delete(BlockedSlot).where(
                     col(BlockedSlot.remote_calendar_id) == self._calendar.id, col(BlockedSlot.remote_id) == item_id
-                )
+                ).returning(col(BlockedSlot.start), col(BlockedSlot.end), col(BlockedSlot.busy))
             )
+            self._changed.extend((start, end) for start, end, busy in deleted.tuples() if busy)
+        self._changed.extend((o.start, o.end) for o in occurrences if o.busy)
         self._rows.extend(
             {"id": new_id(), "user_id": self._user.id, "remote_calendar_id": self._calendar.id,
              "remote_id": item_id, "start": o.start, "end": o.end, "busy": o.busy, "title": o.title,
@@ -194,6 +198,8 @@ class SlotWriter:
         if self._rows:
             await (await session.connection()).execute(insert(BlockedSlot), self._rows)  # as Core: no ORM bulk work
             self._rows = []
+        await availability.refresh_busy(session, self._user.id, self._changed)
+        self._changed = []
 
 
 async def import_occurrence(
@@ -381,12 +387,22 @@ async def first_contact(session: AsyncSession, appointment_id: str) -> str | Non
 
 
 async def remove_connection_mirrors(session: AsyncSession, calendar_ids: list[str]) -> None:
-    """Disconnect: blocked slots and imported mirrors of these calendars go; remote copies stay."""
+    """Disconnect: blocked slots (and the busy periods they made) and imported mirrors of these calendars go;
+    remote copies stay."""
     imported = select(col(EventLink.appointment_id)).where(
         col(EventLink.remote_calendar_id).in_(calendar_ids), col(EventLink.imported).is_(True)
     )
     await session.execute(
         delete(Appointment).where(and_(col(Appointment.id).in_(imported), col(Appointment.origin) == Origin.IMPORTED))
     )
-    await session.execute(delete(BlockedSlot).where(col(BlockedSlot.remote_calendar_id).in_(calendar_ids)))
+    deleted = await session.execute(
+        delete(BlockedSlot).where(col(BlockedSlot.remote_calendar_id).in_(calendar_ids))
+        .returning(col(BlockedSlot.user_id), col(BlockedSlot.start), col(BlockedSlot.end), col(BlockedSlot.busy))
+    )
+    changed: dict[str, list[availability.Span]] = defaultdict(list)
+    for user_id, start, end, busy in deleted.tuples():
+        if busy:
+            changed[user_id].append((start, end))
+    for user_id, spans in changed.items():
+        await availability.refresh_busy(session, user_id, spans)
     await session.execute(delete(EventLink).where(col(EventLink.remote_calendar_id).in_(calendar_ids)))

@@ -66,6 +66,8 @@ async def test_every_blocked_slot_overlapping_the_range_is_read_whatever_its_len
         session.add_all(BlockedSlot(id=f"{key:0>32}", user_id=user_id, remote_calendar_id=remote_id,
                                     remote_id=f"{key}.ics", start=start, end=end, fetched_at=LOW)
                         for key, (start, end) in slots.items())
+        await session.flush()
+        await availability.refresh_busy(session, user_id, slots.values())
 
     timeline = (await view_of(db, calendar_id)).busy[user_id]
     read = {b.blocked_slot_id for b in timeline.overlapping(low - timedelta(days=500), high + timedelta(days=500))}
@@ -101,6 +103,8 @@ async def test_a_holiday_that_began_weeks_before_the_range_still_blocks_it(
         session.add(BlockedSlot(user_id=user_id, remote_calendar_id=remote_id, remote_id="leave.ics",
                                 start=LOW - timedelta(days=20), end=LOW + timedelta(days=2), all_day=True,
                                 fetched_at=LOW))
+        await session.flush()
+        await availability.refresh_busy(session, user_id, [(LOW - timedelta(days=20), LOW + timedelta(days=2))])
     slots = await availability.free_slots_of(db, calendar_id, LOW, HIGH, LOW)
     assert slots and min(s.start for s in slots) >= LOW + timedelta(days=2)
     async with db.session() as session:  # the database flagged it long, whoever wrote it

@@ -68,6 +68,8 @@ class Team:
         async with self.db.write() as session:
             session.add(BlockedSlot(user_id=user.id, remote_calendar_id=calendar.id, remote_id="ev.ics",
                                     start=start, end=end, busy=busy, title="Dentist", fetched_at=NOW))
+            await session.flush()
+            await availability.refresh_busy(session, user.id, [(start, end)])
 
     def booking(self, **kwargs: object) -> Booking:
         return Booking(self.db, clock=lambda: NOW, **kwargs)  # type: ignore[arg-type]
