@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import Select, event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 _IMMEDIATE = "croco_immediate"
+S = TypeVar("S", bound=Select[Any])
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -55,6 +56,12 @@ class Database:
     @property
     def is_postgresql(self) -> bool:
         return self.dialect == "postgresql"
+
+    def skip_locked(self, query: S, of: Any) -> S:
+        """A claim's query: on PostgreSQL it locks the rows of `of` it takes, skipping rows another claimer
+        holds, so concurrent claimers take disjoint sets without waiting. SQLite needs nothing: `write`
+        serialises claimers."""
+        return query.with_for_update(of=of, skip_locked=True) if self.is_postgresql else query
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

@@ -325,7 +325,8 @@ class SyncEngine:
 
     async def _restore(self, context: _Context, provider: CalendarProvider, restores: list[RestorePush]) -> int:
         """Write appointments back over remote edits (system wins), each write followed by the commit of its
-        link; a newer remote etag retries once. Returns how many were written."""
+        link; a newer remote etag retries once. Returns how many the pull planned: each one held the cursor,
+        so a pull must follow even when an appointment has gone meanwhile."""
         for restore in restores:
             async with self.db.session() as session:
                 appointment = await session.get(Appointment, restore.appointment_id)

@@ -23,7 +23,7 @@ from storage.enums import Action, Trigger
 from storage.models import Appointment, Automation, AutomationRun, Contact
 from sync.notices import AutomationFired, notify
 from sync.payloads import appointment_payload, contact_payload
-from sync.retry import Backoff, skip_locked
+from sync.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ async def deliver_due(db: Database, sender: WebhookSender, secret: str, now: dat
             )
             .limit(limit)
         )
-        claimed = list((await session.execute(skip_locked(db, query, AutomationRun))).tuples())
+        claimed = list((await session.execute(db.skip_locked(query, AutomationRun))).tuples())
         bodies: list[tuple[str, str, bytes]] = []
         for run, automation in claimed:
             run.next_attempt_at = now + retry_delay(run.attempts + 1)

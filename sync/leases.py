@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,6 +22,7 @@ from sqlmodel import col
 from storage.db import Database
 from storage.enums import ConnectionStatus
 from storage.models import ConflictCalendar, Connection, RemoteCalendar, SyncSettings
+from storage.types import Clock
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +87,7 @@ async def claim_due(
     if not include_not_due:
         query = query.where(or_(col(RemoteCalendar.due_at).is_(None), col(RemoteCalendar.due_at) <= now))
     async with db.write() as session:
-        if db.is_postgresql:
-            query = query.with_for_update(of=RemoteCalendar, skip_locked=True)
-        ids = list(await session.scalars(query))
+        ids = list(await session.scalars(db.skip_locked(query, RemoteCalendar)))
         if ids:
             await session.execute(
                 update(RemoteCalendar)
@@ -122,7 +121,7 @@ async def renew(db: Database, calendar_ids: Collection[str], owner: str, *, expi
 
 @asynccontextmanager
 async def heartbeat(
-    db: Database, calendar_ids: Collection[str], owner: str, policy: LeasePolicy, clock: Callable[[], datetime],
+    db: Database, calendar_ids: Collection[str], owner: str, policy: LeasePolicy, clock: Clock,
 ) -> AsyncIterator[None]:
     """Renew the leases of `calendar_ids` every `policy.heartbeat` while the block runs; they lapse
     within one `policy.length` of the process dying. A failed renewal is logged; the next beat tries again."""

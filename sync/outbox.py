@@ -32,7 +32,7 @@ from storage.models import Notice, User
 from storage.types import Clock, utcnow
 from sync.accounts import get_user
 from sync.notices import NoticeKind
-from sync.retry import Backoff, skip_locked
+from sync.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class Outbox:
             .limit(self.batch)
         )
         async with self.db.write() as session:
-            claimed = list((await session.execute(skip_locked(self.db, query, Notice))).tuples())
+            claimed = list((await session.execute(self.db.skip_locked(query, Notice))).tuples())
             for notice, _ in claimed:
                 notice.lease_owner, notice.lease_expires_at = claim, now + self.lease
                 notice.attempts += 1
