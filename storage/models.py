@@ -46,6 +46,8 @@ class Workspace(SQLModel, table=True):
     id: str = _id_field()
     slack_team_id: str | None = Field(default=None, unique=True, max_length=32)
     name: str = Field(max_length=200)
+    is_default: bool = Field(default=False)
+    """The workspace API-created objects belong to; in single-workspace mode also the bot token's Slack team."""
     created_at: datetime = _created_field()
 
 
@@ -124,6 +126,7 @@ class SyncSettings(SQLModel, table=True):
     mode: str = Field(default=SyncMode.ONE_WAY, max_length=16)
     window_days_back: int = Field(default=1)
     window_days_ahead: int = Field(default=180)
+    daily_agenda: bool = Field(default=False)  # opted in: a DM at 08:00 in the user's time zone
 
 
 class ConflictCalendar(SQLModel, table=True):

@@ -30,13 +30,12 @@ async def serialize(session: AsyncSession, name: str) -> None:
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(name.encode())})
 
 
-async def oldest_unbound_workspace(session: AsyncSession) -> str | None:
-    """The default workspace: the first one not bound to a Slack team."""
-    found = await session.scalar(
-        select(col(Workspace.id)).where(col(Workspace.slack_team_id).is_(None))
-        .order_by(col(Workspace.created_at), col(Workspace.id)).limit(1)
-    )
-    return None if found is None else str(found)
+async def default_workspace(session: AsyncSession) -> Workspace | None:
+    return await session.scalar(select(Workspace).where(col(Workspace.is_default)).limit(1))
+
+
+async def team_workspace(session: AsyncSession, slack_team_id: str) -> Workspace | None:
+    return await session.scalar(select(Workspace).where(col(Workspace.slack_team_id) == slack_team_id))
 
 
 async def user_calendars(session: AsyncSession, user_id: str) -> list[RemoteCalendar]:

@@ -45,10 +45,10 @@ async def default_workspace(db: Database) -> str:
     """The workspace API-created objects belong to; created once, safely from several processes."""
     async with db.write() as session:
         await repositories.serialize(session, "default-workspace")
-        found = await repositories.oldest_unbound_workspace(session)
+        found = await repositories.default_workspace(session)
         if found is not None:
-            return found
-        workspace = Workspace(name=DEFAULT_WORKSPACE)
+            return found.id
+        workspace = Workspace(name=DEFAULT_WORKSPACE, is_default=True)
         session.add(workspace)
         return workspace.id
 
@@ -230,11 +230,12 @@ class Settings:
     mode: SyncMode
     window_days_back: int
     window_days_ahead: int
+    daily_agenda: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {"linked_calendar_id": self.linked_calendar_id, "conflict_calendar_ids": self.conflict_calendar_ids,
                 "mode": self.mode, "window_days_back": self.window_days_back,
-                "window_days_ahead": self.window_days_ahead}
+                "window_days_ahead": self.window_days_ahead, "daily_agenda": self.daily_agenda}
 
 
 async def get_settings(db: Database, user_id: str) -> Settings:
@@ -248,16 +249,17 @@ async def _settings(session: AsyncSession, user_id: str) -> Settings:
     row = await session.get(SyncSettings, user_id) or SyncSettings(user_id=user_id)
     conflicts = await repositories.conflict_calendar_ids(session, user_id)
     return Settings(row.linked_calendar_id, conflicts, SyncMode(row.mode), row.window_days_back,
-                    row.window_days_ahead)
+                    row.window_days_ahead, row.daily_agenda)
 
 
 async def put_settings(
     db: Database, user_id: str, linked_calendar_id: str | None, conflict_calendar_ids: list[str] | None,
     mode: SyncMode | None, window_days_back: int | None, window_days_ahead: int | None, *, now: datetime,
+    daily_agenda: bool | None = None,
 ) -> Settings:
     """The linked calendar needs full access and is a conflict calendar unless a list says otherwise.
 
-    `mode` and the window fields left out (None) keep their stored values (or the defaults).
+    `mode`, the window fields and `daily_agenda` left out (None) keep their stored values (or the defaults).
 
     A change of linked calendar or mode makes the affected calendars relist everything at their next
     cycle (due `now`), so existing events are re-read under the new rules (P4, one-way <-> two-way).
@@ -291,6 +293,8 @@ async def put_settings(
             row.window_days_back = window_days_back
         if window_days_ahead is not None:
             row.window_days_ahead = window_days_ahead
+        if daily_agenda is not None:
+            row.daily_agenda = daily_agenda
         await session.execute(delete(ConflictCalendar).where(col(ConflictCalendar.user_id) == user_id))
         session.add_all(ConflictCalendar(user_id=user_id, calendar_id=c) for c in dict.fromkeys(conflict_calendar_ids))
         await session.flush()

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from storage.enums import Provider
 from storage.models import AutomationRun, BlockedSlot, Connection, Notice, User
-from sync import accounts, automations, availability, contacts, outbox, teams, troubleshoot
+from sync import accounts, automations, availability, contacts, outbox, people, teams, troubleshoot
 from sync.booking import BookingRequest
 from sync.payloads import contact_payload, rfc3339
 from sync.providers.base import AppPassword
@@ -122,6 +122,18 @@ async def create_user(request: web.Request) -> web.Response:
     return web.json_response(_user_json(user), status=201)
 
 
+@routes.get("/api/v1/users")
+async def find_users(request: web.Request) -> web.Response:
+    """By Slack id, in the default workspace or in the workspace of `slack_team_id` (API.md "Users")."""
+    ctx, slack_user_id = _ctx(request), request.query.get("slack_user_id")
+    if not slack_user_id:
+        raise ApiError(422, "give slack_user_id")
+    team = request.query.get("slack_team_id")
+    workspace_id = await people.team_workspace_id(ctx.db, team) if team else ctx.workspace_id
+    user = await people.find_by_slack_id(ctx.db, workspace_id, slack_user_id) if workspace_id else None
+    return web.json_response({"items": [_user_json(user)] if user is not None else []})
+
+
 @routes.get("/api/v1/users/{user_id}")
 async def get_user(request: web.Request) -> web.Response:
     user = await accounts.load_user(_ctx(request).db, request.match_info["user_id"])
@@ -185,7 +197,7 @@ async def put_sync_settings(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     settings = await accounts.put_settings(
         ctx.db, request.match_info["user_id"], body.linked_calendar_id, body.conflict_calendar_ids,
-        body.mode, body.window_days_back, body.window_days_ahead, now=ctx.clock(),
+        body.mode, body.window_days_back, body.window_days_ahead, now=ctx.clock(), daily_agenda=body.daily_agenda,
     )
     return web.json_response(settings.as_json())
 

@@ -115,6 +115,7 @@ class SyncSettingsBody(Body):
     mode: SyncMode | None = None
     window_days_back: int | None = Field(default=None, ge=0, le=365)
     window_days_ahead: int | None = Field(default=None, ge=1, le=730)
+    daily_agenda: bool | None = None
 
 
 class NewTeamCalendar(Body):

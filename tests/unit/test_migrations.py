@@ -6,14 +6,13 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import insert, inspect, select
+from sqlalchemy import column, insert, inspect, select, table
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import SQLModel, col
 
 from storage import migrate
 from storage.db import Database
 from storage.models import Appointment, BlockedSlot
-from storage.secrets import SecretBox, generate_key
-from tests.factories import add_connection, add_user
 
 
 async def _tables(database: Database) -> set[str]:
@@ -55,14 +54,13 @@ async def test_upgrade_to_0005_flags_the_long_rows_already_stored(db_at_0004: Da
     """Rows written before the `long` column existed get it from the database, so availability still finds
     a holiday stored then that began days before the range it is asked about."""
     database = db_at_0004
-    user = await add_user(database)
-    _, (remote,) = await add_connection(database, user, SecretBox(generate_key()))
     moment = datetime(2027, 3, 22, 8, tzinfo=UTC)
     spans = {"holiday": (moment - timedelta(days=10), moment + timedelta(days=1)),
              "meeting": (moment - timedelta(hours=1), moment + timedelta(hours=1))}
     async with database.engine.begin() as conn:  # the 0004 columns only
+        user, remote = await _owner_at_0004(conn, moment)
         await conn.execute(insert(BlockedSlot.__table__), [  # type: ignore[arg-type]
-            {"id": name, "user_id": user.id, "remote_calendar_id": remote.id, "remote_id": name, "start": start,
+            {"id": name, "user_id": user, "remote_calendar_id": remote, "remote_id": name, "start": start,
              "end": end, "busy": True, "all_day": False, "fetched_at": moment} for name, (start, end) in spans.items()])
         await conn.execute(insert(Appointment.__table__), [  # type: ignore[arg-type]
             {"id": name, "start": start, "end": end, "title": "", "status": "booked", "origin": "imported",
@@ -78,6 +76,23 @@ async def test_upgrade_to_0005_flags_the_long_rows_already_stored(db_at_0004: Da
         indexes = await conn.run_sync(lambda c: {i["name"] for t in ("blockedslot", "appointment")
                                                  for i in inspect(c).get_indexes(t)})
     assert {"ix_blockedslot_user_long_end", "ix_appointment_long_end"} <= indexes
+
+
+async def _owner_at_0004(conn: AsyncConnection, moment: datetime) -> tuple[str, str]:
+    """A user with one calendar, written with the columns revision 0004 has (the models have more now)."""
+    rows = {
+        "workspace": {"id": "w", "name": "Acme", "created_at": moment},
+        "user": {"id": "u", "workspace_id": "w", "email": "john@example.com", "name": "John",
+                 "timezone": "Europe/Paris", "created_at": moment},
+        "connection": {"id": "c", "user_id": "u", "provider": "caldav", "account": "john", "credentials": b"sealed",
+                       "status": "ok", "created_at": moment},
+        "remotecalendar": {"id": "r", "connection_id": "c", "remote_id": "/cal/", "name": "Calendar", "access": "full",
+                           "removals_confirmed": False},
+    }
+    for name, values in rows.items():
+        model = SQLModel.metadata.tables[name]  # its types, but only the columns named (no newer defaults)
+        await conn.execute(insert(table(name, *(column(key, model.c[key].type) for key in values))).values(values))
+    return "u", "r"
 
 
 @pytest.fixture

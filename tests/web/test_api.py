@@ -28,6 +28,7 @@ from storage.enums import (
 )
 from storage.models import Appointment, AppointmentAssignee, Notice, Workspace
 from storage.secrets import SecretBox
+from sync import people
 from sync.notices import ContactCreated
 from sync.outbox import DeliveryFailed, Outbox
 from sync.providers.base import Unreachable
@@ -186,7 +187,7 @@ async def test_unknown_route_and_wrong_method_keep_the_error_shape(api: Client) 
     assert await error_of(await api.get("/"), 404) == "not_found"
     response = await api.delete("/api/v1/users")
     assert await error_of(response, 405) == "method_not_allowed"
-    assert response.headers["Allow"] == "POST"
+    assert set(response.headers["Allow"].split(",")) == {"GET", "HEAD", "POST"}
 
 
 @pytest.mark.parametrize("query", [{"start": "yesterday"}, {"start": "2026-03-02T13:00:00"},
@@ -207,6 +208,19 @@ async def test_create_and_read_a_user(api: Client) -> None:
     assert user == {"id": user["id"], "name": "John", "email": "john@example.com", "timezone": "Europe/Paris",
                     "slack_user_id": "U123"}
     assert await (await api.get(f"/api/v1/users/{user['id']}")).json() == user
+
+
+async def test_a_user_is_found_by_slack_id_in_the_default_workspace_or_a_named_team(api: Client, db: Database) -> None:
+    made = await new_user(api, slack_user_id="U123")
+    assert await (await api.get("/api/v1/users", params={"slack_user_id": "U123"})).json() == {"items": [made]}
+    assert await (await api.get("/api/v1/users", params={"slack_user_id": "U999"})).json() == {"items": []}
+    other = await people.workspace_for_team(db, "T2", "Other team", home=False)
+    met = await people.meet(db, other, people.Profile("U123", "Ann", "ann@example.com", "Asia/Tokyo"))
+    found = await (await api.get("/api/v1/users", params={"slack_user_id": "U123", "slack_team_id": "T2"})).json()
+    assert [(u["id"], u["email"], u["timezone"]) for u in found["items"]] == [(met.id, "ann@example.com", "Asia/Tokyo")]
+    assert await (await api.get("/api/v1/users", params={"slack_user_id": "U1", "slack_team_id": "T9"})).json() == \
+        {"items": []}
+    assert await error_of(await api.get("/api/v1/users"), 422) == "validation_error"
 
 
 @pytest.mark.parametrize(("field", "value"), [
@@ -339,12 +353,16 @@ async def test_defaults_then_linked_calendar_becomes_a_conflict_calendar(api: Cl
     user, _, calendars = await connected(api)
     path = f"/api/v1/users/{user['id']}/sync-settings"
     assert await (await api.get(path)).json() == {"linked_calendar_id": None, "conflict_calendar_ids": [],
-                                                  "mode": "one_way", "window_days_back": 1, "window_days_ahead": 180}
+                                                  "mode": "one_way", "window_days_back": 1, "window_days_ahead": 180,
+                                                  "daily_agenda": False}
     work = calendars["Work"]["id"]
     saved = await (await api.put(path, json={"linked_calendar_id": work, "mode": "two_way"})).json()
     assert saved == {"linked_calendar_id": work, "conflict_calendar_ids": [work], "mode": "two_way",
-                     "window_days_back": 1, "window_days_ahead": 180}
+                     "window_days_back": 1, "window_days_ahead": 180, "daily_agenda": False}
     assert await (await api.get(path)).json() == saved
+    opted_in = await (await api.put(path, json={"linked_calendar_id": work, "daily_agenda": True})).json()
+    assert opted_in == saved | {"daily_agenda": True}
+    assert (await (await api.put(path, json={"linked_calendar_id": work})).json())["daily_agenda"] is True
     shown = {c["name"]: c for c in await listed(api, f"/api/v1/users/{user['id']}/calendars")}
     assert (shown["Work"]["is_linked"], shown["Work"]["is_conflict"]) == (True, True)
     assert (shown["Holidays (shared)"]["is_linked"], shown["Holidays (shared)"]["is_conflict"]) == (False, False)
@@ -355,7 +373,7 @@ async def test_explicit_conflict_list_is_taken_as_given_and_omitted_fields_are_k
     path = f"/api/v1/users/{user['id']}/sync-settings"
     work, holidays = calendars["Work"]["id"], calendars["Holidays (shared)"]["id"]
     first = {"linked_calendar_id": work, "conflict_calendar_ids": [holidays], "mode": "two_way",
-             "window_days_back": 0, "window_days_ahead": 30}
+             "window_days_back": 0, "window_days_ahead": 30, "daily_agenda": True}
     assert await (await api.put(path, json=first)).json() == first
     unlinked = await (await api.put(path, json={"linked_calendar_id": None, "conflict_calendar_ids": []})).json()
     assert unlinked == first | {"linked_calendar_id": None, "conflict_calendar_ids": []}
