@@ -10,6 +10,9 @@ import signal
 import aiohttp
 from aiohttp import web
 
+from bot import app as slack
+from bot.config import SlackConfig
+from bot.context import BotContext
 from croco.runtime import Runtime
 from croco.scheduler import Tick, Ticker
 from storage import migrate
@@ -37,10 +40,35 @@ def web_context(runtime: Runtime, engine: SyncEngine) -> WebContext:
     )
 
 
-def slack_status(runtime: Runtime) -> str:
-    if runtime.settings.slack_bot_token.get_secret_value():
-        return "Slack bot: configured (delivery lands with the Slack issue)"
-    return "Slack bot: disabled, no CROCO_SLACK_BOT_TOKEN; the API and sync run without it"
+def slack_config(runtime: Runtime) -> SlackConfig:
+    settings = runtime.settings
+    return SlackConfig(
+        bot_token=settings.slack_bot_token.get_secret_value(),
+        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        app_token=settings.slack_app_token.get_secret_value(),
+        client_id=settings.slack_client_id,
+        client_secret=settings.slack_client_secret.get_secret_value(),
+        api_url=settings.slack_api_url,
+        timeout_seconds=settings.http_timeout_seconds,
+    )
+
+
+async def mount_slack(runtime: Runtime, app: web.Application, ctx: WebContext) -> None:
+    """The Slack app on the API's port, or one line saying why it is off (everything else runs)."""
+    config = slack_config(runtime)
+    if config.missing is not None:
+        log.info(f"Slack app: disabled, {config.missing}; the API and sync run without it")
+        return
+    assert ctx.engine is not None
+    home_team: str | None = None
+    try:
+        home_team = await slack.home_team(config)
+    except Exception as exc:  # Slack down at start-up: the app still serves; the bot token's team binds later
+        log.warning("Slack auth.test failed", extra={"error": type(exc).__name__})
+    bot = BotContext(db=ctx.db, engine=ctx.engine, booking=ctx.booking, connect_links=ctx.connect_links,
+                     actions=ctx.actions, clock=ctx.clock, oauth_clients=ctx.oauth_clients, home_team_id=home_team)
+    app.add_routes(slack.routes(slack.build_app(bot, config)))
+    log.info("Slack app: serving", extra={"path": slack.EVENTS_PATH, "team_id": home_team})
 
 
 def settle_startup_objects() -> None:
@@ -57,12 +85,14 @@ async def serve(
     """Run until SIGINT/SIGTERM (or `stop` is set). Migrations run first so a fresh database just works."""
     await migrate.upgrade(runtime.db.engine)
     engine = runtime.engine()
-    runner = web.AppRunner(create_app(web_context(runtime, engine)), access_log=None)
+    context = web_context(runtime, engine)
+    application = create_app(context)
+    await mount_slack(runtime, application, context)
+    runner = web.AppRunner(application, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
     log.info("serving", extra={"url": f"http://{host}:{port}", "database": runtime.db.dialect})
-    log.info(slack_status(runtime))
     settle_startup_objects()
     start_workers(runtime.read_pool)
 

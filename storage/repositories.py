@@ -31,11 +31,14 @@ async def serialize(session: AsyncSession, name: str) -> None:
 
 
 async def default_workspace(session: AsyncSession) -> Workspace | None:
-    return await session.scalar(select(Workspace).where(col(Workspace.is_default)).limit(1))
+    found: Workspace | None = await session.scalar(select(Workspace).where(col(Workspace.is_default)).limit(1))
+    return found
 
 
 async def team_workspace(session: AsyncSession, slack_team_id: str) -> Workspace | None:
-    return await session.scalar(select(Workspace).where(col(Workspace.slack_team_id) == slack_team_id))
+    found: Workspace | None = await session.scalar(
+        select(Workspace).where(col(Workspace.slack_team_id) == slack_team_id))
+    return found
 
 
 async def user_calendars(session: AsyncSession, user_id: str) -> list[RemoteCalendar]:

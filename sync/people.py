@@ -58,7 +58,8 @@ async def team_workspace_id(db: Database, slack_team_id: str) -> str | None:
 
 async def find_by_slack_id(db: Database, workspace_id: str, slack_user_id: str) -> User | None:
     async with db.session() as session:
-        return await session.scalar(_by_slack_id(workspace_id, slack_user_id))
+        found: User | None = await session.scalar(_by_slack_id(workspace_id, slack_user_id))
+        return found
 
 
 async def meet(db: Database, workspace_id: str, profile: Profile) -> User:
@@ -67,7 +68,7 @@ async def meet(db: Database, workspace_id: str, profile: Profile) -> User:
     email = (profile.email or f"{profile.slack_user_id.lower()}@{UNKNOWN_EMAIL_DOMAIN}").lower()
     async with db.write() as session:
         await repositories.serialize(session, f"slack-user:{workspace_id}:{profile.slack_user_id}")
-        user = await session.scalar(_by_slack_id(workspace_id, profile.slack_user_id))
+        user: User | None = await session.scalar(_by_slack_id(workspace_id, profile.slack_user_id))
         if user is not None:
             return user
         user = await session.scalar(select(User).where(

@@ -24,8 +24,9 @@ from web.errors import ApiError, Handler, errors_middleware, route_template
 OPENAPI = Path(__file__).resolve().parents[1] / "manifests" / "openapi.yaml"
 """Read from the checkout (installs are editable), so the document and the code change together."""
 PUBLIC = frozenset({"/healthz", "/metrics", "/api/v1/openapi.json"})
-PUBLIC_PREFIXES = (connect.PREFIX,)
-"""Pages a person's browser opens from a link: the link's token is their only key."""
+PUBLIC_PREFIXES = (connect.PREFIX, "/slack/")
+"""Pages a person's browser opens from a link (the link's token is their only key), and Slack's requests
+(their signature is checked by the Slack app, bot/)."""
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 

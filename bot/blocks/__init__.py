@@ -1,0 +1,1 @@
+"""Block Kit, built by pure functions: data in, a view or message (JSON) out, within Slack's limits."""
