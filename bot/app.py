@@ -13,6 +13,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 
 from bot import commands
+from bot.authorize import BotIdentity, authorizer
 from bot.config import SlackConfig
 from bot.context import BotContext
 
@@ -23,10 +24,10 @@ Registrar = Callable[[AsyncApp, BotContext], None]
 REGISTRARS: list[Registrar] = [commands.register]
 
 
-def build_app(ctx: BotContext, config: SlackConfig) -> AsyncApp:
+def build_app(ctx: BotContext, config: SlackConfig, home: BotIdentity | None) -> AsyncApp:
     app = AsyncApp(
-        client=config.client(config.bot_token),
-        token=config.bot_token or None,
+        client=config.client(),
+        authorize=authorizer(config, home),  # type: ignore[arg-type]  # Bolt takes None: no token for that team
         signing_secret=config.signing_secret,
         process_before_response=False,  # ack first: the response goes out, the listener goes on
         logger=logging.getLogger("bot.bolt"),
@@ -45,11 +46,3 @@ def routes(app: AsyncApp) -> web.RouteTableDef:
         return await to_aiohttp_response(await app.async_dispatch(await to_bolt_request(request)))
 
     return table
-
-
-async def home_team(config: SlackConfig) -> str | None:
-    """The bot token's team (auth.test): it takes the default workspace. None without a token."""
-    if not config.bot_token:
-        return None
-    answer = await config.client(config.bot_token).auth_test()
-    return str(answer["team_id"])

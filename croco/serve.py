@@ -11,6 +11,7 @@ import aiohttp
 from aiohttp import web
 
 from bot import app as slack
+from bot.authorize import BotIdentity, identify
 from bot.config import SlackConfig
 from bot.context import BotContext
 from croco.runtime import Runtime
@@ -60,14 +61,15 @@ async def mount_slack(runtime: Runtime, app: web.Application, ctx: WebContext) -
         log.info(f"Slack app: disabled, {config.missing}; the API and sync run without it")
         return
     assert ctx.engine is not None
-    home_team: str | None = None
+    home: BotIdentity | None = None
     try:
-        home_team = await slack.home_team(config)
-    except Exception as exc:  # Slack down at start-up: the app still serves; the bot token's team binds later
+        home = await identify(config)
+    except Exception as exc:  # Slack down at start-up: the app still serves; its bot token serves any team
         log.warning("Slack auth.test failed", extra={"error": type(exc).__name__})
+    home_team = home.team_id if home else None
     bot = BotContext(db=ctx.db, engine=ctx.engine, booking=ctx.booking, connect_links=ctx.connect_links,
                      actions=ctx.actions, clock=ctx.clock, oauth_clients=ctx.oauth_clients, home_team_id=home_team)
-    app.add_routes(slack.routes(slack.build_app(bot, config)))
+    app.add_routes(slack.routes(slack.build_app(bot, config, home)))
     log.info("Slack app: serving", extra={"path": slack.EVENTS_PATH, "team_id": home_team})
 
 

@@ -11,11 +11,21 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot import app as slack
+from bot.authorize import BotIdentity
 from bot.config import SlackConfig
 from bot.context import BotContext
 from storage.db import Database
 from storage.secrets import SecretBox
-from tests.emulators.slack import BOT_TOKEN, SIGNING_SECRET, TEAM_ID, Member, SlackEmulator, SlackSender
+from tests.emulators.slack import (
+    BOT_ID,
+    BOT_TOKEN,
+    BOT_USER_ID,
+    SIGNING_SECRET,
+    TEAM_ID,
+    Member,
+    SlackEmulator,
+    SlackSender,
+)
 from tests.web.conftest import TOKEN, Accounts, context
 from tests.web.conftest import accounts as accounts  # noqa: F401  (the fixture, re-exported)
 from web.app import create_app
@@ -58,7 +68,8 @@ async def world(db: Database, secret_box: SecretBox, accounts: Accounts,
     web = context(db, secret_box, accounts)
     bot = bot_context(web)
     application = create_app(web)
-    application.add_routes(slack.routes(slack.build_app(bot, config)))
+    home = BotIdentity(TEAM_ID, BOT_USER_ID, BOT_ID)
+    application.add_routes(slack.routes(slack.build_app(bot, config, home)))
     async with TestClient(TestServer(application)) as client:
         client.session.headers["Authorization"] = f"Bearer {TOKEN}"
         sender = SlackSender(str(client.make_url(slack.EVENTS_PATH)), response_base=slack_emulator.base_url)
