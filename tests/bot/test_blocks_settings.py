@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from slack_sdk.models.views import View
 
 from bot.blocks import settings as blocks
 from bot.blocks.common import MAX_BLOCKS, MAX_OPTION_TEXT, MAX_OPTION_VALUE, MAX_OPTIONS, MAX_TITLE
@@ -79,8 +80,19 @@ def test_with_no_full_access_calendar_the_linked_calendar_is_explained_not_offer
     assert not blocks.has_input(view, blocks.LINKED) and blocks.has_input(view, blocks.CONFLICTS)
 
 
+@pytest.mark.parametrize("owned", [calendars(2, full_every=2), calendars(150, full_every=2), calendars(1, full_every=9)[1:]
+                                   + [blocks.Calendar("r" * 32, "Read only", False)]])
+def test_slack_sdks_models_take_the_view_whole(owned: list[blocks.Calendar]) -> None:
+    """slack_sdk's Block Kit models check each element's limits and drop no field they don't know."""
+    view = blocks.settings_view(owned, Settings(None, [owned[-1].id], SyncMode.TWO_WAY, 0, 730, daily_agenda=True))
+    model = View(**view)
+    model.validate_json()
+    assert model.to_dict() == view
+
+
 def test_no_connection_has_nothing_to_submit() -> None:
     view = blocks.no_connection_view()
+    View(**view).validate_json()
     assert "submit" not in view and "/croco connect" in str(view["blocks"])
 
 
@@ -93,7 +105,7 @@ def test_options_filter_by_the_typed_text_and_stop_at_100() -> None:
 
 
 def state(**changed: Any) -> dict[str, dict[str, Any]]:
-    given = {"linked": "a" * 32, "conflicts": ["b" * 32], "mode": "one_way", "back": "3", "ahead": "30",
+    given: dict[str, Any] = {"linked": "a" * 32, "conflicts": ["b" * 32], "mode": "one_way", "back": "3", "ahead": "30",
              "agenda": True} | changed
     def one(value: str | None) -> dict[str, Any]:
         return {"selected_option": {"value": value} if value else None}

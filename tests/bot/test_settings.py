@@ -10,7 +10,7 @@ from typing import Any
 from bot.blocks import settings as blocks
 from bot.ids import Action, ViewCallback
 from tests.bot.conftest import ANN, SlackWorld
-from tests.web.conftest import GOOD_PASSWORD
+from tests.web.conftest import GOOD_PASSWORD, Accounts
 
 CALDAV = {"provider": "caldav", "username": "john", "password": GOOD_PASSWORD, "url": "https://dav.example.com/"}
 
@@ -147,9 +147,10 @@ async def test_the_daily_agenda_opt_in_is_saved_and_shown_ticked(world: SlackWor
     assert [o["value"] for o in element(again, blocks.AGENDA)["initial_options"]] == [blocks.AGENDA_ON]
 
 
-async def test_over_100_calendars_the_selects_load_their_options_as_the_user_types(world: SlackWorld) -> None:
+async def test_over_100_calendars_the_selects_load_their_options_as_the_user_types(world: SlackWorld,
+                                                                                   accounts: Accounts) -> None:
     for n in range(1, 149):
-        world.web.providers.provider.add_calendar(f"/john/team-{n:03d}/", f"Team {n:03d}")  # type: ignore[attr-defined]
+        accounts.provider.add_calendar(f"/john/team-{n:03d}/", f"Team {n:03d}")
     user_id, ids = await connected(world)
     assert len(ids) == 150
     view = await opened(world)
