@@ -16,12 +16,13 @@ from bot import commands
 from bot.authorize import BotIdentity, authorizer
 from bot.config import SlackConfig
 from bot.context import BotContext
+from bot.screens import settings
 
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 Registrar = Callable[[AsyncApp, BotContext], None]
-REGISTRARS: list[Registrar] = [commands.register]
+REGISTRARS: list[Registrar] = [commands.register, settings.register]
 
 
 def build_app(ctx: BotContext, config: SlackConfig, home: BotIdentity | None) -> AsyncApp:
