@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 from storage.db import Database
 from storage.enums import AppointmentStatus, Origin
-from storage.secrets import SecretBox
 from storage.models import Appointment, AppointmentAssignee, BlockedSlot, Notice, RemoteCalendar, User
+from storage.secrets import SecretBox
 from sync import accounts
 from sync.agenda import write_due_agendas
 from tests.factories import add_connection, add_user
