@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
 from sqlalchemy import select
 
+from croco.runtime import Runtime
+from croco.serve import _ticker
+from croco.settings import Settings
 from storage.db import Database
 from storage.enums import AppointmentStatus, Origin
 from storage.models import Appointment, AppointmentAssignee, BlockedSlot, Notice, RemoteCalendar, User
@@ -14,6 +18,7 @@ from storage.secrets import SecretBox
 from sync import accounts
 from sync.agenda import write_due_agendas
 from tests.factories import add_connection, add_user
+from tests.sinks import RecordingSink
 
 TOKYO_0805 = datetime(2021, 3, 1, 23, 5, tzinfo=UTC)
 """Tuesday 2 March 08:05 in Tokyo (UTC+9); Monday 1 March 18:05 in New York (UTC-5)."""
@@ -140,3 +145,22 @@ async def test_a_crowded_day_keeps_the_earliest_fifty_and_counts_the_rest(db: Da
     assert (len(payload["appointments"]), payload["more_appointments"]) == (25, 15)  # 08:00 to 12:00 kept
     assert (len(payload["blocks"]), payload["more_blocks"]) == (25, 5)
     assert payload["appointments"][-1]["title"] == "Call 24" and payload["blocks"][-1]["title"] == "Event 24"
+
+
+async def test_the_scheduler_writes_and_delivers_the_agenda(db: Database, secret_box: SecretBox) -> None:
+    """`croco serve`'s ticker runs the agenda tick (first right away) and the outbox hands it to the sink."""
+    user = await opted_in(db, email="aiko@example.com", tz="Asia/Tokyo")
+    sink = RecordingSink()
+    runtime = Runtime(Settings(scheduler_tick_seconds=600), db, secret_box, clock=lambda: TOKYO_0805,
+                      notice_sink=sink)
+    async with aiohttp.ClientSession() as http:
+        ticker = _ticker(runtime, runtime.engine(), http)
+        ticker.start()
+        try:
+            async with asyncio.timeout(10):
+                while not sink.accepted:
+                    await asyncio.sleep(0.05)  # polling, bounded by the timeout
+        finally:
+            await ticker.stop()
+    (delivered,) = sink.accepted
+    assert (delivered.kind, delivered.user_id, delivered.payload["date"]) == ("agenda", user.id, "2021-03-02")
