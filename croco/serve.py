@@ -17,7 +17,7 @@ from bot.context import BotContext
 from croco.runtime import Runtime
 from croco.scheduler import Tick, Ticker
 from storage import migrate
-from sync import firing, outbox
+from sync import agenda, firing, outbox
 from sync.engine import SyncEngine, start_workers
 from web.app import create_app
 from web.context import WebContext
@@ -125,8 +125,13 @@ def _ticker(runtime: Runtime, engine: SyncEngine, http: aiohttp.ClientSession) -
     async def deliver() -> int:
         return await firing.deliver_due(runtime.db, send, secret, runtime.clock())
 
+    async def agendas() -> int:
+        return await agenda.write_due_agendas(runtime.db, runtime.clock())
+
     ticks: dict[str, Tick] = {"sync": engine.run_due, "webhooks": deliver}
     if runtime.notice_sink is not None:
         ticks["notices"] = outbox.Outbox(runtime.db, runtime.notice_sink, owner=engine.owner,
                                          clock=runtime.clock).deliver_due
-    return Ticker(ticks, runtime.settings.scheduler_tick_seconds, intervals={"notices": outbox.TICK_SECONDS})
+        ticks["agenda"] = agendas  # no sink, no agenda: one delivered days later would mislead
+    return Ticker(ticks, runtime.settings.scheduler_tick_seconds,
+                  intervals={"notices": outbox.TICK_SECONDS, "agenda": agenda.TICK_SECONDS})

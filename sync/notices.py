@@ -30,6 +30,7 @@ class NoticeKind(StrEnum):
     MASS_DELETION_HELD = "mass_deletion_held"
     ITEM_SKIPPED = "item_skipped"
     AUTOMATION = "automation"  # a `slack_dm` automation fired
+    AGENDA = "agenda"  # the daily agenda DM (sync/agenda.py)
 
 
 class Button(StrEnum):
@@ -195,6 +196,57 @@ class AutomationFired(NoticePayload):
     title: str
     start: datetime
     contact_id: str | None
+
+
+@dataclass(frozen=True)
+class AgendaAppointment:
+    """An appointment of the agenda's day; `conflicts_with` names the busy blocks it overlaps (a few)."""
+
+    appointment_id: str
+    title: str
+    start: datetime
+    end: datetime
+    origin: str
+    conflicts_with: tuple[str | None, ...] = ()
+    conflict_count: int = 0  # all overlapping busy blocks, `conflicts_with` may name fewer
+
+
+@dataclass(frozen=True)
+class AgendaBlock:
+    """A busy blocked slot of the agenda's day, from one of the user's calendars."""
+
+    title: str | None
+    calendar_name: str
+    start: datetime
+    end: datetime
+    all_day: bool
+
+
+@dataclass(frozen=True)
+class Agenda(NoticePayload):
+    """The daily agenda of one local day (`date`, in `timezone`): at most a bounded number of items, the rest
+    counted, so the stored JSON stays small whatever the day holds. `until` is the end of that day (UTC): an
+    agenda still undelivered then is out of date."""
+
+    kind = NoticeKind.AGENDA
+    date: str  # ISO local date
+    timezone: str
+    until: datetime
+    appointments: tuple[AgendaAppointment, ...]
+    blocks: tuple[AgendaBlock, ...]
+    more_appointments: int = 0
+    more_blocks: int = 0
+    conflicts: int = 0  # appointments overlapping a busy block, over the whole day
+
+    def to_payload(self) -> dict[str, Any]:
+        payload = super().to_payload()
+        payload["appointments"] = [_item(a) for a in self.appointments]
+        payload["blocks"] = [_item(b) for b in self.blocks]
+        return payload
+
+
+def _item(item: AgendaAppointment | AgendaBlock) -> dict[str, Any]:
+    return {f.name: list(v) if isinstance(v := getattr(item, f.name), tuple) else _json(v) for f in fields(item)}
 
 
 async def notify(
