@@ -68,6 +68,7 @@ class Browser:
         text = str(await response.text())
         assert response.status == status, text
         assert response.content_type == "text/html" and response.headers["Cache-Control"] == "no-store"
+        assert "Set-Cookie" not in response.headers  # the link is the only key
         self.pages.append(f"{dict(response.headers)} {text}")
         return text
 
@@ -106,8 +107,8 @@ async def test_google_and_microsoft_links_need_their_client_configured(browser: 
 
 
 @pytest.mark.parametrize(("provider", "labels"), [
-    ("icloud", ['for="username">Apple ID', 'for="password">App-specific password']),
-    ("caldav", ['for="username">Username', 'for="password">App-specific password', 'for="url">Server URL']),
+    ("icloud", ['for="username">Apple Account', 'for="password">App-specific password']),
+    ("caldav", ['for="username">Username', 'for="password">Password', 'for="url">Server URL']),
 ])
 async def test_icloud_and_caldav_links_open_a_form_without_a_bearer_token(
     browser: Browser, provider: str, labels: list[str]
@@ -147,13 +148,14 @@ async def test_wrong_password_or_unreachable_server_shows_the_form_again_and_the
     user_id = await browser.user()
     path = await browser.link(user_id, "caldav")
     refused = await browser.submit(path, 422, **CALDAV_LOGIN | {"password": WRONG_PASSWORD})
-    assert "the server refused these credentials" in refused and 'role="alert"' in refused
+    assert "The server refused this username and password" in refused and 'role="alert"' in refused
+    assert 'id="password-error" role="alert"' in refused  # beside the field at fault (the browser test reads it)
     assert 'value="john"' in refused and f'value="{DAV}"' in refused  # typed again: everything but the password
     accounts.unreachable_urls.add("https://down.example.com/")
     down = await browser.submit(path, 422, **CALDAV_LOGIN | {"url": "https://down.example.com/"})
-    assert "cannot be reached" in down
+    assert "cannot be reached" in down and 'id="url-error"' in down
     missing = await browser.submit(path, 422, **CALDAV_LOGIN | {"url": ""})
-    assert "url: required" in missing
+    assert "Server URL: required" in missing and 'id="url-error"' in missing
     assert await browser.connections(user_id) == []
 
     await browser.submit(path, 200, **CALDAV_LOGIN)
