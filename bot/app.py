@@ -12,15 +12,16 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 
-from bot import commands
+from bot import commands, home
 from bot.config import SlackConfig
 from bot.context import BotContext
+from bot.screens import connect
 
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 Registrar = Callable[[AsyncApp, BotContext], None]
-REGISTRARS: list[Registrar] = [commands.register]
+REGISTRARS: list[Registrar] = [commands.register, connect.register, home.register]
 
 
 def build_app(ctx: BotContext, config: SlackConfig) -> AsyncApp:
