@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from bot.blocks.common import (
-    MAX_BLOCKS,
     MAX_TEXT,
     Block,
     View,
@@ -19,6 +18,7 @@ from bot.blocks.common import (
     header,
     modal,
     section,
+    within_blocks,
 )
 from bot.ids import Action
 from storage.enums import Access, Provider, SyncMode
@@ -58,9 +58,7 @@ def home_failure(message: str) -> View:
 
 
 def home(blocks: list[Block]) -> View:
-    if len(blocks) > MAX_BLOCKS:
-        blocks = [*blocks[: MAX_BLOCKS - 1], context(f"{len(blocks) - MAX_BLOCKS + 1} more not shown")]
-    return {"type": "home", "blocks": blocks}
+    return {"type": "home", "blocks": within_blocks(blocks)}
 
 
 def status_blocks(status: UserStatus, *, home: bool) -> list[Block]:
