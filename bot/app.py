@@ -12,23 +12,23 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 
-from bot import commands
+from bot import commands, home
 from bot.authorize import BotIdentity, authorizer
 from bot.config import SlackConfig
 from bot.context import BotContext
-from bot.screens import settings
+from bot.screens import connect, settings
 
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 Registrar = Callable[[AsyncApp, BotContext], None]
-REGISTRARS: list[Registrar] = [commands.register, settings.register]
+REGISTRARS: list[Registrar] = [commands.register, settings.register, connect.register, home.register]
 
 
-def build_app(ctx: BotContext, config: SlackConfig, home: BotIdentity | None) -> AsyncApp:
+def build_app(ctx: BotContext, config: SlackConfig, identity: BotIdentity | None) -> AsyncApp:
     app = AsyncApp(
         client=config.client(),
-        authorize=authorizer(config, home),  # type: ignore[arg-type]  # Bolt takes None: no token for that team
+        authorize=authorizer(config, identity),  # type: ignore[arg-type]  # Bolt takes None: no token for that team
         signing_secret=config.signing_secret,
         process_before_response=False,  # ack first: the response goes out, the listener goes on
         logger=logging.getLogger("bot.bolt"),

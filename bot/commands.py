@@ -15,12 +15,18 @@ from bot import people
 from bot.blocks.common import View, failure, loading
 from bot.context import BotContext
 from bot.screens import Screen
+from bot.screens import connect as connect_screen
 from bot.screens import help as help_screen
+from bot.screens import status as status_screen
 
 log = logging.getLogger(__name__)
 
 COMMAND = "/croco"
-SCREENS: dict[str, tuple[str, Screen]] = {"help": ("Croco help", help_screen.screen)}
+SCREENS: dict[str, tuple[str, Screen]] = {
+    "help": ("Croco help", help_screen.screen),
+    "connect": ("Connect a calendar", connect_screen.screen),
+    "status": ("Croco status", status_screen.screen),
+}
 """Subcommand -> (the loading modal's title, its screen). Modules add theirs when the app is built."""
 
 

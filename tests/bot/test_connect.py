@@ -1,0 +1,99 @@
+"""`/croco connect`: a button per provider, each configured one opening a working connect link."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, select
+
+from bot.ids import Action
+from storage.models import Connection, ConnectLink
+from tests.bot.conftest import ANN, SlackWorld
+from tests.web.conftest import GOOD_PASSWORD, NOW
+
+
+async def connect_modal(world: SlackWorld, count: int = 1) -> dict[str, Any]:
+    await world.sender.command("connect", user_id=ANN.id)
+    updated = await world.slack.wait_for("views.update", count)
+    return dict(updated[-1].args["view"])
+
+
+def provider_lines(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """block_id `connect-<provider>` -> its section."""
+    return {b["block_id"].removeprefix("connect-"): b for b in view["blocks"]
+            if b.get("block_id", "").startswith("connect-")}
+
+
+async def count(world: SlackWorld, model: Any) -> int:
+    async with world.web.db.session() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def test_icloud_and_caldav_buttons_open_a_working_connect_form(world: SlackWorld) -> None:
+    view = await connect_modal(world)
+    assert view["title"]["text"] == "Connect a calendar"
+    lines = provider_lines(view)
+    assert list(lines) == ["google", "microsoft", "icloud", "caldav"]
+    for provider in ("icloud", "caldav"):
+        button = lines[provider]["accessory"]
+        assert button["action_id"] == Action.CONNECT_PROVIDER
+        path = urlsplit(button["url"]).path
+        assert path.startswith("/connect/")
+        page = await world.api.get(path, headers={"Authorization": ""})  # a browser: no API token
+        assert page.status == 200 and page.headers["Cache-Control"] == "no-store"
+        html = await page.text()
+        assert "<form" in html and 'type="password"' in html
+        if provider == "caldav":
+            assert 'name="url"' in html
+
+
+async def test_the_icloud_link_connects_the_slack_user_who_asked(world: SlackWorld) -> None:
+    view = await connect_modal(world)
+    path = urlsplit(provider_lines(view)["icloud"]["accessory"]["url"]).path
+    done = await world.api.post(path, data={"username": "ann@icloud.com", "password": GOOD_PASSWORD},
+                                headers={"Authorization": ""})
+    assert done.status == 200, await done.text()
+    users = (await (await world.api.get("/api/v1/users", params={"slack_user_id": ANN.id})).json())["items"]
+    connections = (await (await world.api.get(f"/api/v1/users/{users[0]['id']}/connections")).json())["items"]
+    assert [(c["provider"], c["account"], c["status"]) for c in connections] == [("icloud", "ann@icloud.com", "ok")]
+
+
+async def test_unconfigured_google_and_microsoft_say_so_and_their_click_is_harmless(world: SlackWorld) -> None:
+    lines = provider_lines(await connect_modal(world))
+    for provider, name in (("google", "Google Calendar"), ("microsoft", "Outlook / Microsoft 365")):
+        line = lines[provider]
+        assert f"{name}* — not configured on this Croco" in line["text"]["text"]
+        assert "url" not in line["accessory"]
+        assert line["accessory"]["text"]["text"] == f"{name} — not configured on this Croco"
+    links_before, calls_before = await count(world, ConnectLink), len(world.slack.attempts)
+    status, _ = await world.sender.action(Action.CONNECT_PROVIDER, "google", user_id=ANN.id,
+                                          block_id="connect-google")
+    assert status == 200  # acked (Bolt answers 404 to an action nobody listens to)
+    assert await count(world, ConnectLink) == links_before and await count(world, Connection) == 0
+    assert len(world.slack.attempts) == calls_before  # no modal, no message
+
+
+async def test_a_configured_oauth_client_is_told_apart_from_a_missing_one(world: SlackWorld) -> None:
+    world.bot.oauth_clients = frozenset({"google"})
+    world.web.connect_links.oauth_clients = frozenset({"google"})
+    lines = provider_lines(await connect_modal(world))
+    assert "not available on this Croco yet" in lines["google"]["text"]["text"]
+    assert "not configured on this Croco" in lines["microsoft"]["text"]["text"]
+
+
+async def test_the_modal_says_when_the_links_expire_and_they_do(world: SlackWorld) -> None:
+    view = await connect_modal(world)
+    said = " ".join(e["text"] for b in view["blocks"] if b["type"] == "context" for e in b["elements"])
+    expires = NOW + timedelta(minutes=15)
+    assert "expires in 15 minutes" in said and f"<!date^{int(expires.timestamp())}^" in said and "08:15 UTC" in said
+    path = urlsplit(provider_lines(view)["caldav"]["accessory"]["url"]).path
+    world.web.connect_links.clock = lambda: expires
+    assert (await world.api.get(path, headers={"Authorization": ""})).status == 410
+
+
+async def test_each_connect_gives_new_links(world: SlackWorld) -> None:
+    first = provider_lines(await connect_modal(world))["icloud"]["accessory"]["url"]
+    second = provider_lines(await connect_modal(world, 2))["icloud"]["accessory"]["url"]
+    assert first != second
