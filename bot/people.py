@@ -26,6 +26,14 @@ class Person:
         return self.user.id
 
 
+async def known(ctx: BotContext, team_id: str, slack_user_id: str) -> Person | None:
+    """The Croco user of a Slack member already met, without asking Slack: for listeners that must answer in
+    their ack (a submission's errors, an options load), where a slow users.info would miss Slack's 3 s."""
+    workspace_id = await people.workspace_for_team(ctx.db, team_id, "", home=team_id == ctx.home_team_id)
+    user = await people.find_by_slack_id(ctx.db, workspace_id, slack_user_id)
+    return None if user is None else Person(team_id, slack_user_id, user)
+
+
 async def resolve(ctx: BotContext, client: AsyncWebClient, team_id: str, slack_user_id: str) -> Person:
     """The Croco user of a Slack member; a member unknown to Croco becomes one, with the name, email and time
     zone of their Slack profile. Only the first request of a member reads the profile."""

@@ -59,8 +59,17 @@ async def _calendars(ctx: BotContext, person: Person) -> list[blocks.Calendar]:
             for c in await accounts.user_calendars(ctx.db, person.user_id)]
 
 
-async def _person(ctx: BotContext, client: AsyncWebClient, body: dict[str, Any]) -> Person:
-    return await people.resolve(ctx, client, body.get("team", {}).get("id", ""), body.get("user", {}).get("id", ""))
+async def _person(ctx: BotContext, body: dict[str, Any]) -> Person | None:
+    """Who submits or types: met when they opened the modal, so no Slack call stands before the ack."""
+    return await people.known(ctx, body.get("team", {}).get("id", ""), body.get("user", {}).get("id", ""))
+
+
+NOT_MET = "Croco does not know you yet: type /croco settings to open this again."
+
+
+def _first_input(view: dict[str, Any]) -> str:
+    """Where an error about the whole form shows (Slack shows errors under input blocks only)."""
+    return blocks.LINKED if blocks.has_input(view, blocks.LINKED) else blocks.CONFLICTS
 
 
 def register(app: AsyncApp, ctx: BotContext) -> None:
@@ -75,11 +84,11 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
     async def submitted(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         view = body.get("view", {})
         try:
-            errors = await save(ctx, await _person(ctx, client, body), view)
+            person = await _person(ctx, body)
+            errors = await save(ctx, person, view) if person else {_first_input(view): NOT_MET}
         except Exception as exc:  # answered in the modal, never as Slack's bare "trouble connecting"
             log.exception("settings not saved", extra={"slack_user_id": body.get("user", {}).get("id")})
-            block = blocks.LINKED if blocks.has_input(view, blocks.LINKED) else blocks.CONFLICTS
-            errors = {block: f"That did not work ({type(exc).__name__}). Try again in a moment."}
+            errors = {_first_input(view): f"That did not work ({type(exc).__name__}). Try again in a moment."}
         if errors:
             await ack(response_action="errors", errors=errors)
         else:
@@ -87,10 +96,10 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
 
     async def load(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         """An external select's options: the user's calendars matching the typed text (linked: full only)."""
-        person = await _person(ctx, client, body)
+        person = await _person(ctx, body)
         full_only = body.get("action_id") == Action.PICK_LINKED_CALENDAR
-        await ack(options=blocks.options_for(await _calendars(ctx, person), body.get("value", ""),
-                                             full_only=full_only))
+        calendars = await _calendars(ctx, person) if person else []
+        await ack(options=blocks.options_for(calendars, body.get("value", ""), full_only=full_only))
 
     app.options(Action.PICK_LINKED_CALENDAR)(load)
     app.options(Action.PICK_CONFLICT_CALENDARS)(load)
