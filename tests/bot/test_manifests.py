@@ -210,7 +210,7 @@ async def test_every_view_callback_is_answered(world: SlackWorld) -> None:
 
 
 async def test_every_manifest_event_is_answered(world: SlackWorld) -> None:
-    samples = {
+    samples: dict[str, dict[str, Any]] = {
         "app_home_opened": {"type": "app_home_opened", "user": ANN.id, "channel": "D0ANN", "tab": "home",
                             "event_ts": "1614585600.000100"},
         "app_uninstalled": {"type": "app_uninstalled", "event_ts": "1614585600.000100"},
