@@ -25,9 +25,10 @@ from slack_bolt.async_app import AsyncApp
 
 from bot import app as slack
 from bot import commands
+from bot.authorize import BotIdentity
 from bot.ids import OPTIONS_ACTIONS, Action, ViewCallback
 from tests.bot.conftest import ANN, SlackWorld
-from tests.emulators.slack import BOT_USER_ID
+from tests.emulators.slack import BOT_ID, BOT_USER_ID, TEAM_ID
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = {"dev": ROOT / "manifests" / "slack-dev.yaml", "prod": ROOT / "manifests" / "slack-prod.yaml"}
@@ -140,7 +141,7 @@ def registered(world: SlackWorld, monkeypatch: pytest.MonkeyPatch) -> Registered
     with monkeypatch.context() as patch:
         for method, kind in KINDS.items():
             patch.setattr(AsyncApp, method, recording(method, kind))
-        slack.build_app(world.bot, world.config)
+        slack.build_app(world.bot, world.config, BotIdentity(TEAM_ID, BOT_USER_ID, BOT_ID))
     return found
 
 
