@@ -70,21 +70,44 @@ def check_settings(settings: Settings) -> list[Finding]:
             "CROCO_PUBLIC_URL is not https: Google and Microsoft push notifications and OAuth need https",
         ))
 
-    slack_http = _set(settings.slack_bot_token) and _set(settings.slack_signing_secret)
-    if slack_http or (_set(settings.slack_bot_token) and _set(settings.slack_app_token)):
-        findings.append(Finding(Level.OK, "slack", "the Slack bot is configured"))
-    elif any(_set(v) for v in (settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token)):
-        findings.append(Finding(
-            Level.ERROR, "slack",
-            "Slack is half configured: set CROCO_SLACK_BOT_TOKEN with CROCO_SLACK_SIGNING_SECRET (HTTP) "
-            "or with CROCO_SLACK_APP_TOKEN (Socket Mode)",
-        ))
-    else:
-        findings.append(Finding(Level.OK, "slack", "Slack is not configured; the bot is disabled, all else runs"))
+    findings.extend(check_slack(settings))
     findings.append(_pair("google", settings.google_client_id, settings.google_client_secret, "Google Calendar"))
     findings.append(_pair(
         "microsoft", settings.microsoft_client_id, settings.microsoft_client_secret, "Microsoft 365 / Outlook"
     ))
+    return findings
+
+
+def check_slack(settings: Settings) -> list[Finding]:
+    """What each way of reaching Slack still lacks: HTTP (`croco serve`, Slack calls /slack/events) needs a bot
+    token or an OAuth client plus the signing secret; Socket Mode (`croco serve --socket-mode`) needs a bot token
+    plus an app-level token, and no signing secret."""
+    bot, signing, app = (_set(settings.slack_bot_token), _set(settings.slack_signing_secret),
+                         _set(settings.slack_app_token))
+    client_id, client_secret = _set(settings.slack_client_id), _set(settings.slack_client_secret)
+    if not any((bot, signing, app, client_id, client_secret)):
+        return [Finding(Level.OK, "slack", "Slack is not configured; the bot is disabled, all else runs")]
+    findings: list[Finding] = []
+    if client_id != client_secret:
+        missing = "CROCO_SLACK_CLIENT_SECRET" if client_id else "CROCO_SLACK_CLIENT_ID"
+        findings.append(Finding(Level.ERROR, "slack", f"{missing} is missing, so /slack/install cannot work"))
+    if bot and not settings.slack_bot_token.get_secret_value().startswith("xoxb-"):
+        findings.append(Finding(Level.WARNING, "slack", "CROCO_SLACK_BOT_TOKEN does not start with xoxb-"))
+    if app and not settings.slack_app_token.get_secret_value().startswith("xapp-"):
+        findings.append(Finding(
+            Level.WARNING, "slack", "CROCO_SLACK_APP_TOKEN does not start with xapp-: Socket Mode needs an app-level "
+            "token (connections:write)"))
+    installs = client_id and client_secret
+    http_missing = [name for name, ok in (("CROCO_SLACK_BOT_TOKEN (or the OAuth client)", bot or installs),
+                                          ("CROCO_SLACK_SIGNING_SECRET", signing)) if not ok]
+    socket_missing = [name for name, ok in (("CROCO_SLACK_BOT_TOKEN", bot), ("CROCO_SLACK_APP_TOKEN", app)) if not ok]
+    http = "HTTP (`croco serve`): " + ("ready" if not http_missing else "needs " + " and ".join(http_missing))
+    socket = "Socket Mode (`croco serve --socket-mode`): " + (
+        "ready" if not socket_missing else "needs " + " and ".join(socket_missing))
+    if http_missing and socket_missing:
+        findings.append(Finding(Level.ERROR, "slack", f"Slack is half configured. {http}; {socket}"))
+    else:
+        findings.append(Finding(Level.OK, "slack", f"{http}; {socket}"))
     return findings
 
 

@@ -22,6 +22,8 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the REST API (and scheduler) on one port")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--socket-mode", action="store_true",
+                       help="take Slack's requests over Socket Mode (CROCO_SLACK_APP_TOKEN), no public URL needed")
 
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     migrate.add_argument("--revision", default="head", help="target revision (default: head)")
@@ -75,9 +77,13 @@ async def _check() -> int:
 
 async def _serve(args: argparse.Namespace) -> int:
     from croco.runtime import build_runtime
-    from croco.serve import serve
+    from croco.serve import serve, slack_config_of, socket_mode_missing
 
-    await serve(build_runtime(_settings()), args.host, args.port)
+    settings = _settings()
+    if args.socket_mode and (missing := socket_mode_missing(slack_config_of(settings))) is not None:
+        console.print(f"[red]error[/]  {missing}")
+        return 2
+    await serve(build_runtime(settings), args.host, args.port, socket_mode=args.socket_mode)
     return 0
 
 

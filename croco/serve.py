@@ -9,6 +9,8 @@ import signal
 
 import aiohttp
 from aiohttp import web
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
 
 from bot import app as slack
 from bot.authorize import BotIdentity, identify
@@ -16,6 +18,7 @@ from bot.config import SlackConfig
 from bot.context import BotContext
 from croco.runtime import Runtime
 from croco.scheduler import Tick, Ticker
+from croco.settings import Settings
 from storage import migrate
 from sync import agenda, firing, outbox
 from sync.engine import SyncEngine, start_workers
@@ -42,7 +45,10 @@ def web_context(runtime: Runtime, engine: SyncEngine) -> WebContext:
 
 
 def slack_config(runtime: Runtime) -> SlackConfig:
-    settings = runtime.settings
+    return slack_config_of(runtime.settings)
+
+
+def slack_config_of(settings: Settings) -> SlackConfig:
     return SlackConfig(
         bot_token=settings.slack_bot_token.get_secret_value(),
         signing_secret=settings.slack_signing_secret.get_secret_value(),
@@ -54,12 +60,26 @@ def slack_config(runtime: Runtime) -> SlackConfig:
     )
 
 
-async def mount_slack(runtime: Runtime, app: web.Application, ctx: WebContext) -> None:
-    """The Slack app on the API's port, or one line saying why it is off (everything else runs)."""
+def socket_mode_missing(config: SlackConfig) -> str | None:
+    """Why `--socket-mode` cannot start, in one line; None when it can. No signing secret is needed: the
+    connection itself is authenticated by the app-level token."""
+    if not config.app_token:
+        return "--socket-mode needs CROCO_SLACK_APP_TOKEN (an xapp- app-level token with connections:write)"
+    if not config.bot_token:
+        return "--socket-mode needs CROCO_SLACK_BOT_TOKEN (the workspace the socket serves)"
+    return None
+
+
+async def mount_slack(runtime: Runtime, app: web.Application, ctx: WebContext, *,
+                      socket_mode: bool = False) -> AsyncApp | None:
+    """The Slack app on the API's port, or one line saying why it is off (everything else runs). With
+    `socket_mode` the app is returned for the socket; `/slack/events` is served too only with a signing secret
+    (without one, any request could be "signed")."""
     config = slack_config(runtime)
-    if config.missing is not None:
-        log.info(f"Slack app: disabled, {config.missing}; the API and sync run without it")
-        return
+    missing = socket_mode_missing(config) if socket_mode else config.missing
+    if missing is not None:
+        log.info(f"Slack app: disabled, {missing}; the API and sync run without it")
+        return None
     assert ctx.engine is not None
     home: BotIdentity | None = None
     try:
@@ -69,8 +89,29 @@ async def mount_slack(runtime: Runtime, app: web.Application, ctx: WebContext) -
     home_team = home.team_id if home else None
     bot = BotContext(db=ctx.db, engine=ctx.engine, booking=ctx.booking, connect_links=ctx.connect_links,
                      actions=ctx.actions, clock=ctx.clock, oauth_clients=ctx.oauth_clients, home_team_id=home_team)
-    app.add_routes(slack.routes(slack.build_app(bot, config, home)))
-    log.info("Slack app: serving", extra={"path": slack.EVENTS_PATH, "team_id": home_team})
+    bolt = slack.build_app(bot, config, home)
+    if config.signing_secret:
+        app.add_routes(slack.routes(bolt))
+        log.info("Slack app: serving", extra={"path": slack.EVENTS_PATH, "team_id": home_team})
+    return bolt
+
+
+def start_socket_mode(bolt: AsyncApp, config: SlackConfig) -> tuple[AsyncSocketModeHandler, asyncio.Task[None]]:
+    """Connect to Slack over Socket Mode in the background (slack_sdk retries until it is through), so the API
+    serves at once even while Slack is unreachable. `apps.connections.open` goes to CROCO_SLACK_API_URL."""
+    handler = AsyncSocketModeHandler(bolt, config.app_token, web_client=config.client(config.bot_token))
+
+    async def connect() -> None:
+        await handler.connect_async()  # type: ignore[no-untyped-call]
+        log.info("Slack app: connected over Socket Mode")
+
+    return handler, asyncio.create_task(connect(), name="slack-socket-mode")
+
+
+async def stop_socket_mode(handler: AsyncSocketModeHandler, connecting: asyncio.Task[None]) -> None:
+    connecting.cancel()
+    await asyncio.gather(connecting, return_exceptions=True)
+    await handler.close_async()  # type: ignore[no-untyped-call]
 
 
 def settle_startup_objects() -> None:
@@ -82,14 +123,17 @@ def settle_startup_objects() -> None:
 
 
 async def serve(
-    runtime: Runtime, host: str, port: int, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None
+    runtime: Runtime, host: str, port: int, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None,
+    socket_mode: bool = False,
 ) -> None:
-    """Run until SIGINT/SIGTERM (or `stop` is set). Migrations run first so a fresh database just works."""
+    """Run until SIGINT/SIGTERM (or `stop` is set). Migrations run first so a fresh database just works.
+    `socket_mode`: Slack's requests come over a websocket opened with CROCO_SLACK_APP_TOKEN (no public URL)."""
     await migrate.upgrade(runtime.db.engine)
     engine = runtime.engine()
     context = web_context(runtime, engine)
     application = create_app(context)
-    await mount_slack(runtime, application, context)
+    bolt = await mount_slack(runtime, application, context, socket_mode=socket_mode)
+    socket = start_socket_mode(bolt, slack_config(runtime)) if socket_mode and bolt is not None else None
     runner = web.AppRunner(application, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -114,6 +158,8 @@ async def serve(
             log.info("shutting down")
             if ticker is not None:
                 await ticker.stop()
+            if socket is not None:
+                await stop_socket_mode(*socket)
             await runner.cleanup()
             await runtime.close()
 

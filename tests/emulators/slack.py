@@ -5,6 +5,9 @@ string arguments, `Authorization: Bearer` tokens, `{"ok": false, "error": ...}` 
 HTTP 429 with `Retry-After`, a 5xx, or a slow answer. The real `AsyncWebClient` reaches it through
 `CROCO_SLACK_API_URL` (`emulator.api_url`) only. Every call is recorded; tests wait on calls, never sleep.
 
+Socket Mode: `apps.connections.open` (app-level token only) hands out a `ws://` URL on the emulator; a client
+connecting there gets `hello`, and `send_envelope` pushes an envelope as Slack would and waits for its ack.
+
 `SlackSender` is Slack's side of the request URL: slash commands, interactivity payloads, options loads and
 Events API callbacks, signed with the app's signing secret (`v0:{timestamp}:{body}`, HMAC-SHA256).
 """
@@ -82,6 +85,10 @@ class SlackEmulator:
     _views: dict[str, dict[str, Any]] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
     base_url: str = ""
+    sockets: list[web.WebSocketResponse] = field(default_factory=list)
+    """Open Socket Mode connections, newest last."""
+    acks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Socket Mode acks by envelope id, as the client sent them (`envelope_id`, optional `payload`)."""
 
     # Test controls -------------------------------------------------------------------------------------
 
@@ -106,6 +113,21 @@ class SlackEmulator:
             await asyncio.wait_for(self._changed.wait_for(lambda: len(matching()) >= count), timeout)
         return matching()
 
+    async def send_envelope(self, payload_type: str, payload: dict[str, Any], *,
+                            timeout: float = 10.0) -> dict[str, Any]:
+        """Push a Socket Mode envelope (`slash_commands`, `interactive` or `events_api`) down the newest
+        connection, waiting for one if the client is still connecting, and return the client's ack for it."""
+        envelope_id = f"env-{next(self._ids)}"
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: any(not s.closed for s in self.sockets)), timeout)
+        socket = [s for s in self.sockets if not s.closed][-1]
+        await socket.send_json({"envelope_id": envelope_id, "type": payload_type, "payload": payload,
+                                "accepts_response_payload": payload_type != "events_api", "retry_attempt": 0,
+                                "retry_reason": ""})
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: envelope_id in self.acks), timeout)
+        return self.acks[envelope_id]
+
     def view(self, view_id: str) -> dict[str, Any]:
         return self._views[view_id]
 
@@ -120,6 +142,7 @@ class SlackEmulator:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/response/{id}", self._response_url)
+        app.router.add_get("/link/", self._socket)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)  # slow calls are not awaited
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -129,6 +152,8 @@ class SlackEmulator:
         return self.base_url
 
     async def close(self) -> None:
+        for socket in list(self.sockets):
+            await socket.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -157,7 +182,11 @@ class SlackEmulator:
             headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
             body = {"ok": False, "error": "ratelimited"} if failure.status == 429 else {"ok": False}
             return web.json_response(body, status=failure.status, headers=headers)
-        if method not in ("oauth.v2.access", "api.test") and token not in self.tokens:
+        if method == "apps.connections.open":  # the one method on an app-level token, and only on one
+            if token != APP_TOKEN:
+                error = "not_allowed_token_type" if token in self.tokens else "invalid_auth"
+                return web.json_response({"ok": False, "error": error})
+        elif method not in ("oauth.v2.access", "api.test") and token not in self.tokens:
             return web.json_response({"ok": False, "error": "invalid_auth"})
         handler = getattr(self, "_" + method.replace(".", "_"), None)
         answer = handler(args) if handler is not None else {"ok": False, "error": "unknown_method"}
@@ -173,7 +202,29 @@ class SlackEmulator:
             self._changed.notify_all()
         return web.Response(text="ok")
 
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        """A Socket Mode connection: `hello` first, then every text frame is an ack (`{"envelope_id": ...}`)."""
+        socket = web.WebSocketResponse()  # answers the client's pings itself
+        await socket.prepare(request)
+        async with self._changed:
+            self.sockets.append(socket)
+            self._changed.notify_all()
+        await socket.send_json({"type": "hello", "num_connections": len(self.sockets),
+                                "debug_info": {"host": "emulator", "approximate_connection_time": 3600},
+                                "connection_info": {"app_id": "A0CROCO"}})
+        async for message in socket:
+            if message.type == aiohttp.WSMsgType.TEXT:
+                ack = json.loads(message.data)
+                async with self._changed:
+                    self.acks[str(ack.get("envelope_id"))] = ack
+                    self._changed.notify_all()
+        return socket
+
     # Methods -----------------------------------------------------------------------------------------
+
+    def _apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        ws_base = self.base_url.replace("http://", "ws://", 1)
+        return {"ok": True, "url": f"{ws_base}/link/?ticket=t{next(self._ids)}&app_id=A0CROCO"}
 
     def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "url": "https://croco-test.slack.com/", "team": TEAM_NAME, "team_id": TEAM_ID,

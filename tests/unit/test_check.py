@@ -64,3 +64,33 @@ def test_only_an_oauth_client_with_id_and_secret_counts_as_configured(tmp_path: 
     assert half.oauth_clients == frozenset()
     both = _settings(tmp_path, microsoft_client_id="0000-1111", microsoft_client_secret=SecretStr("s3cret"))
     assert both.oauth_clients == frozenset({"microsoft"})
+
+
+def _slack(settings: Settings) -> list[tuple[Level, str]]:
+    return [(f.level, f.message) for f in check_settings(settings) if f.topic == "slack"]
+
+
+def test_slack_says_what_http_and_socket_mode_each_still_need(tmp_path: Path) -> None:
+    bot = SecretStr("xoxb-1-2")
+    http_only = _slack(_settings(tmp_path, slack_bot_token=bot, slack_signing_secret=SecretStr("s" * 32)))
+    assert http_only == [(Level.OK, "HTTP (`croco serve`): ready; Socket Mode (`croco serve --socket-mode`): "
+                                    "needs CROCO_SLACK_APP_TOKEN")]
+    socket_only = _slack(_settings(tmp_path, slack_bot_token=bot, slack_app_token=SecretStr("xapp-1-2")))
+    assert socket_only == [(Level.OK, "HTTP (`croco serve`): needs CROCO_SLACK_SIGNING_SECRET; Socket Mode "
+                                      "(`croco serve --socket-mode`): ready")]
+    ((level, message),) = _slack(_settings(tmp_path, slack_bot_token=bot))
+    assert level is Level.ERROR
+    assert "CROCO_SLACK_SIGNING_SECRET" in message and "CROCO_SLACK_APP_TOKEN" in message
+
+
+def test_slack_installs_serve_http_but_socket_mode_needs_a_bot_token(tmp_path: Path) -> None:
+    found = _slack(_settings(tmp_path, slack_client_id="1.2", slack_client_secret=SecretStr("c" * 32),
+                             slack_signing_secret=SecretStr("s" * 32)))
+    assert found == [(Level.OK, "HTTP (`croco serve`): ready; Socket Mode (`croco serve --socket-mode`): needs "
+                                "CROCO_SLACK_BOT_TOKEN and CROCO_SLACK_APP_TOKEN")]
+
+
+def test_a_bot_token_where_the_app_token_belongs_is_flagged(tmp_path: Path) -> None:
+    found = _slack(_settings(tmp_path, slack_bot_token=SecretStr("xoxb-1"), slack_app_token=SecretStr("xoxb-1")))
+    assert (Level.WARNING, "CROCO_SLACK_APP_TOKEN does not start with xapp-: Socket Mode needs an app-level token "
+                           "(connections:write)") in found
