@@ -16,12 +16,14 @@ from bot.blocks.common import View, failure, loading
 from bot.context import BotContext
 from bot.screens import Screen
 from bot.screens import help as help_screen
+from bot.screens import why as why_screen
 
 log = logging.getLogger(__name__)
 
 COMMAND = "/croco"
 SCREENS: dict[str, tuple[str, Screen]] = {"help": ("Croco help", help_screen.screen)}
 """Subcommand -> (the loading modal's title, its screen). Modules add theirs when the app is built."""
+SCREENS["why"] = ("Croco why", why_screen.screen)
 
 
 def parse(text: str) -> tuple[str, str]:
