@@ -12,6 +12,7 @@ from storage.db import Database
 from storage.enums import ConnectionStatus
 from storage.models import BlockedSlot, RemoteCalendar, User
 from storage.secrets import SecretBox
+from sync import troubleshoot
 from tests.bot.conftest import ANN, SlackWorld
 from tests.factories import add_connection
 from tests.web.conftest import NOW
@@ -151,3 +152,18 @@ async def test_no_team_calendar_or_nothing_blocked_says_so(world: SlackWorld) ->
     await team_calendar(world, [ann["id"]], "America/New_York", open_hours=None)  # open all day, no event
     _, lines = await why(world, "2021-03-02")
     assert any("Nothing is blocked that day" in line for line in lines)
+
+
+async def test_a_booked_appointment_is_named_with_its_team_calendar(world: SlackWorld, db: Database,
+                                                                    secret_box: SecretBox) -> None:
+    await ann_and_bob(world, db, secret_box)
+    (ann,) = (await (await world.api.get("/api/v1/users", params={"slack_user_id": ANN.id})).json())["items"]
+    calendars = await troubleshoot.calendars_of_member(db, ann["id"])
+    booked = await world.api.post(f"/api/v1/calendars/{calendars[0].id}/appointments", json={
+        "start": new_york(2, 10).isoformat(), "contact": {"name": "Ada Lovelace", "email": "ada@example.com"}})
+    assert booked.status == 201, await booked.text()
+    _, lines = await why(world, "2021-03-02")
+    line = line_at(lines, "10:00–10:30")
+    assert line.startswith("*10:00–10:30*  You are booked for the appointment *Consultations with Ada Lovelace* "
+                           "of _Consultations_")
+    assert "Bob &lt;!channel&gt; is booked for an appointment of _Consultations_" in line  # no title for Bob
