@@ -18,6 +18,7 @@ from bot.screens import Screen
 from bot.screens import connect as connect_screen
 from bot.screens import help as help_screen
 from bot.screens import status as status_screen
+from bot.screens import why as why_screen
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,10 @@ SCREENS: dict[str, tuple[str, Screen]] = {
     "help": ("Croco help", help_screen.screen),
     "connect": ("Connect a calendar", connect_screen.screen),
     "status": ("Croco status", status_screen.screen),
+    "why": ("Croco why", why_screen.screen),
 }
-"""Subcommand -> (the loading modal's title, its screen). Modules add theirs when the app is built."""
+"""Subcommand -> (the loading modal's title, its screen); settings adds its own when the app is built (its
+module imports this one)."""
 
 
 def parse(text: str) -> tuple[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,7 +18,7 @@ from sqlmodel import col
 
 from storage.db import Database
 from storage.enums import ConnectionStatus
-from storage.models import Appointment, BlockedSlot, Connection, RemoteCalendar
+from storage.models import Appointment, BlockedSlot, Calendar, CalendarMember, Connection, RemoteCalendar, User
 from sync.availability import Busy, Finding, Reason, Rules, check, day_grid, load_view, open_slots
 from sync.payloads import rfc3339
 from sync.teams import get_team_calendar
@@ -63,8 +64,23 @@ async def troubleshoot(
     return items
 
 
+async def troubleshoot_between(
+    db: Database, calendar_id: str, start: datetime, end: datetime, now: datetime, *, viewer_id: str | None = None
+) -> list[dict[str, Any]]:
+    """The items of `troubleshoot` whose slot starts in [start, end), over every day of the calendar's time
+    zone that the span touches: a day of a user in another zone is two part-days of the calendar."""
+    zone = ZoneInfo((await get_team_calendar(db, calendar_id)).calendar.timezone)
+    first, last = start.astimezone(zone).date(), (end - timedelta(microseconds=1)).astimezone(zone).date()
+    items: list[dict[str, Any]] = []
+    for offset in range((last - first).days + 1):
+        items.extend(item for item in await troubleshoot(db, calendar_id, first + timedelta(days=offset), now,
+                                                         viewer_id=viewer_id)
+                     if start <= datetime.fromisoformat(item["start"]) < end)
+    return items
+
+
 def _reasons(
-    finding: Finding, sources: dict[str, _Source], titles: dict[str, str], viewer_id: str | None
+    finding: Finding, sources: dict[str, _Source], titles: dict[str, tuple[str, str | None]], viewer_id: str | None
 ) -> list[dict[str, Any]]:
     reason: dict[str, Any] = {"code": finding.code.value}
     if finding.user_id is not None:
@@ -79,9 +95,10 @@ def _reasons(
         reason["detail"] = f"appointment {busy.appointment_id}" + (" (its buffer)" if busy.start != busy.core_start
                                                                     or busy.end != busy.core_end else "")
         start, end = busy.span
+        title, calendar_name = titles.get(busy.appointment_id, (None, None))
         reason["event"] = {
             "appointment_id": busy.appointment_id, "calendar_id": busy.calendar_id,
-            "title": titles.get(busy.appointment_id) if own else None,
+            "calendar_name": calendar_name, "title": title if own else None,
             "start": rfc3339(start), "end": rfc3339(end), "fetched_at": None,
         }
         return [reason]
@@ -101,7 +118,8 @@ def _reasons(
 def _event(busy: Busy, source: _Source, own: bool) -> dict[str, Any]:
     start, end = busy.span
     return {
-        "calendar_id": source.calendar_id, "title": source.title if own else None,
+        "calendar_id": source.calendar_id, "calendar_name": source.calendar_name,
+        "title": source.title if own else None,
         "start": rfc3339(start), "end": rfc3339(end), "fetched_at": rfc3339(source.fetched_at),
     }
 
@@ -123,10 +141,44 @@ async def _sources(session: AsyncSession, slot_ids: list[str]) -> dict[str, _Sou
     }
 
 
-async def _appointment_titles(session: AsyncSession, appointment_ids: list[str]) -> dict[str, str]:
+async def _appointment_titles(
+    session: AsyncSession, appointment_ids: list[str]
+) -> dict[str, tuple[str, str | None]]:
+    """Each appointment's title and its team calendar's name (None for an imported one)."""
     if not appointment_ids:
         return {}
     rows = await session.execute(
-        select(col(Appointment.id), col(Appointment.title)).where(col(Appointment.id).in_(set(appointment_ids)))
+        select(col(Appointment.id), col(Appointment.title), col(Calendar.name))
+        .outerjoin(Calendar, col(Calendar.id) == col(Appointment.calendar_id))
+        .where(col(Appointment.id).in_(set(appointment_ids)))
     )
-    return dict(rows.tuples().all())
+    return {appointment_id: (title, name) for appointment_id, title, name in rows.tuples()}
+
+
+@dataclass(frozen=True)
+class MemberCalendar:
+    """A team calendar a user is a member of, with every member's name: `/croco why` says whose time is taken."""
+
+    id: str
+    name: str
+    timezone: str
+    member_names: tuple[tuple[str, str], ...]  # (user id, name), in the members' order
+
+
+async def calendars_of_member(db: Database, user_id: str) -> list[MemberCalendar]:
+    """The team calendars `user_id` is a member of, by name."""
+    async with db.session() as session:
+        calendars = list(await session.scalars(
+            select(Calendar).join(CalendarMember, col(CalendarMember.calendar_id) == col(Calendar.id))
+            .where(col(CalendarMember.user_id) == user_id).order_by(col(Calendar.name), col(Calendar.id))))
+        if not calendars:
+            return []
+        rows = await session.execute(
+            select(col(CalendarMember.calendar_id), col(User.id), col(User.name))
+            .join(User, col(User.id) == col(CalendarMember.user_id))
+            .where(col(CalendarMember.calendar_id).in_([c.id for c in calendars]))
+            .order_by(col(CalendarMember.position)))
+    names: dict[str, list[tuple[str, str]]] = {c.id: [] for c in calendars}
+    for calendar_id, member_id, name in rows.tuples():
+        names[calendar_id].append((member_id, name))
+    return [MemberCalendar(c.id, c.name, c.timezone, tuple(names[c.id])) for c in calendars]

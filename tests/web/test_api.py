@@ -548,6 +548,7 @@ async def test_dr_michel_blocks_johns_slots_and_the_troubleshooter_names_it(api:
         assert conflict["code"] == "CONFLICT" and conflict["user_id"] == user["id"]
         assert conflict["event"]["title"] == title  # the title only to its owner
         assert conflict["event"]["calendar_id"] == next(c["id"] for c in calendars if c["name"] == "Work")
+        assert conflict["event"]["calendar_name"] == "Work"
         assert conflict["event"]["fetched_at"] and conflict["event"]["start"].endswith("Z")
         early = next(i for i in items if paris_times([i]) == ["08:00"])
         assert [r["code"] for r in early["reasons"]][0] == "OUTSIDE_HOURS" and not early["available"]
