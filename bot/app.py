@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 
-from bot import commands
+from bot import commands, install
 from bot.config import SlackConfig
 from bot.context import BotContext
 
@@ -23,26 +24,45 @@ Registrar = Callable[[AsyncApp, BotContext], None]
 REGISTRARS: list[Registrar] = [commands.register]
 
 
-def build_app(ctx: BotContext, config: SlackConfig) -> AsyncApp:
-    app = AsyncApp(
-        client=config.client(config.bot_token),
-        token=config.bot_token or None,
-        signing_secret=config.signing_secret,
-        process_before_response=False,  # ack first: the response goes out, the listener goes on
-        logger=logging.getLogger("bot.bolt"),
-    )
+def build_app(ctx: BotContext, config: SlackConfig, installs: install.Installs | None = None) -> AsyncApp:
+    """Single-workspace (the bot token) without `installs`; with them, Bolt's OAuth flow and an authorize that
+    serves installed teams and the bot token's own team (bot/install.py)."""
+    common: dict[str, Any] = {
+        "signing_secret": config.signing_secret,
+        "process_before_response": False,  # ack first: the response goes out, the listener goes on
+        "logger": logging.getLogger("bot.bolt"),
+    }
+    if installs is None:
+        app = AsyncApp(client=config.client(config.bot_token), token=config.bot_token or None, **common)
+    else:
+        client = config.client()
+        app = AsyncApp(client=client, oauth_settings=install.oauth_settings(config, installs, client),
+                       # an AsyncAuthorize instance, which Bolt takes as is (its hint names plain functions only)
+                       authorize=install.authorize(config, installs, client, ctx.home_team_id),  # type: ignore[arg-type]
+                       **common)
+        install.register(app, installs)
     for register in REGISTRARS:
         register(app, ctx)
     return app
 
 
 def routes(app: AsyncApp) -> web.RouteTableDef:
-    """`/slack/events` for Slack's requests, on the API's aiohttp application."""
+    """`/slack/events` for Slack's requests (and the install paths with installs), on the API's aiohttp app."""
     table = web.RouteTableDef()
 
     @table.post(EVENTS_PATH)
     async def events(request: web.Request) -> web.Response:
         return await to_aiohttp_response(await app.async_dispatch(await to_bolt_request(request)))
+
+    flow = app.oauth_flow
+    if flow is not None:  # installs configured: the install link and Slack's redirect back (bot/install.py)
+        @table.get(flow.install_path)
+        async def install_page(request: web.Request) -> web.Response:
+            return await to_aiohttp_response(await flow.handle_installation(await to_bolt_request(request)))
+
+        @table.get(flow.redirect_uri_path)
+        async def oauth_redirect(request: web.Request) -> web.Response:
+            return await to_aiohttp_response(await flow.handle_callback(await to_bolt_request(request)))
 
     return table
 

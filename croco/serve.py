@@ -11,6 +11,7 @@ import aiohttp
 from aiohttp import web
 
 from bot import app as slack
+from bot import install
 from bot.config import SlackConfig
 from bot.context import BotContext
 from croco.runtime import Runtime
@@ -50,6 +51,7 @@ def slack_config(runtime: Runtime) -> SlackConfig:
         client_secret=settings.slack_client_secret.get_secret_value(),
         api_url=settings.slack_api_url,
         timeout_seconds=settings.http_timeout_seconds,
+        public_url=settings.public_url,
     )
 
 
@@ -67,8 +69,10 @@ async def mount_slack(runtime: Runtime, app: web.Application, ctx: WebContext) -
         log.warning("Slack auth.test failed", extra={"error": type(exc).__name__})
     bot = BotContext(db=ctx.db, engine=ctx.engine, booking=ctx.booking, connect_links=ctx.connect_links,
                      actions=ctx.actions, clock=ctx.clock, oauth_clients=ctx.oauth_clients, home_team_id=home_team)
-    app.add_routes(slack.routes(slack.build_app(bot, config)))
-    log.info("Slack app: serving", extra={"path": slack.EVENTS_PATH, "team_id": home_team})
+    installs = install.installs(config, runtime.db.engine, runtime.secrets)  # None: single-workspace only
+    app.add_routes(slack.routes(slack.build_app(bot, config, installs)))
+    log.info("Slack app: serving", extra={"path": slack.EVENTS_PATH, "team_id": home_team,
+                                          "installs": installs is not None})
 
 
 def settle_startup_objects() -> None:

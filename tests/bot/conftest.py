@@ -11,11 +11,21 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot import app as slack
+from bot import install
 from bot.config import SlackConfig
 from bot.context import BotContext
 from storage.db import Database
 from storage.secrets import SecretBox
-from tests.emulators.slack import BOT_TOKEN, SIGNING_SECRET, TEAM_ID, Member, SlackEmulator, SlackSender
+from tests.emulators.slack import (
+    BOT_TOKEN,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    SIGNING_SECRET,
+    TEAM_ID,
+    Member,
+    SlackEmulator,
+    SlackSender,
+)
 from tests.web.conftest import TOKEN, Accounts, context
 from tests.web.conftest import accounts as accounts  # noqa: F401  (the fixture, re-exported)
 from web.app import create_app
@@ -63,3 +73,31 @@ async def world(db: Database, secret_box: SecretBox, accounts: Accounts,
         client.session.headers["Authorization"] = f"Bearer {TOKEN}"
         sender = SlackSender(str(client.make_url(slack.EVENTS_PATH)), response_base=slack_emulator.base_url)
         yield SlackWorld(slack_emulator, sender, client, web, bot, config)
+
+
+PUBLIC_URL = "https://croco.example"
+
+
+@dataclass
+class InstallWorld(SlackWorld):
+    """`world` with installs configured too (a client id and secret, the stores on the `db` fixture)."""
+
+    db: Database
+    installs: install.Installs
+
+
+@pytest.fixture
+async def install_world(db: Database, secret_box: SecretBox, accounts: Accounts,
+                        slack_emulator: SlackEmulator) -> AsyncIterator[InstallWorld]:
+    config = SlackConfig(bot_token=BOT_TOKEN, signing_secret=SIGNING_SECRET, api_url=slack_emulator.api_url,
+                         client_id=CLIENT_ID, client_secret=CLIENT_SECRET, public_url=PUBLIC_URL)
+    web = context(db, secret_box, accounts)
+    bot = bot_context(web)
+    installs = install.installs(config, db.engine, secret_box)
+    assert installs is not None
+    application = create_app(web)
+    application.add_routes(slack.routes(slack.build_app(bot, config, installs)))
+    async with TestClient(TestServer(application)) as client:
+        client.session.headers["Authorization"] = f"Bearer {TOKEN}"
+        sender = SlackSender(str(client.make_url(slack.EVENTS_PATH)), response_base=slack_emulator.base_url)
+        yield InstallWorld(slack_emulator, sender, client, web, bot, config, db, installs)
