@@ -62,13 +62,13 @@ class SealedInstallationStore(AsyncInstallationStore):
         return self.inner.logger
 
     def _seal(self, value: str | None) -> str | None:
-        return None if value is None else self.box.seal({"token": value}).decode("ascii")
+        return None if value is None else self.box.seal({"t": value}).decode("ascii")
 
     def _open(self, value: str | None) -> str | None:
         if value is None:
             return None
         try:
-            return str(self.box.open(value.encode("ascii"))["token"])
+            return str(self.box.open(value.encode("ascii"))["t"])
         except (UndecryptableSecret, KeyError):
             log.warning("a stored Slack token cannot be opened with the configured keys")
             return None

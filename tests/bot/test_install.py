@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 import yaml
+from slack_sdk.oauth.installation_store import Installation
 from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
 from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 from sqlalchemy import MetaData, Table, select, update
@@ -27,7 +28,7 @@ from tests.bot.conftest import ANN, PUBLIC_URL, InstallWorld
 from tests.emulators.slack import BOT_TOKEN, CLIENT_ID, TEAM_ID, Member, SlackSender, Team
 from tests.factories import tables_holding
 
-OTHER = Team("T0OTHER", "Other Co", "xoxb-other-team-token-5f3a9c")
+OTHER = Team("T0OTHER", "Other Co", "xoxb-2468013579246-1357924680135-q8Zr3Lw5Nx1Vb7Tk2Hs9Jd4F")  # as long as real ones
 BOB = Member("U0BOB", "Bob Ray", "bob@other.example", "Europe/Berlin", team_id=OTHER.id)
 COOKIE = "slack-app-oauth-state"
 
@@ -263,3 +264,15 @@ async def test_the_token_rotator_talks_to_the_configured_api_url(install_world: 
     settings = install.oauth_settings(install_world.config, install_world.installs, client)
     assert settings.authorize.token_rotator.client is client  # type: ignore[attr-defined]
     assert client.base_url == install_world.slack.api_url
+
+
+async def test_a_sealed_token_of_70_characters_fits_slack_sdks_columns(install_world: InstallWorld) -> None:
+    """slack_sdk's token columns are String(200), which PostgreSQL enforces; sealing makes tokens longer."""
+    token = "xoxb-" + "7" * 65
+    store = install_world.installs.installations
+    await store.async_save(Installation(app_id="A0CROCO", team_id="T0LONG", user_id="U1", bot_token=token,
+                                        bot_id="B1", bot_user_id="U0LONGBOT", bot_scopes="commands"))
+    installed = await store.async_find_installation(enterprise_id=None, team_id="T0LONG")
+    bot = await store.async_find_bot(enterprise_id=None, team_id="T0LONG")
+    assert (installed and installed.bot_token, bot and bot.bot_token) == (token, token)
+    assert await tables_holding(install_world.db, token) == []
