@@ -71,7 +71,9 @@ def check_settings(settings: Settings) -> list[Finding]:
         ))
 
     slack_http = _set(settings.slack_bot_token) and _set(settings.slack_signing_secret)
-    if slack_http or (_set(settings.slack_bot_token) and _set(settings.slack_app_token)):
+    slack_installs = (_set(settings.slack_client_id) and _set(settings.slack_client_secret)
+                      and _set(settings.slack_signing_secret))  # installs alone: no bot token needed
+    if slack_http or slack_installs or (_set(settings.slack_bot_token) and _set(settings.slack_app_token)):
         findings.append(Finding(Level.OK, "slack", "the Slack bot is configured"))
     elif any(_set(v) for v in (settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token)):
         findings.append(Finding(

@@ -8,12 +8,15 @@ import html
 import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
 import yaml
+from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
 from slack_sdk.oauth.installation_store import Installation
 from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
 from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
@@ -22,11 +25,26 @@ from sqlalchemy import MetaData, Table, select, update
 from bot import install
 from bot.config import SlackConfig
 from bot.tokens import InstalledWorkspaces, SingleWorkspace
-from storage import slack_tables
+from croco import serve
+from croco.check import Level, check_settings
+from croco.runtime import build_runtime
+from croco.settings import Settings
+from storage import migrate, slack_tables
 from storage.db import Database
 from tests.bot.conftest import ANN, PUBLIC_URL, InstallWorld
-from tests.emulators.slack import BOT_TOKEN, CLIENT_ID, TEAM_ID, Member, SlackSender, Team
+from tests.emulators.slack import (
+    BOT_TOKEN,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    SIGNING_SECRET,
+    TEAM_ID,
+    Member,
+    SlackEmulator,
+    SlackSender,
+    Team,
+)
 from tests.factories import tables_holding
+from web.app import create_app
 
 OTHER = Team("T0OTHER", "Other Co", "xoxb-2468013579246-1357924680135-q8Zr3Lw5Nx1Vb7Tk2Hs9Jd4F")  # as long as real ones
 BOB = Member("U0BOB", "Bob Ray", "bob@other.example", "Europe/Berlin", team_id=OTHER.id)
@@ -276,3 +294,34 @@ async def test_a_sealed_token_of_70_characters_fits_slack_sdks_columns(install_w
     bot = await store.async_find_bot(enterprise_id=None, team_id="T0LONG")
     assert (installed and installed.bot_token, bot and bot.bot_token) == (token, token)
     assert await tables_holding(install_world.db, token) == []
+
+
+# croco serve and croco check -------------------------------------------------------------------------------
+
+
+def _install_settings(tmp_path: Path, api_url: str) -> Settings:
+    return Settings(_env_file=None, data_dir=tmp_path, slack_client_id=CLIENT_ID,  # type: ignore[call-arg]
+                    slack_client_secret=SecretStr(CLIENT_SECRET), slack_signing_secret=SecretStr(SIGNING_SECRET),
+                    slack_api_url=api_url)
+
+
+async def test_croco_serve_offers_the_install_link_with_a_client_id_and_secret_alone(
+        tmp_path: Path, slack_emulator: SlackEmulator) -> None:
+    runtime = build_runtime(_install_settings(tmp_path, slack_emulator.api_url))
+    try:
+        await migrate.upgrade(runtime.db.engine)
+        context = serve.web_context(runtime, runtime.engine())
+        application = create_app(context)
+        await serve.mount_slack(runtime, application, context)
+        async with TestClient(TestServer(application)) as client:
+            page = await client.get(install.INSTALL_PATH)
+            assert page.status == 200 and "https://slack.com/oauth/v2/authorize?" in await page.text()
+        async with runtime.db.engine.connect() as conn:
+            assert len((await conn.execute(select(slack_tables.slack_oauth_states))).all()) == 1
+    finally:
+        await runtime.close()
+
+
+def test_croco_check_accepts_installs_without_a_bot_token(tmp_path: Path) -> None:
+    findings = {f.topic: f for f in check_settings(_install_settings(tmp_path, "https://slack.com/api/"))}
+    assert findings["slack"].level is Level.OK
