@@ -315,5 +315,4 @@ class Notice(SQLModel, table=True):
     lease_expires_at: datetime | None = _time_field(nullable=True)
 
 
-
 from storage import slack_tables as slack_tables  # noqa: E402  (slack_sdk's OAuth tables, on the same metadata)
