@@ -12,8 +12,8 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 
-from bot import commands, home
-from bot.authorize import BotIdentity, authorizer
+from bot import commands, home, install
+from bot.authorize import BotIdentity, StoredAuthorize
 from bot.config import SlackConfig
 from bot.context import BotContext
 from bot.screens import connect, settings
@@ -25,25 +25,43 @@ Registrar = Callable[[AsyncApp, BotContext], None]
 REGISTRARS: list[Registrar] = [commands.register, settings.register, connect.register, home.register]
 
 
-def build_app(ctx: BotContext, config: SlackConfig, identity: BotIdentity | None) -> AsyncApp:
+def build_app(ctx: BotContext, config: SlackConfig, identity: BotIdentity | None,
+              installs: install.Installs | None = None) -> AsyncApp:
+    """Single-workspace (the bot token) without `installs`; with them also Bolt's OAuth flow, installed teams
+    answered with their own token (bot/install.py). Authorizing never calls Slack (bot/authorize.py)."""
+    client = config.client()
     app = AsyncApp(
-        client=config.client(),
-        authorize=authorizer(config, identity),  # type: ignore[arg-type]  # Bolt takes None: no token for that team
+        client=client,
+        # an AsyncAuthorize, which Bolt takes as is (its hint names plain functions only)
+        authorize=StoredAuthorize(config, identity, installs.installations if installs else None),  # type: ignore[arg-type]
         signing_secret=config.signing_secret,
         process_before_response=False,  # ack first: the response goes out, the listener goes on
         logger=logging.getLogger("bot.bolt"),
+        oauth_settings=install.oauth_settings(config, installs, client) if installs is not None else None,
     )
+    if installs is not None:
+        install.register(app, installs)
     for register in REGISTRARS:
         register(app, ctx)
     return app
 
 
 def routes(app: AsyncApp) -> web.RouteTableDef:
-    """`/slack/events` for Slack's requests, on the API's aiohttp application."""
+    """`/slack/events` for Slack's requests (and the install paths with installs), on the API's aiohttp app."""
     table = web.RouteTableDef()
 
     @table.post(EVENTS_PATH)
     async def events(request: web.Request) -> web.Response:
         return await to_aiohttp_response(await app.async_dispatch(await to_bolt_request(request)))
+
+    flow = app.oauth_flow
+    if flow is not None:  # installs configured: the install link and Slack's redirect back (bot/install.py)
+        @table.get(flow.install_path)
+        async def install_page(request: web.Request) -> web.Response:
+            return await to_aiohttp_response(await flow.handle_installation(await to_bolt_request(request)))
+
+        @table.get(flow.redirect_uri_path)
+        async def oauth_redirect(request: web.Request) -> web.Response:
+            return await to_aiohttp_response(await flow.handle_callback(await to_bolt_request(request)))
 
     return table

@@ -8,10 +8,12 @@ database read."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.authorization.async_authorize import AsyncAuthorize
+from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
 
 from bot.config import SlackConfig
@@ -36,25 +38,25 @@ async def identify(config: SlackConfig) -> BotIdentity | None:
     return BotIdentity(str(answer["team_id"]), answer.get("user_id"), answer.get("bot_id"))
 
 
-Authorize = Callable[..., Awaitable[AuthorizeResult | None]]
+class StoredAuthorize(AsyncAuthorize):
+    """Bolt's `authorize=`: an `AsyncAuthorize` (Bolt takes a plain function only without an OAuth flow)."""
 
+    def __init__(self, config: SlackConfig, home: BotIdentity | None,
+                 installations: AsyncInstallationStore | None = None) -> None:
+        self.config, self.home, self.installations = config, home, installations
 
-def authorizer(config: SlackConfig, home: BotIdentity | None,
-               installations: AsyncInstallationStore | None = None) -> Authorize:
-    """Bolt's `authorize=`: Bolt passes arguments by their names, so this is a plain function."""
-
-    async def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult | None:
-        if installations is not None and (home is None or team_id != home.team_id):
-            bot = await installations.async_find_bot(enterprise_id=enterprise_id, team_id=team_id)
+    async def __call__(self, *, context: AsyncBoltContext, enterprise_id: str | None, team_id: str | None,
+                       user_id: str | None, **_: Any) -> AuthorizeResult | None:
+        home = self.home
+        if self.installations is not None and (home is None or team_id != home.team_id):
+            bot = await self.installations.async_find_bot(enterprise_id=enterprise_id, team_id=team_id)
             if bot is not None:
                 return AuthorizeResult(enterprise_id=bot.enterprise_id, team_id=bot.team_id, bot_token=bot.bot_token,
                                        bot_id=bot.bot_id, bot_user_id=bot.bot_user_id, bot_scopes=bot.bot_scopes)
-        if config.bot_token and (home is None or team_id == home.team_id):
+        if self.config.bot_token and (home is None or team_id == home.team_id):
             # home is None: Slack was down at start-up; a bot token alone serves the one team it belongs to
-            return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, bot_token=config.bot_token,
+            return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, bot_token=self.config.bot_token,
                                    bot_user_id=home.bot_user_id if home else None,
                                    bot_id=home.bot_id if home else None)
         log.info("slack request from a team without a token", extra={"team_id": team_id})
         return None
-
-    return authorize

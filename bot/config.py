@@ -23,6 +23,8 @@ class SlackConfig:
     client_secret: str = ""
     api_url: str = DEFAULT_API_URL
     timeout_seconds: float = 20.0
+    public_url: str = ""
+    """CROCO_PUBLIC_URL: the install flow's redirect URI is `{public_url}/slack/oauth_redirect`."""
 
     @property
     def single_workspace(self) -> bool:

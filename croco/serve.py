@@ -13,6 +13,7 @@ from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 
 from bot import app as slack
+from bot import install
 from bot.authorize import BotIdentity, identify
 from bot.config import SlackConfig
 from bot.context import BotContext
@@ -57,6 +58,7 @@ def slack_config_of(settings: Settings) -> SlackConfig:
         client_secret=settings.slack_client_secret.get_secret_value(),
         api_url=settings.slack_api_url,
         timeout_seconds=settings.http_timeout_seconds,
+        public_url=settings.public_url,
     )
 
 
@@ -89,10 +91,12 @@ async def mount_slack(runtime: Runtime, app: web.Application, ctx: WebContext, *
     home_team = home.team_id if home else None
     bot = BotContext(db=ctx.db, engine=ctx.engine, booking=ctx.booking, connect_links=ctx.connect_links,
                      actions=ctx.actions, clock=ctx.clock, oauth_clients=ctx.oauth_clients, home_team_id=home_team)
-    bolt = slack.build_app(bot, config, home)
+    installs = install.installs(config, runtime.db.engine, runtime.secrets)  # None: single-workspace only
+    bolt = slack.build_app(bot, config, home, installs)
     if config.signing_secret:
         app.add_routes(slack.routes(bolt))
-        log.info("Slack app: serving", extra={"path": slack.EVENTS_PATH, "team_id": home_team})
+        log.info("Slack app: serving", extra={"path": slack.EVENTS_PATH, "team_id": home_team,
+                                              "installs": installs is not None})
     return bolt
 
 

@@ -314,3 +314,5 @@ class Notice(SQLModel, table=True):
     lease_owner: str | None = Field(default=None, max_length=64)
     lease_expires_at: datetime | None = _time_field(nullable=True)
 
+
+from storage import slack_tables as slack_tables  # noqa: E402  (slack_sdk's OAuth tables, on the same metadata)

@@ -11,6 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot import app as slack
+from bot import install
 from bot.authorize import BotIdentity
 from bot.config import SlackConfig
 from bot.context import BotContext
@@ -20,6 +21,8 @@ from tests.emulators.slack import (
     BOT_ID,
     BOT_TOKEN,
     BOT_USER_ID,
+    CLIENT_ID,
+    CLIENT_SECRET,
     SIGNING_SECRET,
     TEAM_ID,
     Member,
@@ -74,3 +77,32 @@ async def world(db: Database, secret_box: SecretBox, accounts: Accounts,
         client.session.headers["Authorization"] = f"Bearer {TOKEN}"
         sender = SlackSender(str(client.make_url(slack.EVENTS_PATH)), response_base=slack_emulator.base_url)
         yield SlackWorld(slack_emulator, sender, client, web, bot, config)
+
+
+PUBLIC_URL = "https://croco.example"
+
+
+@dataclass
+class InstallWorld(SlackWorld):
+    """`world` with installs configured too (a client id and secret, the stores on the `db` fixture)."""
+
+    db: Database
+    installs: install.Installs
+
+
+@pytest.fixture
+async def install_world(db: Database, secret_box: SecretBox, accounts: Accounts,
+                        slack_emulator: SlackEmulator) -> AsyncIterator[InstallWorld]:
+    config = SlackConfig(bot_token=BOT_TOKEN, signing_secret=SIGNING_SECRET, api_url=slack_emulator.api_url,
+                         client_id=CLIENT_ID, client_secret=CLIENT_SECRET, public_url=PUBLIC_URL)
+    web = context(db, secret_box, accounts)
+    bot = bot_context(web)
+    installs = install.installs(config, db.engine, secret_box)
+    assert installs is not None
+    application = create_app(web)
+    identity = BotIdentity(TEAM_ID, BOT_USER_ID, BOT_ID)
+    application.add_routes(slack.routes(slack.build_app(bot, config, identity, installs)))
+    async with TestClient(TestServer(application)) as client:
+        client.session.headers["Authorization"] = f"Bearer {TOKEN}"
+        sender = SlackSender(str(client.make_url(slack.EVENTS_PATH)), response_base=slack_emulator.base_url)
+        yield InstallWorld(slack_emulator, sender, client, web, bot, config, db, installs)

@@ -15,6 +15,7 @@ Events API callbacks, signed with the app's signing secret (`v0:{timestamp}:{bod
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import itertools
@@ -32,6 +33,18 @@ TEAM_ID, TEAM_NAME, BOT_USER_ID, BOT_ID = "T0CROCO", "Croco Test Team", "U0CROCO
 BOT_TOKEN = "xoxb-croco-test"
 APP_TOKEN = "xapp-croco-test"
 SIGNING_SECRET = "croco-test-signing-secret"
+CLIENT_ID, CLIENT_SECRET = "1111.2222", "croco-test-client-secret"
+
+
+@dataclass(frozen=True)
+class Team:
+    """Another workspace, which installs the app through OAuth and gets its own bot token."""
+
+    id: str
+    name: str
+    token: str
+    bot_user_id: str = "U0OTHERBOT"
+    bot_id: str = "B0OTHER"
 
 
 @dataclass(frozen=True)
@@ -79,6 +92,11 @@ class SlackEmulator:
     """What chat.postMessage posted (and chat.update changed), in order, with channel, ts and metadata."""
     responses: list[dict[str, Any]] = field(default_factory=list)
     """What listeners sent to a payload's `response_url`."""
+    teams: dict[str, Team] = field(default_factory=dict)
+    """Installed teams by bot token: auth.test answers the token's own team."""
+    client_id: str = CLIENT_ID
+    client_secret: str = CLIENT_SECRET
+    _grants: dict[str, tuple[Team, str]] = field(default_factory=dict)
     _failures: dict[str, list[Failure]] = field(default_factory=dict)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -95,6 +113,17 @@ class SlackEmulator:
     def add_member(self, member: Member) -> Member:
         self.members[member.id] = member
         return member
+
+    def grant(self, team: Team, *, installer: str) -> str:
+        """Someone in `team` approved the install: the one-time code Slack puts on the redirect."""
+        code = f"code-{team.id}-{next(self._ids)}"
+        self._grants[code] = (team, installer)
+        return code
+
+    def revoke(self, team: Team) -> None:
+        """The app was uninstalled from `team`: its bot token stops working."""
+        self.tokens.discard(team.token)
+        self.teams.pop(team.token, None)
 
     def fail(self, method: str, *failures: Failure) -> None:
         """The next calls to `method` answer with these failures, one each, then normally again."""
@@ -127,6 +156,12 @@ class SlackEmulator:
         async with self._changed:
             await asyncio.wait_for(self._changed.wait_for(lambda: envelope_id in self.acks), timeout)
         return self.acks[envelope_id]
+
+    async def wait_for_responses(self, count: int = 1, *, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Wait until `count` messages have been sent to `response_url`s."""
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: len(self.responses) >= count), timeout)
+        return self.responses
 
     def view(self, view_id: str) -> dict[str, Any]:
         return self._views[view_id]
@@ -172,7 +207,12 @@ class SlackEmulator:
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         args = await self._args(request)
-        token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() or args.get("token")
+        authorization = request.headers.get("Authorization", "")
+        if authorization.startswith("Basic "):  # oauth.v2.access: the app's client id and secret
+            client_id, _, client_secret = base64.b64decode(authorization.removeprefix("Basic ")).decode().partition(":")
+            args |= {"client_id": client_id, "client_secret": client_secret}
+            authorization = ""
+        token = authorization.removeprefix("Bearer ").strip() or args.get("token")
         self.attempts.append(Call(method, args, token))
         if self.delay_seconds:
             await asyncio.sleep(self.delay_seconds)  # the emulated latency itself, not a wait in a test
@@ -189,7 +229,10 @@ class SlackEmulator:
         elif method not in ("oauth.v2.access", "api.test") and token not in self.tokens:
             return web.json_response({"ok": False, "error": "invalid_auth"})
         handler = getattr(self, "_" + method.replace(".", "_"), None)
-        answer = handler(args) if handler is not None else {"ok": False, "error": "unknown_method"}
+        if handler is None:
+            answer = {"ok": False, "error": "unknown_method"}
+        else:
+            answer = handler(args, token) if method == "auth.test" else handler(args)  # auth.test: whose token
         if answer.get("ok"):
             async with self._changed:
                 self.calls.append(Call(method, args, token))
@@ -226,9 +269,28 @@ class SlackEmulator:
         ws_base = self.base_url.replace("http://", "ws://", 1)
         return {"ok": True, "url": f"{ws_base}/link/?ticket=t{next(self._ids)}&app_id=A0CROCO"}
 
-    def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _auth_test(self, args: dict[str, Any], token: str | None = None) -> dict[str, Any]:
+        team = self.teams.get(str(token))
+        if team is not None:
+            return {"ok": True, "url": f"https://{team.id.lower()}.slack.com/", "team": team.name, "team_id": team.id,
+                    "user": "croco", "user_id": team.bot_user_id, "bot_id": team.bot_id,
+                    "is_enterprise_install": False}
         return {"ok": True, "url": "https://croco-test.slack.com/", "team": TEAM_NAME, "team_id": TEAM_ID,
                 "user": "croco", "user_id": BOT_USER_ID, "bot_id": BOT_ID, "is_enterprise_install": False}
+
+    def _oauth_v2_access(self, args: dict[str, Any]) -> dict[str, Any]:
+        if (args.get("client_id"), args.get("client_secret")) != (self.client_id, self.client_secret):
+            return {"ok": False, "error": "invalid_client_id"}
+        granted = self._grants.pop(str(args.get("code")), None)  # a code works once
+        if granted is None:
+            return {"ok": False, "error": "invalid_code"}
+        team, installer = granted
+        self.tokens.add(team.token)
+        self.teams[team.token] = team
+        return {"ok": True, "app_id": "A0CROCO", "access_token": team.token, "token_type": "bot",
+                "scope": "commands,chat:write,im:write,im:history,users:read,users:read.email",
+                "bot_user_id": team.bot_user_id, "team": {"id": team.id, "name": team.name}, "enterprise": None,
+                "is_enterprise_install": False, "authed_user": {"id": installer}}
 
     def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         member = self.members.get(args.get("user", ""))
