@@ -37,8 +37,8 @@ def overlapping(rows: dict[str, tuple[datetime, datetime]], low: datetime, high:
     return {key for key, (start, end) in rows.items() if start < high and end > low}
 
 
-async def member_and_calendar(db: Database, box: SecretBox) -> tuple[str, str, str]:
-    workspace = await accounts.default_workspace(db)
+async def member_and_calendar(db: Database, box: SecretBox, workspace: str | None = None) -> tuple[str, str, str]:
+    workspace = workspace or await accounts.default_workspace(db)
     user = await accounts.create_user(db, workspace, "Ann", "ann@team.example", "Europe/Paris", None)
     _, (remote,) = await add_connection(db, user, box)
     spec = teams.TeamCalendarSpec(name="Desk", kind=CalendarKind.ROUND_ROBIN, member_ids=[user.id],
