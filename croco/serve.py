@@ -13,6 +13,8 @@ from aiohttp import web
 from bot import app as slack
 from bot.config import SlackConfig
 from bot.context import BotContext
+from bot.sink import SlackNoticeSink
+from bot.tokens import SingleWorkspace
 from croco.runtime import Runtime
 from croco.scheduler import Tick, Ticker
 from storage import migrate
@@ -68,7 +70,10 @@ async def mount_slack(runtime: Runtime, app: web.Application, ctx: WebContext) -
     bot = BotContext(db=ctx.db, engine=ctx.engine, booking=ctx.booking, connect_links=ctx.connect_links,
                      actions=ctx.actions, clock=ctx.clock, oauth_clients=ctx.oauth_clients, home_team_id=home_team)
     app.add_routes(slack.routes(slack.build_app(bot, config)))
-    log.info("Slack app: serving", extra={"path": slack.EVENTS_PATH, "team_id": home_team})
+    if config.bot_token:  # notices become DMs: set before `serve` builds the ticker, whose "notices" job uses it
+        runtime.notice_sink = SlackNoticeSink(SingleWorkspace(config.bot_token, home_team), config)
+    log.info("Slack app: serving", extra={"path": slack.EVENTS_PATH, "team_id": home_team,
+                                          "notices": runtime.notice_sink is not None})
 
 
 def settle_startup_objects() -> None:
@@ -87,7 +92,7 @@ async def serve(
     engine = runtime.engine()
     context = web_context(runtime, engine)
     application = create_app(context)
-    await mount_slack(runtime, application, context)
+    await mount_slack(runtime, application, context)  # before `_ticker`: it may set the notice sink
     runner = web.AppRunner(application, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

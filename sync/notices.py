@@ -30,6 +30,7 @@ class NoticeKind(StrEnum):
     MASS_DELETION_HELD = "mass_deletion_held"
     ITEM_SKIPPED = "item_skipped"
     AUTOMATION = "automation"  # a `slack_dm` automation fired
+    CONNECTED = "connected"  # the browser step of connecting (or renewing) an account succeeded
 
 
 class Button(StrEnum):
@@ -79,6 +80,8 @@ def _json(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, Enum):
         return value.value
+    if isinstance(value, tuple):
+        return [_json(v) for v in value]
     if isinstance(value, Side):
         return {f.name: _json(getattr(value, f.name)) for f in fields(value)}
     return value
@@ -195,6 +198,18 @@ class AutomationFired(NoticePayload):
     title: str
     start: datetime
     contact_id: str | None
+
+
+@dataclass(frozen=True)
+class AccountConnected(NoticePayload):
+    """The DM after the connect form: the calendars found, so the user goes on to choose settings."""
+
+    kind = NoticeKind.CONNECTED
+    connection_id: str
+    provider: str
+    account: str
+    calendars: tuple[str, ...]  # names
+    renewed: bool = False
 
 
 async def notify(
