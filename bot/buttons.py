@@ -108,7 +108,8 @@ async def connection_owners(db: Database, connection_id: str) -> set[str]:
 async def calendar_owners(db: Database, calendar_id: str) -> set[str]:
     async with db.session() as session:
         return set(await session.scalars(
-            select(col(Connection.user_id)).join(RemoteCalendar, col(RemoteCalendar.connection_id) == col(Connection.id))
+            select(col(Connection.user_id))
+            .join(RemoteCalendar, col(RemoteCalendar.connection_id) == col(Connection.id))
             .where(col(RemoteCalendar.id) == calendar_id)))
 
 

@@ -8,7 +8,6 @@ counts as delivered, not posted again. A 429 is waited out by the client (`Retry
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import timedelta
 
@@ -29,7 +28,8 @@ HISTORY_MARGIN = timedelta(minutes=5)
 """History is read from a little before the notice was written: no DM about it can be older."""
 UNREACHABLE = frozenset({
     "invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired", "no_permission",
-    "missing_scope", "user_not_found", "user_disabled", "cannot_dm_bot", "not_allowed_token_type", "team_access_not_granted",
+    "missing_scope", "user_not_found", "user_disabled", "cannot_dm_bot", "not_allowed_token_type",
+    "team_access_not_granted",
 })
 """Errors no retry fixes: the token is gone or the user cannot be messaged."""
 
@@ -61,7 +61,7 @@ class SlackNoticeSink:
             )
         except SlackApiError as exc:
             raise _failure(exc) from None
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise DeliveryFailed(f"Slack unreachable: {type(exc).__name__}") from None
 
     async def _posted(self, client: AsyncWebClient, channel: str, notice: OutgoingNotice) -> bool:

@@ -106,6 +106,12 @@ class SlackEmulator:
             await asyncio.wait_for(self._changed.wait_for(lambda: len(matching()) >= count), timeout)
         return matching()
 
+    async def wait_for_responses(self, count: int = 1, *, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Wait until listeners have sent `count` messages to `response_url`s."""
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: len(self.responses) >= count), timeout)
+        return self.responses
+
     def view(self, view_id: str) -> dict[str, Any]:
         return self._views[view_id]
 
