@@ -30,8 +30,8 @@ CALDAV = {"provider": "caldav", "username": "john", "password": GOOD_PASSWORD, "
 _ids = itertools.count(1)
 
 
-async def post(world: SlackWorld, path: str, body: Any, status: int = 201) -> Any:
-    response = await world.api.request("PUT" if path.endswith("sync-settings") else "POST", path, json=body)
+async def post(world: SlackWorld, path: str, body: Any, status: int = 201, *, method: str = "POST") -> Any:
+    response = await world.api.request(method, path, json=body)
     assert response.status == status, await response.text()
     return await response.json()
 
@@ -44,7 +44,7 @@ async def linked(world: SlackWorld, *, slack_user_id: str = ANN.id, email: str =
     calendars = (await (await world.api.get(f"/api/v1/users/{user['id']}/calendars")).json())["items"]
     work = next(c for c in calendars if c["name"] == "Work")
     await post(world, f"/api/v1/users/{user['id']}/sync-settings", {"linked_calendar_id": work["id"],
-                                                                    "mode": "one_way"}, 200)
+                                                                    "mode": "one_way"}, 200, method="PUT")
     return dict(user)
 
 
