@@ -12,7 +12,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 
-from bot import commands, home, install
+from bot import buttons, commands, home, install
 from bot.authorize import BotIdentity, StoredAuthorize
 from bot.config import SlackConfig
 from bot.context import BotContext
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 Registrar = Callable[[AsyncApp, BotContext], None]
-REGISTRARS: list[Registrar] = [commands.register, settings.register, connect.register, home.register]
+REGISTRARS: list[Registrar] = [commands.register, settings.register, connect.register, home.register, buttons.register]
 
 
 def build_app(ctx: BotContext, config: SlackConfig, identity: BotIdentity | None,

@@ -16,6 +16,7 @@ class Action(StrEnum):
     CANCEL_APPOINTMENT = "cancel_appointment"
     RECONNECT = "reconnect"
     CONFIRM_REMOVALS = "confirm_removals"
+    OPEN_LINK = "open_link"  # a URL button (the reconnect link): Slack still sends the click, acked and nothing more
     PICK_LINKED_CALENDAR = "pick_linked_calendar"  # the external select over 100 calendars
     PICK_CONFLICT_CALENDARS = "pick_conflict_calendars"
 

@@ -17,6 +17,7 @@ from bot import install
 from bot.authorize import BotIdentity, identify
 from bot.config import SlackConfig
 from bot.context import BotContext
+from bot.sink import SlackNoticeSink
 from croco.runtime import Runtime
 from croco.scheduler import Tick, Ticker
 from croco.settings import Settings
@@ -95,8 +96,10 @@ async def mount_slack(runtime: Runtime, app: web.Application, ctx: WebContext, *
     bolt = slack.build_app(bot, config, home, installs)
     if config.signing_secret:
         app.add_routes(slack.routes(bolt))
-        log.info("Slack app: serving", extra={"path": slack.EVENTS_PATH, "team_id": home_team,
-                                              "installs": installs is not None})
+    # notices become DMs: set before `serve` builds the ticker, whose "notices" job uses it
+    runtime.notice_sink = SlackNoticeSink(install.bot_tokens(config, home_team, installs), config, runtime.clock)
+    log.info("Slack app: serving", extra={"path": slack.EVENTS_PATH if config.signing_secret else None,
+                                          "team_id": home_team, "installs": installs is not None})
     return bolt
 
 
@@ -136,6 +139,7 @@ async def serve(
     engine = runtime.engine()
     context = web_context(runtime, engine)
     application = create_app(context)
+    # before `_ticker`: it sets the notice sink
     bolt = await mount_slack(runtime, application, context, socket_mode=socket_mode)
     socket = start_socket_mode(bolt, slack_config(runtime)) if socket_mode and bolt is not None else None
     runner = web.AppRunner(application, access_log=None)

@@ -4,7 +4,8 @@ because a Slack modal has no password field and OAuth needs a browser.
 iCloud and CalDAV get a one-time form at `{public_url}/connect/{token}`, valid 15 minutes and spent by the
 first success. Only the token's SHA-256 is stored. A failed attempt leaves the link usable; checking the
 credentials happens outside any transaction, and spending the link is a conditional update in the same
-transaction that saves the connection, so two submissions of one link connect once. A reconnect link renews
+transaction that saves the connection (and writes the `connected` notice, the DM that follows), so two
+submissions of one link connect once. A reconnect link renews
 the connection it names instead of adding one (the button on a `connection_broken` notice).
 
 Used by the REST API and, without HTTP, by the Slack app.
@@ -29,6 +30,7 @@ from storage.secrets import SecretBox
 from storage.types import Clock, utcnow
 from sync import accounts
 from sync.errors import Gone, Invalid, NotFound
+from sync.notices import AccountConnected, notify
 from sync.providers.base import AppPassword, ProviderFactory
 
 log = logging.getLogger(__name__)
@@ -129,7 +131,9 @@ class ConnectLinks:
                 assert renewing is not None  # a disconnect deletes its links (ON DELETE CASCADE): not spent then
                 connection, rows = await accounts.renew_connection(
                     session, self.secrets, renewing, login, url, calendars, now)
-        renewed = link.connection_id is not None
+            renewed = link.connection_id is not None
+            await notify(session, link.user_id, AccountConnected(  # the DM after the browser step, with the change
+                connection.id, str(link.provider), connection.account, tuple(r.name for r in rows), renewed))
         log.info("connected through a link", extra={"user_id": link.user_id, "connection_id": connection.id,
                                                     "provider": link.provider, "renewed": renewed})
         return Connected(connection, rows, renewed)

@@ -31,6 +31,7 @@ class NoticeKind(StrEnum):
     ITEM_SKIPPED = "item_skipped"
     AUTOMATION = "automation"  # a `slack_dm` automation fired
     AGENDA = "agenda"  # the daily agenda DM (sync/agenda.py)
+    CONNECTED = "connected"  # the browser step of connecting (or renewing) an account succeeded
 
 
 class Button(StrEnum):
@@ -80,6 +81,8 @@ def _json(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, Enum):
         return value.value
+    if isinstance(value, tuple):
+        return [_json(v) for v in value]
     if isinstance(value, Side):
         return {f.name: _json(getattr(value, f.name)) for f in fields(value)}
     return value
@@ -247,6 +250,18 @@ class Agenda(NoticePayload):
 
 def _item(item: AgendaAppointment | AgendaBlock) -> dict[str, Any]:
     return {f.name: list(v) if isinstance(v := getattr(item, f.name), tuple) else _json(v) for f in fields(item)}
+
+
+@dataclass(frozen=True)
+class AccountConnected(NoticePayload):
+    """The DM after the connect form: the calendars found, so the user goes on to choose settings."""
+
+    kind = NoticeKind.CONNECTED
+    connection_id: str
+    provider: str
+    account: str
+    calendars: tuple[str, ...]  # names
+    renewed: bool = False
 
 
 async def notify(

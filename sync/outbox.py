@@ -13,7 +13,7 @@ transaction open (no SQLite write lock, no row lock across a network call), reco
 "Never twice" holds up to one edge: a sink call that succeeded but whose mark-delivered was lost (a crash
 between the two, or a call outlasting the lease) is repeated. Every attempt passes the notice id as
 `idempotency_key`, stable across attempts and processes, so the sink can refuse the repeat (the Slack sink
-remembers the keys it posted); without that a repeat is possible, i.e. delivery is at-least-once.
+finds the key in the DM's recent messages' metadata); without that a repeat is possible (at-least-once).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from sqlalchemy import or_, select, update
 from sqlmodel import col
 
 from storage.db import Database
-from storage.models import Notice, User
+from storage.models import Notice, User, Workspace
 from storage.types import Clock, utcnow
 from sync.accounts import get_user
 from sync.notices import NoticeKind
@@ -55,6 +55,8 @@ class OutgoingNotice:
     payload: dict[str, Any]
     created_at: datetime
     attempt: int  # 1 on the first try
+    slack_team_id: str | None = None  # the user's workspace's Slack team (None: the default, not yet bound)
+    timezone: str = "UTC"  # the user's, for the times the message shows
 
     @property
     def idempotency_key(self) -> str:
@@ -104,8 +106,9 @@ class Outbox:
     async def _claim(self, claim: str) -> list[OutgoingNotice]:
         now = self.clock()
         query = (
-            select(Notice, col(User.slack_user_id))
+            select(Notice, col(User.slack_user_id), col(Workspace.slack_team_id), col(User.timezone))
             .join(User, col(User.id) == col(Notice.user_id))
+            .join(Workspace, col(Workspace.id) == col(User.workspace_id))
             .where(
                 col(Notice.delivered_at).is_(None), col(Notice.failed_at).is_(None),
                 or_(col(Notice.next_attempt_at).is_(None), col(Notice.next_attempt_at) <= now),
@@ -116,12 +119,13 @@ class Outbox:
         )
         async with self.db.write() as session:
             claimed = list((await session.execute(self.db.skip_locked(query, Notice))).tuples())
-            for notice, _ in claimed:
+            for notice, *_ in claimed:
                 notice.lease_owner, notice.lease_expires_at = claim, now + self.lease
                 notice.attempts += 1
         return [
-            OutgoingNotice(n.id, n.user_id, slack_id, NoticeKind(n.kind), n.payload, n.created_at, n.attempts)
-            for n, slack_id in claimed
+            OutgoingNotice(n.id, n.user_id, slack_id, NoticeKind(n.kind), n.payload, n.created_at, n.attempts,
+                           team_id, zone)
+            for n, slack_id, team_id, zone in claimed
         ]
 
     async def _deliver(self, notice: OutgoingNotice, claim: str) -> int:

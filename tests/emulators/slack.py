@@ -158,7 +158,7 @@ class SlackEmulator:
         return self.acks[envelope_id]
 
     async def wait_for_responses(self, count: int = 1, *, timeout: float = 10.0) -> list[dict[str, Any]]:
-        """Wait until `count` messages have been sent to `response_url`s."""
+        """Wait until listeners have sent `count` messages to `response_url`s."""
         async with self._changed:
             await asyncio.wait_for(self._changed.wait_for(lambda: len(self.responses) >= count), timeout)
         return self.responses

@@ -244,7 +244,8 @@ async def test_reconnect_renews_the_broken_connection_and_a_later_break_tells_ag
     assert settings_now["linked_calendar_id"] == work.id  # its calendars and settings stay
 
     assert (await broken())["status"] == "broken"
-    assert [n.kind for n in await browser.rows(Notice)] == ["connection_broken", "connection_broken"]
+    assert sorted(n.kind for n in await browser.rows(Notice)) == [  # each connect and each break tells
+        "connected", "connected", "connection_broken", "connection_broken"]
 
     slack_button = await browser.context.connect_links.reconnect(connection["id"])  # the Slack app, no HTTP
     await browser.submit(urlsplit(slack_button.url).path, 200, **CALDAV_LOGIN)
