@@ -39,8 +39,7 @@ def build_app(ctx: BotContext, config: SlackConfig, identity: BotIdentity | None
         logger=logging.getLogger("bot.bolt"),
         oauth_settings=install.oauth_settings(config, installs, client) if installs is not None else None,
     )
-    if installs is not None:
-        install.register(app, installs)
+    install.register(app, installs)
     for register in REGISTRARS:
         register(app, ctx)
     return app

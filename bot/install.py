@@ -168,22 +168,32 @@ def bot_tokens(config: SlackConfig, home_team: str | None, stores: Installs | No
     return single
 
 
-def register(app: AsyncApp, stores: Installs) -> None:
+def register(app: AsyncApp, stores: Installs | None) -> None:
     """An uninstall or a revoked bot token removes that team's tokens, so its next request is not authorized.
+    Without installs (a bot token alone) there is nothing stored to remove: the event is logged, since that
+    token no longer works and CROCO_SLACK_BOT_TOKEN needs a new one.
 
     Not `app.enable_token_revocation_listeners()`: its `tokens_revoked` deletes the bot row only, and the
     installation row (which authorization reads first) would go on serving the revoked token."""
-    store = stores.installations
 
     @app.event("app_uninstalled")
     async def uninstalled(ack: AsyncAck, context: AsyncBoltContext) -> None:
         await ack()
-        await store.async_delete_all(enterprise_id=context.enterprise_id, team_id=context.team_id)
+        if stores is None:
+            log.warning("Slack app uninstalled: CROCO_SLACK_BOT_TOKEN no longer works",
+                        extra={"team_id": context.team_id})
+            return
+        await stores.installations.async_delete_all(enterprise_id=context.enterprise_id, team_id=context.team_id)
         log.info("Slack app uninstalled: tokens removed", extra={"team_id": context.team_id})
 
     @app.event("tokens_revoked")
     async def revoked(ack: AsyncAck, event: dict[str, Any], context: AsyncBoltContext) -> None:
         await ack()
+        if stores is None:
+            log.warning("Slack tokens revoked: CROCO_SLACK_BOT_TOKEN may no longer work",
+                        extra={"team_id": context.team_id})
+            return
+        store = stores.installations
         tokens = event.get("tokens", {})
         for user_id in tokens.get("oauth", []):
             await store.async_delete_installation(enterprise_id=context.enterprise_id, team_id=context.team_id,

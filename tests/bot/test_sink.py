@@ -39,11 +39,11 @@ class Crash(BaseException):
 
 
 def outbox(world: SlackWorld, clock: Clock, *, sink: Any = None) -> Outbox:
-    return Outbox(world.web.db, sink or slack_sink(world), owner="test", clock=clock)
+    return Outbox(world.web.db, sink or slack_sink(world, clock), owner="test", clock=clock)
 
 
-def slack_sink(world: SlackWorld) -> SlackNoticeSink:
-    return SlackNoticeSink(SingleWorkspace(BOT_TOKEN, TEAM_ID), world.config)
+def slack_sink(world: SlackWorld, clock: Any = None) -> SlackNoticeSink:
+    return SlackNoticeSink(SingleWorkspace(BOT_TOKEN, TEAM_ID), world.config, clock or world.web.clock)
 
 
 async def ann(world: SlackWorld, **fields: Any) -> str:
@@ -89,6 +89,17 @@ async def test_every_notice_kind_is_one_dm_to_its_user_marked_with_the_notice_id
     assert world.slack.calls_to("conversations.history") == []  # first attempts post straight away
     assert all(n["delivered_at"] for n in await listed(world, user_id))
     assert await listed(world, user_id, undelivered="true") == []
+
+
+async def test_an_agenda_not_delivered_by_the_end_of_its_day_is_dropped_not_sent_late(world: SlackWorld) -> None:
+    user_id = await ann(world)
+    await notices_for(world, user_id, SAMPLES[NoticeKind.AGENDA])  # the agenda of 2 March, Paris
+    clock = Clock()
+    clock.later(timedelta(days=2))
+    assert await outbox(world, clock).deliver_due() == 0
+    assert world.slack.messages == []
+    (notice,) = await listed(world, user_id)
+    assert notice["delivered_at"] is None  # still listed, never posted
 
 
 async def test_a_conflict_dm_names_the_event_and_the_appointment_in_the_users_zone(world: SlackWorld) -> None:
