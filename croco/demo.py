@@ -25,12 +25,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from bot.blocks.notices import build
 from croco.embedded_caldav import EmbeddedRadicale, free_port
 from croco.runtime import build_runtime
 from croco.serve import serve
 from croco.settings import Settings
 
 JOHN_TZ = ZoneInfo("Europe/Paris")
+SLACK_HOW_TO = (
+    "To try the Slack app: create an app from manifests/slack-dev.yaml (Socket Mode, no public URL needed), "
+    "install it, then run\n  CROCO_SLACK_BOT_TOKEN=xoxb-... CROCO_SLACK_APP_TOKEN=xapp-... "
+    ".venv/bin/croco serve --socket-mode\nand type /croco connect in Slack (README: \"Installing the Slack app\")."
+)
 PASSWORD = "demo-app-password"
 
 
@@ -199,3 +205,15 @@ async def _walk_through(
     console.print(_table("Automation webhooks received", ["event", "appointment", "contact"], [
         [r["event"], r["appointment"]["title"], (r["contact"] or {}).get("name", "-")] for r in received
     ]))
+    await _slack_part(api, console, john)
+
+
+async def _slack_part(api: Api, console: Console, john: dict[str, Any]) -> None:
+    """What Slack would have said: John has no Slack id here, so his notices wait in the outbox, and each is
+    shown as the DM the Slack app would post. Then how to try the Slack app itself."""
+    notices = (await api.call("GET", f"/users/{john['id']}/notices"))["items"]
+    console.rule("Slack")
+    console.print(_table("Notices waiting for Slack (the DM the app would send)", ["kind", "DM"], [
+        [n["kind"], build(n["kind"], n["payload"], john["timezone"])[0]] for n in reversed(notices)
+    ]))
+    console.print(SLACK_HOW_TO)

@@ -72,7 +72,8 @@ def _lost(payload: dict[str, Any], tz: ZoneInfo) -> str | None:
 
 def contact_created(payload: dict[str, Any], tz: ZoneInfo) -> Built:
     return with_buttons(f":bust_in_silhouette: New contact {title(payload.get('name'), 'without a name')} "
-                        f"({escape(payload.get('email', ''))}) from a booking.")
+                        f"({escape(payload.get('email', ''))}): a guest of an event of your linked calendar "
+                        "(two-way sync).")
 
 
 def conflict(payload: dict[str, Any], tz: ZoneInfo) -> Built:
