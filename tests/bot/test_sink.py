@@ -4,7 +4,7 @@ keeps the notice listed."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,26 +19,16 @@ from sync.notices import ConnectionBroken, NoticeKind, NoticePayload, notify
 from sync.outbox import Outbox, OutgoingNotice
 from tests.bot.conftest import ANN, SlackWorld
 from tests.bot.test_blocks_notices import SAMPLES
+from tests.clocks import ManualClock
 from tests.emulators.slack import BOT_TOKEN, TEAM_ID, Failure
 from tests.web.conftest import GOOD_PASSWORD, NOW
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def later(self, by: timedelta) -> None:
-        self.now += by
 
 
 class Crash(BaseException):
     """The process dies right after the sink returned: the mark-delivered never happens."""
 
 
-def outbox(world: SlackWorld, clock: Clock, *, sink: Any = None) -> Outbox:
+def outbox(world: SlackWorld, clock: ManualClock, *, sink: Any = None) -> Outbox:
     return Outbox(world.web.db, sink or slack_sink(world, clock), owner="test", clock=clock)
 
 
@@ -77,7 +67,7 @@ BROKEN = ConnectionBroken("c" * 32, "caldav", "john", "the server refused the cr
 async def test_every_notice_kind_is_one_dm_to_its_user_marked_with_the_notice_id(world: SlackWorld) -> None:
     user_id = await ann(world)
     ids = await notices_for(world, user_id, *SAMPLES.values())
-    clock = Clock()
+    clock = ManualClock(NOW)
     assert await outbox(world, clock).deliver_due() == len(SAMPLES)
     clock.later(timedelta(minutes=10))
     assert await outbox(world, clock).deliver_due() == 0
@@ -94,7 +84,7 @@ async def test_every_notice_kind_is_one_dm_to_its_user_marked_with_the_notice_id
 async def test_an_agenda_not_delivered_by_the_end_of_its_day_is_dropped_not_sent_late(world: SlackWorld) -> None:
     user_id = await ann(world)
     await notices_for(world, user_id, SAMPLES[NoticeKind.AGENDA])  # the agenda of 2 March, Paris
-    clock = Clock()
+    clock = ManualClock(NOW)
     clock.later(timedelta(days=2))
     assert await outbox(world, clock).deliver_due() == 0
     assert world.slack.messages == []
@@ -105,7 +95,7 @@ async def test_an_agenda_not_delivered_by_the_end_of_its_day_is_dropped_not_sent
 async def test_a_conflict_dm_names_the_event_and_the_appointment_in_the_users_zone(world: SlackWorld) -> None:
     user_id = await ann(world)
     await notices_for(world, user_id, SAMPLES[NoticeKind.CONFLICT])
-    await outbox(world, Clock()).deliver_due()
+    await outbox(world, ManualClock(NOW)).deliver_due()
     (message,) = world.slack.messages
     assert "Appointment with Dr. Michel" in message["text"] and "Consultation with Ada" in message["text"]
     assert "07:00 America/New_York" in str(message["blocks"])
@@ -115,7 +105,7 @@ async def test_a_429_is_waited_out_and_posts_once(world: SlackWorld) -> None:
     user_id = await ann(world)
     (notice_id,) = await notices_for(world, user_id, BROKEN)
     world.slack.fail("chat.postMessage", Failure(429, retry_after=1))
-    assert await outbox(world, Clock()).deliver_due() == 1  # the client honoured Retry-After and tried again
+    assert await outbox(world, ManualClock(NOW)).deliver_due() == 1  # the client honoured Retry-After and tried again
     assert dm_notice_ids(world) == [notice_id]
     assert len([a for a in world.slack.attempts if a.method == "chat.postMessage"]) == 2
 
@@ -124,7 +114,7 @@ async def test_a_rate_limit_that_lasts_is_retried_after_retry_after(world: Slack
     user_id = await ann(world)
     (notice_id,) = await notices_for(world, user_id, BROKEN)
     world.slack.fail("chat.postMessage", *[Failure(429, retry_after=0)] * 3)
-    clock = Clock()
+    clock = ManualClock(NOW)
     assert await outbox(world, clock).deliver_due() == 0
     async with world.web.db.session() as session:
         stored = await session.get(Notice, notice_id)
@@ -139,7 +129,7 @@ async def test_a_server_error_then_ok_is_one_dm_never_two(world: SlackWorld) -> 
     user_id = await ann(world)
     (notice_id,) = await notices_for(world, user_id, BROKEN)
     world.slack.fail("chat.postMessage", Failure(500))
-    clock = Clock()
+    clock = ManualClock(NOW)
     assert await outbox(world, clock).deliver_due() == 0
     assert world.slack.messages == []
     assert [n["delivered_at"] for n in await listed(world, user_id, undelivered="true")] == [None]
@@ -161,7 +151,7 @@ async def test_a_dm_posted_whose_mark_delivered_was_lost_is_not_posted_again(wor
             await real.deliver(notice)
             raise Crash
 
-    clock = Clock()
+    clock = ManualClock(NOW)
     try:
         await outbox(world, clock, sink=DiesAfterPosting()).deliver_due()
     except Crash:
@@ -182,7 +172,7 @@ async def test_a_user_without_a_slack_id_keeps_the_notice_undelivered_and_listed
                                                             "timezone": "UTC"})
     user_id = str((await response.json())["id"])
     (notice_id,) = await notices_for(world, user_id, BROKEN)
-    clock = Clock()
+    clock = ManualClock(NOW)
     assert await outbox(world, clock).deliver_due() == 0
     clock.later(timedelta(hours=1))
     assert await outbox(world, clock).deliver_due() == 0  # failed for good, not retried
@@ -197,7 +187,7 @@ async def test_a_member_slack_cannot_find_is_failed_for_good(world: SlackWorld) 
     user_id = await ann(world)
     (notice_id,) = await notices_for(world, user_id, BROKEN)
     world.slack.tokens.clear()  # the app was uninstalled: every call is invalid_auth
-    assert await outbox(world, Clock()).deliver_due() == 0
+    assert await outbox(world, ManualClock(NOW)).deliver_due() == 0
     async with world.web.db.session() as session:
         stored = await session.get(Notice, notice_id)
         assert stored is not None and stored.failed_at is not None and stored.last_error == "Slack: invalid_auth"
@@ -214,7 +204,7 @@ async def test_connecting_in_the_browser_is_followed_by_a_dm_listing_the_calenda
     again = await world.api.post(path, data=form, headers={"Authorization": ""})
     assert again.status == 410  # the link is spent: no second connection, no second notice
 
-    assert await outbox(world, Clock()).deliver_due() == 1
+    assert await outbox(world, ManualClock(NOW)).deliver_due() == 1
     (message,) = world.slack.messages
     shown = str(message["blocks"])
     assert "caldav" in message["text"] and "*john*" in shown and "• Work" in shown and "• Holidays (shared)" in shown

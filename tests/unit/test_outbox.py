@@ -16,6 +16,7 @@ from storage.models import Notice, User
 from sync import outbox
 from sync.notices import ContactCreated, notify
 from sync.outbox import DeliveryFailed, Outbox, OutgoingNotice, Undeliverable
+from tests.clocks import ManualClock
 from tests.conftest import PG_URL
 from tests.factories import add_user
 from tests.sinks import RecordingSink
@@ -23,15 +24,6 @@ from tests.sinks import RecordingSink
 NOW = datetime(2026, 3, 2, 9, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def at(self, later: timedelta) -> None:
-        self.now = NOW + later
 
 
 class Crash(BaseException):
@@ -59,7 +51,7 @@ async def _notice(db: Database, notice_id: str) -> Notice:
 
 async def test_a_notice_is_delivered_once_and_marked_delivered(db: Database) -> None:
     user, (notice_id,) = await _notices(db)
-    sink, clock = RecordingSink(), Clock()
+    sink, clock = RecordingSink(), ManualClock(NOW)
     deliverer = Outbox(db, sink, owner="test", clock=clock)
 
     assert await deliverer.deliver_due() == 1
@@ -77,7 +69,7 @@ async def test_a_notice_is_delivered_once_and_marked_delivered(db: Database) -> 
 async def test_a_failing_sink_is_retried_with_backoff_and_records_the_last_error(db: Database) -> None:
     _, (notice_id,) = await _notices(db)
     sink = RecordingSink(failures=[DeliveryFailed("HTTP 503"), RuntimeError("a bug in the sink")])
-    clock = Clock()
+    clock = ManualClock(NOW)
     deliverer = Outbox(db, sink, owner="test", clock=clock)
 
     assert await deliverer.deliver_due() == 0
@@ -104,7 +96,7 @@ async def test_a_failing_sink_is_retried_with_backoff_and_records_the_last_error
 
 async def test_a_rate_limited_notice_waits_its_retry_after(db: Database) -> None:
     _, (notice_id,) = await _notices(db)
-    sink, clock = RecordingSink(failures=[DeliveryFailed("rate limited", retry_after=30)]), Clock()
+    sink, clock = RecordingSink(failures=[DeliveryFailed("rate limited", retry_after=30)]), ManualClock(NOW)
     deliverer = Outbox(db, sink, owner="test", clock=clock)
 
     assert await deliverer.deliver_due() == 0
@@ -117,7 +109,7 @@ async def test_a_rate_limited_notice_waits_its_retry_after(db: Database) -> None
 
 async def test_an_undeliverable_notice_is_failed_once_and_never_retried(db: Database) -> None:
     _, (notice_id,) = await _notices(db, slack_user_id=None)
-    sink, clock = RecordingSink(failures=[Undeliverable("the user has no Slack id")]), Clock()
+    sink, clock = RecordingSink(failures=[Undeliverable("the user has no Slack id")]), ManualClock(NOW)
     deliverer = Outbox(db, sink, owner="test", clock=clock)
 
     assert await deliverer.deliver_due() == 0
@@ -130,7 +122,7 @@ async def test_an_undeliverable_notice_is_failed_once_and_never_retried(db: Data
 
 async def test_a_crash_after_claiming_is_redelivered_once_when_the_lease_expires(db: Database) -> None:
     _, (notice_id,) = await _notices(db)
-    clock = Clock()
+    clock = ManualClock(NOW)
     with pytest.raises(Crash):
         await Outbox(db, RecordingSink(failures=[Crash()]), owner="dead", clock=clock).deliver_due()
 
@@ -148,7 +140,7 @@ async def test_a_crash_after_claiming_is_redelivered_once_when_the_lease_expires
 async def test_a_repeat_after_a_lost_mark_delivered_carries_the_same_idempotency_key(db: Database) -> None:
     """The one repeat the outbox cannot rule out: the sink accepted, then the process died before the mark."""
     _, (notice_id,) = await _notices(db)
-    clock, keys = Clock(), []
+    clock, keys = ManualClock(NOW), []
 
     async def accept_then_die(notice: OutgoingNotice) -> None:
         keys.append(notice.idempotency_key)

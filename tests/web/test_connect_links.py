@@ -19,6 +19,7 @@ from storage.models import Connection, Notice, RemoteCalendar
 from storage.secrets import SecretBox
 from sync import credentials
 from sync.providers.base import AppPassword, InvalidCredentials, RemoteCalendarInfo
+from tests.clocks import ManualClock
 from tests.factories import tables_holding
 from tests.web.conftest import GOOD_PASSWORD, TOKEN, Accounts, Client
 from tests.web.test_api import JOHN, created, error_of
@@ -31,18 +32,12 @@ PUBLIC_URL = "https://croco.example.com"
 DAV = "https://dav.example.com/"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class Browser:
     """The API (with the bearer token) and a person's browser (without it) on one served app."""
 
-    def __init__(self, api: Client, context: WebContext, clock: Clock) -> None:
+    def __init__(self, api: Client, context: WebContext, clock: ManualClock) -> None:
         self.api, self.context, self.clock = api, context, clock
         self.pages: list[str] = []  # every page served, to look for secrets in
 
@@ -83,7 +78,7 @@ class Browser:
 
 @pytest.fixture
 async def browser(db: Database, secret_box: SecretBox, accounts: Accounts) -> AsyncIterator[Browser]:
-    clock = Clock()
+    clock = ManualClock(NOW)
     context = WebContext(db=db, secrets=secret_box, api_token=TOKEN, webhook_secret="whsec", providers=accounts,
                          public_url=PUBLIC_URL + "/", clock=clock)
     async with TestClient(TestServer(create_app(context))) as client:
