@@ -17,7 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
 from sqlmodel import col
 
-from bot.blocks.common import Block, actions, button, context, section
+from bot.blocks.common import Block, actions, button, context, modal, section
 from bot.blocks.notices import ACTIONS_BLOCK
 from bot.context import BotContext
 from bot.ids import Action
@@ -150,21 +150,34 @@ async def click(ctx: BotContext, body: dict[str, Any], client: AsyncWebClient, r
         user = await people.find_by_slack_id(ctx.db, workspace_id, slack_user_id)
         if user is None or user.id not in await owners(ctx.db, value):
             log.warning("button refused: not the notice's user", extra=extra)
-            await respond(text=NOT_YOURS, response_type="ephemeral", replace_original=False)
+            await _tell(client, body, respond, NOT_YOURS)
             return
         extra["user_id"] = user.id
         reply = await act(ctx, user.id, value)
     except Exception as exc:  # the clicker sees it failed; the log has the rest
         log.exception("button failed", extra=extra)
-        await respond(text=f":warning: That did not work ({type(exc).__name__}). Try again in a moment.",
-                      response_type="ephemeral", replace_original=False)
+        await _tell(client, body, respond, f":warning: That did not work ({type(exc).__name__}). Try again later.")
         return
     log.info("button done", extra=extra | {"outcome": reply.outcome})
-    if reply.outcome is not None:
+    if reply.outcome is not None and body.get("container", {}).get("type") == "message":
         await _replace_buttons(client, body, reply.outcome, extra)
+    elif reply.outcome is not None:  # a button of the Home tab: no message to update
+        await _tell(client, body, respond, reply.outcome)
     if reply.ephemeral is not None:
-        await respond(text=reply.ephemeral, blocks=reply.blocks or None, response_type="ephemeral",
-                      replace_original=False)
+        await _tell(client, body, respond, reply.ephemeral, reply.blocks)
+
+
+async def _tell(client: AsyncWebClient, body: dict[str, Any], respond: AsyncRespond, text: str,
+                blocks: list[Block] | None = None) -> None:
+    """To the clicker only: an ephemeral reply under a message, or a small modal over the Home tab (a view has
+    no response_url)."""
+    if body.get("response_url"):
+        await respond(text=text, blocks=blocks or None, response_type="ephemeral", replace_original=False)
+        return
+    try:
+        await client.views_open(trigger_id=body["trigger_id"], view=modal("Croco", blocks or [section(text)]))
+    except (KeyError, SlackApiError) as exc:
+        log.warning("reply not shown", extra={"error": type(exc).__name__})
 
 
 async def _replace_buttons(client: AsyncWebClient, body: dict[str, Any], outcome: str, extra: dict[str, Any]) -> None:

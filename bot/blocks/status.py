@@ -107,7 +107,7 @@ def problem_words(problem: Problem) -> str:
             return f"*{subject}* did not sync last time{detail}. Croco tries again at the next sync."
         case ProblemKind.REMOVALS_HELD:
             return (f"Croco is holding back deletions from *{subject}*: many of its events disappeared at once. "
-                    "Confirm them in the message Croco sent you, or put the events back in that calendar.")
+                    "Confirm them, or put the events back in that calendar.")
 
 
 def fix_words(problem: Problem) -> str:
@@ -132,7 +132,7 @@ def fix_button(problem: Problem) -> Block | None:
         case ProblemKind.NO_LINKED_CALENDAR | ProblemKind.CALENDAR_FAILING:
             return button("Open settings", Action.OPEN_SETTINGS)
         case ProblemKind.REMOVALS_HELD:
-            return None  # the DM's Confirm button carries what confirming needs
+            return button("Confirm removals", Action.CONFIRM_REMOVALS, problem.calendar_id or "", style="danger")
 
 
 # Connections and calendars ---------------------------------------------------------------------------

@@ -191,10 +191,11 @@ def test_a_problem_free_status_says_everything_is_in_sync() -> None:
     assert "Everything is in sync" in shown and "Needs your attention" not in shown
 
 
-def test_held_deletions_are_told_without_a_button_and_unused_calendars_are_no_problem() -> None:
+def test_held_deletions_get_a_confirm_button_and_unused_calendars_are_no_problem() -> None:
     calendars = [calendar(0, name="Work", linked=True, conflict=True, held=True),
                  calendar(1, name="Old", held=True, error="gone")]  # not used: not synced, nothing to act on
     home = status.home_view(user_status([connection(0, calendars)]))
     problems = [b for b in home["blocks"] if b["type"] == "section" and b["text"]["text"].startswith(":warning:")]
     assert len(problems) == 1 and "holding back deletions from *Work*" in problems[0]["text"]["text"]
-    assert "accessory" not in problems[0]
+    fix = problems[0]["accessory"]
+    assert (fix["action_id"], fix["value"]) == (Action.CONFIRM_REMOVALS, calendars[0].id)

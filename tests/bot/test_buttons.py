@@ -19,7 +19,8 @@ from bot.ids import Action
 from storage.models import AppointmentAssignee, ConnectLink, Notice, RemoteCalendar
 from sync.providers.base import InvalidCredentials
 from tests.bot.conftest import ANN, SlackWorld
-from tests.bot.test_sink import Clock, outbox
+from tests.bot.test_sink import outbox
+from tests.clocks import ManualClock
 from tests.emulators.slack import TEAM_ID, Member
 from tests.ics import vevent
 from tests.web.conftest import GOOD_PASSWORD, NOW
@@ -49,7 +50,7 @@ async def linked(world: SlackWorld, *, slack_user_id: str = ANN.id, email: str =
 
 
 async def deliver(world: SlackWorld) -> None:
-    clock = Clock()
+    clock = ManualClock(NOW)
     clock.later(timedelta(minutes=next(_ids)))  # past any backoff of an earlier round
     await outbox(world, clock).deliver_due()
 
@@ -197,6 +198,21 @@ async def test_reconnect_answers_with_a_fresh_link_only_the_user_sees(world: Sla
         (issued,) = list(await session.scalars(select(ConnectLink)))
     assert issued.connection_id == connection_id
     assert world.slack.calls_to("chat.update") == []  # the button stays: a link expires, a new click makes another
+
+
+async def test_reconnect_on_the_home_tab_shows_its_link_in_a_modal(world: SlackWorld) -> None:
+    """A Home tab click has no response_url: the link comes in a small modal instead."""
+    user = await linked(world)
+    accounts = world.web.providers.provider  # type: ignore[attr-defined]
+    accounts.fail_next(InvalidCredentials("the server refused the credentials"), on="changes")
+    await post(world, f"/api/v1/users/{user['id']}/sync", None, 200)
+    connection_id = (await (await world.api.get(f"/api/v1/users/{user['id']}/connections")).json())["items"][0]["id"]
+
+    status, _ = await world.sender.action(Action.RECONNECT, connection_id, user_id=ANN.id)
+    assert status == 200
+    (opened,) = await world.slack.wait_for("views.open")
+    (link,) = [e for b in opened.args["view"]["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert "/connect/" in link["url"] and world.slack.responses == []
 
 
 async def test_a_click_acks_at_once_even_when_slack_answers_slowly(world: SlackWorld) -> None:

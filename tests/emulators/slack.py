@@ -399,13 +399,14 @@ class SlackSender:
         payload: dict[str, Any] = {
             "type": "block_actions", "user": self._user(user_id), "api_app_id": "A0CROCO",
             "team": {"id": self.team_id, "domain": "croco-test"}, "trigger_id": f"{next(self._ids)}.trigger",
-            "response_url": self._response_url(), "container": container or {"type": "view"},
+            "container": container or {"type": "view"},
             "actions": [{"type": "button", "action_id": action_id, "block_id": block_id, "value": value,
                          "action_ts": str(time.time())}],
         }
         if view is not None:
             payload["view"] = view
-        if container and container.get("type") == "message":
+        if container and container.get("type") == "message":  # only messages have a response_url
+            payload["response_url"] = self._response_url()
             payload["channel"] = {"id": container["channel_id"]}
             payload["message"] = {"ts": container["message_ts"]}
         return await self.interaction(payload)
