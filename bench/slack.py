@@ -120,7 +120,7 @@ async def notice_latencies(served: Served, slack: SlackEmulator, user_id: str, c
 
 
 async def main(events: int, commands: int, notices: int) -> None:
-    console = Console()
+    console = Console(width=110)
     workdir = Path(tempfile.mkdtemp(prefix="croco-bench-slack-"))
     slack = SlackEmulator()
     slack.add_member(MEMBER)
@@ -156,11 +156,11 @@ async def main(events: int, commands: int, notices: int) -> None:
             await slack.close()
 
     table = Table(title="Slack app (croco serve, SQLite, Slack emulator on loopback)", title_justify="left")
-    for column in ("measure", "requests", "p50 ms", "p99 / p95 ms", "reference p50 ms", "ratio p50", "target"):
+    for column in ("measure", "n", "p50 ms", "p99|p95 ms", "ref p50 ms", "ratio", "target"):
         table.add_column(column, justify="right")
-    table.add_row("ack, idle server", str(len(idle)), f"{percentile(idle, .5) * 1e3:.1f}",
+    table.add_row("ack, idle", str(len(idle)), f"{percentile(idle, .5) * 1e3:.1f}",
                   f"{percentile(idle, .99) * 1e3:.1f}", "", "", "")
-    table.add_row(f"ack during a {report['fetched']}-item sync", str(len(loaded)),
+    table.add_row(f"ack, {report['fetched']}-item sync", str(len(loaded)),
                   f"{percentile(loaded, .5) * 1e3:.1f}", f"{percentile(loaded, .99) * 1e3:.1f}",
                   f"{percentile(idle, .5) * 1e3:.1f}", f"{percentile(loaded, .5) / percentile(idle, .5):.2f}",
                   "p99 < 200")

@@ -34,7 +34,11 @@ async def workspace_for_team(db: Database, slack_team_id: str, team_name: str, *
 
     The bot token's own team (`home`) takes the default workspace, so the users the REST API made there are
     found by their Slack id (API.md: in single-workspace mode the default workspace is the bot token's team).
+    Every Slack request asks: a known team is a read, only a team's first request writes.
     """
+    known = await team_workspace_id(db, slack_team_id)
+    if known is not None:
+        return known
     async with db.write() as session:
         await repositories.serialize(session, "default-workspace")
         found = await repositories.team_workspace(session, slack_team_id)
