@@ -35,6 +35,7 @@ lint: install
 bench: install
 	$(BIN)/python bench/caldav_sync.py
 	$(BIN)/python bench/availability.py
+	$(BIN)/python -m bench.slack
 
 clean:
 	rm -rf $(VENV) .croco .pytest_cache .mypy_cache .ruff_cache

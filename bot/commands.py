@@ -5,6 +5,7 @@ The listener is thin: which screen, who asks, and the Slack calls around it. Scr
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -53,7 +54,7 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
 
 
 async def open_screen(ctx: BotContext, client: AsyncWebClient, body: dict[str, Any], title: str,
-                      build: Any) -> None:
+                      build: Callable[[people.Person], Awaitable[View]]) -> None:
     """Loading modal first (the trigger expires within 3 s of the click), then the built view in its place.
     A failure while building shows in the modal, never as silence."""
     team_id = body.get("team_id") or body.get("team", {}).get("id", "")
