@@ -13,11 +13,12 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import commands, people
+from bot import people
 from bot.blocks import status as blocks
 from bot.blocks.common import View
 from bot.context import BotContext
 from bot.ids import Action
+from bot.modals import open_screen
 from bot.screens import connect
 from sync.status import read_status
 
@@ -36,8 +37,7 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
     @app.action(Action.OPEN_CONNECT)
     async def open_connect(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
-        title, _ = commands.SCREENS["connect"]
-        await commands.open_screen(ctx, client, body, title, lambda person: connect.screen(ctx, person, ""))
+        await open_screen(ctx, client, body, connect.TITLE, lambda person: connect.screen(ctx, person, ""))
 
 
 async def publish(ctx: BotContext, client: AsyncWebClient, team_id: str, slack_user_id: str) -> None:

@@ -17,6 +17,7 @@ from storage.enums import Provider
 from sync.errors import Invalid
 
 log = logging.getLogger(__name__)
+TITLE = "Connect a calendar"
 PROVIDERS = (Provider.GOOGLE, Provider.MICROSOFT, Provider.ICLOUD, Provider.CALDAV)
 NOT_CONFIGURED = "provider_not_configured"
 

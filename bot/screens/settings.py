@@ -12,17 +12,19 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import commands, people
+from bot import people
 from bot.blocks import settings as blocks
 from bot.blocks.common import View
 from bot.context import BotContext
 from bot.ids import Action, ViewCallback
+from bot.modals import open_screen
 from bot.people import Person
 from storage.enums import Access
 from sync import accounts
 from sync.errors import Invalid
 
 log = logging.getLogger(__name__)
+TITLE = blocks.TITLE
 
 
 async def screen(ctx: BotContext, person: Person, args: str) -> View:
@@ -73,12 +75,11 @@ def _first_input(view: dict[str, Any]) -> str:
 
 
 def register(app: AsyncApp, ctx: BotContext) -> None:
-    commands.SCREENS["settings"] = (blocks.TITLE, screen)
 
     @app.action(Action.OPEN_SETTINGS)
     async def open_settings(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
-        await commands.open_screen(ctx, client, body, blocks.TITLE, lambda person: screen(ctx, person, ""))
+        await open_screen(ctx, client, body, TITLE, lambda person: screen(ctx, person, ""))
 
     @app.view(ViewCallback.SETTINGS)
     async def submitted(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
