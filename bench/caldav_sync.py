@@ -140,7 +140,7 @@ async def main(events: int) -> None:
              datetime.now(UTC).replace(minute=0, second=0, microsecond=0))
         console.print(f"{events} events ({events // 10} weekly recurring) in {calendar_url}")
         # Radicale builds its item cache on the first full read; neither side should pay for it.
-        warm_up = open_provider("caldav", {"username": USER, "password": PASSWORD}, radicale.url,
+        warm_up = open_provider("caldav", AppPassword(USER, PASSWORD), radicale.url,
                                 config=ProviderConfig(timeout_seconds=600))
         now = datetime.now(UTC)
         await warm_up.changes(calendar_url, None, TimeWindow(now - timedelta(days=1), now + timedelta(days=180)))
