@@ -19,14 +19,12 @@ import re
 import sys
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
-import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as EC
@@ -36,6 +34,7 @@ from bot.blocks import settings as settings_blocks
 from bot.blocks.notices import ACTIONS_BLOCK
 from bot.ids import Action, ViewCallback
 from tests.bot.conftest import ANN
+from tests.bot.conftest import slack_emulator as slack_emulator  # noqa: F401  (the fixture)
 from tests.bot.test_serve_notices import ready
 from tests.bot.test_settings import values
 from tests.caldav_servers import CalDAVServer
@@ -48,17 +47,6 @@ TOKEN = "slack-e2e-token"
 PARIS = ZoneInfo("Europe/Paris")
 WAIT = 30.0
 """Seconds any one DM or modal may take (a DM is due within 5 s of its change; a retried one a little more)."""
-
-
-@pytest.fixture
-async def slack_emulator() -> AsyncIterator[SlackEmulator]:
-    emulator = SlackEmulator()
-    emulator.add_member(ANN)
-    await emulator.start()
-    try:
-        yield emulator
-    finally:
-        await emulator.close()
 
 
 class Serve:
@@ -225,6 +213,8 @@ async def book_and_hear_of_a_conflict_once(serve: Serve, radicale: CalDAVServer,
     await serve.sync(user_id)
     conflict = await serve.dm("overlaps your appointment")
     assert "Dentist" in conflict.args["text"] and "Consultations" in conflict.args["text"]
+    shown_at = (start + timedelta(minutes=15)).astimezone(ZoneInfo(ANN.tz))  # in Ann's own time zone, named
+    assert f"{shown_at:%H:%M} {ANN.tz}" in str(conflict.args["blocks"])
     tries = [c for c in serve.slack.attempts if c.method == "chat.postMessage" and "Dentist" in str(c.args)]
     assert len(tries) == 3  # the 429 (waited out), the 500 (retried later), then delivered
 
@@ -250,9 +240,10 @@ async def restore_a_deleted_appointment(serve: Serve, radicale: CalDAVServer, ca
     assert (restore["action_id"], restore["value"]) == (Action.RESTORE_TO_CALENDAR, appointment_id)
 
     await serve.click(deleted, Action.RESTORE_TO_CALENDAR, value=restore["value"])
-    (updated,) = await serve.slack.wait_for("chat.update", timeout=WAIT)
-    assert "Restored to your calendar" in str(updated.args["blocks"])
-    assert "Restore to calendar" not in str(updated.args["blocks"])  # the buttons gave way to the outcome
+    await serve.slack.wait_for("chat.update", timeout=WAIT)
+    (shown,) = [m for m in serve.slack.messages if m["metadata"] == deleted.args["metadata"]]  # the DM as seen now
+    assert "Restored to your calendar" in str(shown["blocks"])
+    assert "Restore to calendar" not in str(shown["blocks"])  # the buttons gave way to the outcome
     back = [ics for ics in (await calendar_of(radicale, calendar_url)).values() if "Consultations" in ics]
     assert len(back) == 1 and "Ada Lovelace" in back[0]
 
@@ -263,7 +254,8 @@ async def go_two_way_and_meet_a_contact(serve: Serve, radicale: CalDAVServer, ca
     status, _ = await serve.sender.command("settings", user_id=ANN.id)
     assert status == 200
     settings = await serve.modal(3)
-    assert option_for(settings, settings_blocks.LINKED, calendar_url.rstrip("/").rsplit("/", 1)[-1]) in (linked, None)
+    (shown,) = [b["element"] for b in settings["blocks"] if b.get("block_id") == settings_blocks.LINKED]
+    assert shown["initial_option"]["value"] == linked  # what Ann saved before, preselected
     await serve.submit_settings(settings, values(linked=linked, conflicts=[linked], mode="two_way"))
     assert (await serve.api("GET", f"/users/{user_id}/sync-settings"))["mode"] == "two_way"
 
