@@ -299,3 +299,5 @@ async def test_a_member_connects_chooses_settings_and_hears_of_every_change_in_s
         proc.terminate()
         await proc.wait()
         log.close()
+    errors = [line for line in (tmp_path / "serve.log").read_text().splitlines() if '"level": "error"' in line]
+    assert errors == []  # the whole way, the 429 and 500 included, and its shutdown: nothing for an operator to chase
