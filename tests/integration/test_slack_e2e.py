@@ -6,8 +6,8 @@ is filled in headless Chromium, and the scheduler in serve delivers every DM by 
 the member sees: the modals, the DMs and their buttons, the events in their calendar. Dates are a few days after
 the real today, since serve runs on the wall clock.
 
-The emulator and the Radicale listing run in this test's event loop and threads; nothing blocking runs in the
-loop (serve calls auth.test at start-up, and the browser's requests are served while it waits).
+The emulator answers in this test's event loop, so whatever blocks (the browser, requests to Radicale) runs in a
+thread: serve calls Slack at start-up (auth.test) and while it handles the browser's form and every click.
 """
 
 from __future__ import annotations
