@@ -55,6 +55,8 @@ class Ticker:
             self._running.add(task)
             try:
                 await tick()
+            except asyncio.CancelledError:  # `stop` cut it short: a shutdown, not a failure to log as an error
+                log.info("scheduler tick stopped by shutdown", extra={"tick": name})
             except Exception:
                 log.exception("scheduler tick failed", extra={"tick": name})
             finally:

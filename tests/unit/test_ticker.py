@@ -7,8 +7,10 @@ answers (aiosqlite >= 0.22 under SQLAlchemy): `croco serve` then ignored SIGTERM
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import aiohttp
+import pytest
 from sqlalchemy import text
 from sqlalchemy.pool import QueuePool
 
@@ -42,6 +44,23 @@ async def test_stop_ends_a_running_tick_and_gives_back_its_connection(db: Databa
     assert ended.is_set()
     pool = db.engine.pool
     assert isinstance(pool, QueuePool) and pool.checkedout() == 0  # disposing now closes every connection
+
+
+async def test_stopping_a_running_tick_is_a_shutdown_not_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    """SIGTERM while a tick runs (every deploy, with ticks every second) logs no error: an error line would page
+    whoever watches the logs for nothing."""
+    started = asyncio.Event()
+
+    async def tick() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    ticker = Ticker({"notices": tick}, every_seconds=60)
+    ticker.start()
+    await asyncio.wait_for(started.wait(), timeout=10)
+    with caplog.at_level(logging.INFO):
+        await asyncio.wait_for(ticker.stop(), timeout=10)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 async def test_with_a_sink_configured_a_new_notice_reaches_it_within_five_seconds(
