@@ -96,6 +96,8 @@ log = logging.getLogger(__name__)
 SYNC_IN_PROGRESS = "sync_in_progress"
 """A manual sync's report on a calendar that another sync still held when it stopped waiting."""
 FULL_RESYNC_EVERY = timedelta(hours=24)
+YIELD_EVERY = 200
+"""Actions applied between two turns of the event loop during a pull (a few milliseconds of work)."""
 """Incremental cursors do not re-send items whose occurrences slide into the window: relist daily."""
 
 
@@ -248,12 +250,17 @@ class SyncEngine:
             known = await state.load_known(
                 session, calendar, context.user, context.window_start, linked=context.role.linked
             )
-            result = plan(context.role, known, listing, confirmed_removals=calendar.removals_confirmed,
-                          held_basis=calendar.removals_held_of)
+            # Pure and thread-safe; a 10,000-item listing plans for a good part of a second, which would hold
+            # the event loop (and every Slack ack and API request behind it) that long.
+            result = await asyncio.to_thread(plan, context.role, known, listing,
+                                             confirmed_removals=calendar.removals_confirmed,
+                                             held_basis=calendar.removals_held_of)
             cycle = _Cycle(known, await state.booked_appointments(session, context.user.id, context.window_start),
                            state.SlotWriter(context.user, calendar, now), report.tally, now)
-            for action in result.actions:
+            for index, action in enumerate(result.actions, 1):
                 await self._apply(session, context, cycle, action)
+                if index % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # most actions never suspend: let other requests run between them
             await cycle.slots.flush(session)
             report.tally.blocked_slots = await state.count_slots(session, calendar.id)
             row = await session.get(RemoteCalendar, calendar.id)
