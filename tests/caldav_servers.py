@@ -122,9 +122,8 @@ def _radicale_files(folder: Path) -> list[str]:
     ]
 
 
-@pytest.fixture(scope="session")
-def radicale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CalDAVServer]:
-    folder, port = tmp_path_factory.mktemp("radicale"), free_port()
+def _radicale(folder: Path) -> Iterator[CalDAVServer]:
+    port = free_port()
     url = f"http://127.0.0.1:{port}/"
     command = [
         sys.executable, "-m", "radicale", "--config", "", "--server-hosts", f"127.0.0.1:{port}",
@@ -132,6 +131,18 @@ def radicale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CalDAVServer]
     ]
     with _serve(command, url):
         yield CalDAVServer("radicale", url, USER, PASSWORD, f"{url}{USER}/", checks_passwords=True)
+
+
+@pytest.fixture(scope="session")
+def radicale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CalDAVServer]:
+    yield from _radicale(tmp_path_factory.mktemp("radicale"))
+
+
+@pytest.fixture
+def own_radicale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CalDAVServer]:
+    """A Radicale of the test's own, for a test that connects the whole account and reads what it lists (the
+    session's server holds every other test's calendars)."""
+    yield from _radicale(tmp_path_factory.mktemp("own-radicale"))
 
 
 @pytest.fixture(scope="session")

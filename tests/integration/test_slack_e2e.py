@@ -266,9 +266,10 @@ async def go_two_way_and_meet_a_contact(serve: Serve, radicale: CalDAVServer, ca
 
 
 async def test_a_member_connects_chooses_settings_and_hears_of_every_change_in_slack(
-    tmp_path: Path, database_url: str, radicale: CalDAVServer, chrome: WebDriver,  # noqa: F811
+    tmp_path: Path, database_url: str, own_radicale: CalDAVServer, chrome: WebDriver,  # noqa: F811
     slack_emulator: SlackEmulator,
 ) -> None:
+    radicale = own_radicale
     calendar_url = radicale.new_calendar()
     day = datetime.now(PARIS) + timedelta(days=3)
     port = free_port()  # picked first: CROCO_PUBLIC_URL (the connect links) names it
