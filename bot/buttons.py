@@ -17,6 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
 from sqlmodel import col
 
+from bot import people
 from bot.blocks.common import Block, actions, button, context, modal, section
 from bot.blocks.notices import ACTIONS_BLOCK
 from bot.context import BotContext
@@ -24,7 +25,6 @@ from bot.ids import Action
 from storage.db import Database
 from storage.enums import AppointmentStatus
 from storage.models import Appointment, AppointmentAssignee, Connection, RemoteCalendar
-from sync import people
 from sync.errors import Conflict, Invalid, NotFound
 
 log = logging.getLogger(__name__)
@@ -146,8 +146,8 @@ async def click(ctx: BotContext, body: dict[str, Any], client: AsyncWebClient, r
         body.get("user", {}).get("id", "")
     extra = {"action": clicked.get("action_id"), "value": value, "team_id": team_id, "slack_user_id": slack_user_id}
     try:
-        workspace_id = await people.workspace_for_team(ctx.db, team_id, "", home=team_id == ctx.home_team_id)
-        user = await people.find_by_slack_id(ctx.db, workspace_id, slack_user_id)
+        person = await people.known(ctx, team_id, slack_user_id)
+        user = person.user if person else None
         if user is None or user.id not in await owners(ctx.db, value):
             log.warning("button refused: not the notice's user", extra=extra)
             await _tell(client, body, respond, NOT_YOURS)

@@ -9,7 +9,7 @@ counts as delivered, not posted again. A 429 is waited out by the client (`Retry
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -18,8 +18,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.blocks.notices import build
 from bot.config import SlackConfig
 from bot.tokens import BotTokens
-from storage.types import Clock, utcnow
-from sync.notices import NoticeKind
 from sync.outbox import DeliveryFailed, OutgoingNotice, Undeliverable
 
 log = logging.getLogger(__name__)
@@ -37,8 +35,8 @@ UNREACHABLE = frozenset({
 
 
 class SlackNoticeSink:
-    def __init__(self, tokens: BotTokens, config: SlackConfig, clock: Clock = utcnow) -> None:
-        self.tokens, self.config, self.clock = tokens, config, clock
+    def __init__(self, tokens: BotTokens, config: SlackConfig) -> None:
+        self.tokens, self.config = tokens, config
         self._clients: dict[str, AsyncWebClient] = {}
 
     async def deliver(self, notice: OutgoingNotice) -> None:
@@ -46,8 +44,6 @@ class SlackNoticeSink:
                  "attempt": notice.attempt}
         if not notice.slack_user_id:
             raise Undeliverable("the user has no Slack id")
-        if notice.kind == NoticeKind.AGENDA and datetime.fromisoformat(notice.payload["until"]) <= self.clock():
-            raise Undeliverable("the agenda's day is over")  # Slack was down all day: yesterday's would mislead
         token = await self.tokens.for_team(notice.slack_team_id)
         if token is None:
             raise Undeliverable(f"no bot token for Slack team {notice.slack_team_id}")

@@ -77,10 +77,10 @@ async def _check() -> int:
 
 async def _serve(args: argparse.Namespace) -> int:
     from croco.runtime import build_runtime
-    from croco.serve import serve, slack_config_of, socket_mode_missing
+    from croco.serve import serve, slack_config, socket_mode_missing
 
     settings = _settings()
-    if args.socket_mode and (missing := socket_mode_missing(slack_config_of(settings))) is not None:
+    if args.socket_mode and (missing := socket_mode_missing(slack_config(settings))) is not None:
         console.print(f"[red]error[/]  {missing}")
         return 2
     await serve(build_runtime(settings), args.host, args.port, socket_mode=args.socket_mode)

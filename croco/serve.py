@@ -46,11 +46,7 @@ def web_context(runtime: Runtime, engine: SyncEngine) -> WebContext:
     )
 
 
-def slack_config(runtime: Runtime) -> SlackConfig:
-    return slack_config_of(runtime.settings)
-
-
-def slack_config_of(settings: Settings) -> SlackConfig:
+def slack_config(settings: Settings) -> SlackConfig:
     return SlackConfig(
         bot_token=settings.slack_bot_token.get_secret_value(),
         signing_secret=settings.slack_signing_secret.get_secret_value(),
@@ -78,7 +74,7 @@ async def mount_slack(runtime: Runtime, app: web.Application, ctx: WebContext, *
     """The Slack app on the API's port, or one line saying why it is off (everything else runs). With
     `socket_mode` the app is returned for the socket; `/slack/events` is served too only with a signing secret
     (without one, any request could be "signed")."""
-    config = slack_config(runtime)
+    config = slack_config(runtime.settings)
     missing = socket_mode_missing(config) if socket_mode else config.missing
     if missing is not None:
         log.info(f"Slack app: disabled, {missing}; the API and sync run without it")
@@ -97,7 +93,7 @@ async def mount_slack(runtime: Runtime, app: web.Application, ctx: WebContext, *
     if config.signing_secret:
         app.add_routes(slack.routes(bolt))
     # notices become DMs: set before `serve` builds the ticker, whose "notices" job uses it
-    runtime.notice_sink = SlackNoticeSink(install.bot_tokens(config, home_team, installs), config, runtime.clock)
+    runtime.notice_sink = SlackNoticeSink(install.bot_tokens(config, home_team, installs), config)
     log.info("Slack app: serving", extra={"path": slack.EVENTS_PATH if config.signing_secret else None,
                                           "team_id": home_team, "installs": installs is not None})
     return bolt
@@ -149,7 +145,7 @@ async def serve(
     application = create_app(context)
     # before `_ticker`: it sets the notice sink
     bolt = await mount_slack(runtime, application, context, socket_mode=socket_mode)
-    socket = start_socket_mode(bolt, slack_config(runtime)) if socket_mode and bolt is not None else None
+    socket = start_socket_mode(bolt, slack_config(runtime.settings)) if socket_mode and bolt is not None else None
     runner = web.AppRunner(application, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

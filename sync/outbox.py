@@ -58,6 +58,12 @@ class OutgoingNotice:
     slack_team_id: str | None = None  # the user's workspace's Slack team (None: the default, not yet bound)
     timezone: str = "UTC"  # the user's, for the times the message shows
 
+    def expired(self, now: datetime) -> bool:
+        """A payload with `until` (the agenda: the end of its day) tells of something over by then: delivered
+        later it would mislead, so no sink is given it."""
+        until = self.payload.get("until")
+        return isinstance(until, str) and datetime.fromisoformat(until) <= now
+
     @property
     def idempotency_key(self) -> str:
         """The same on every attempt at this notice, in every process: a sink that honours it sends once."""
@@ -132,6 +138,8 @@ class Outbox:
         extra = {"user_id": notice.user_id, "notice_id": notice.id, "kind": notice.kind, "attempt": notice.attempt}
         retry_at: datetime | None = None
         try:
+            if notice.expired(self.clock()):
+                raise Undeliverable("out of date: its `until` has passed")
             await self.sink.deliver(notice)
         except DeliveryFailed as exc:
             error, now = exc.reason, self.clock()

@@ -29,11 +29,11 @@ class Crash(BaseException):
 
 
 def outbox(world: SlackWorld, clock: ManualClock, *, sink: Any = None) -> Outbox:
-    return Outbox(world.web.db, sink or slack_sink(world, clock), owner="test", clock=clock)
+    return Outbox(world.web.db, sink or slack_sink(world), owner="test", clock=clock)
 
 
-def slack_sink(world: SlackWorld, clock: Any = None) -> SlackNoticeSink:
-    return SlackNoticeSink(SingleWorkspace(BOT_TOKEN, TEAM_ID), world.config, clock or world.web.clock)
+def slack_sink(world: SlackWorld) -> SlackNoticeSink:
+    return SlackNoticeSink(SingleWorkspace(BOT_TOKEN, TEAM_ID), world.config)
 
 
 async def ann(world: SlackWorld, **fields: Any) -> str:
