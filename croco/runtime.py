@@ -25,7 +25,7 @@ from storage.types import Clock, utcnow
 from sync.engine import SyncEngine
 from sync.leases import LeasePolicy
 from sync.outbox import NoticeSink
-from sync.providers.base import ProviderConfig, ProviderFactory
+from sync.providers.base import GoogleConfig, ProviderConfig, ProviderFactory
 from sync.providers.registry import open_provider
 
 log = logging.getLogger(__name__)
@@ -73,9 +73,11 @@ class Runtime:
 
     @property
     def provider_config(self) -> ProviderConfig:
-        return ProviderConfig(
-            icloud_url=self.settings.icloud_url, timeout_seconds=self.settings.http_timeout_seconds
-        )
+        settings = self.settings
+        google = GoogleConfig(settings.google_client_id, settings.google_client_secret.get_secret_value(),
+                              settings.google_api_url, settings.google_auth_url, settings.google_token_url)
+        return ProviderConfig(icloud_url=settings.icloud_url, timeout_seconds=settings.http_timeout_seconds,
+                              google=google)
 
     def providers(self) -> ProviderFactory:
         return functools.partial(open_provider, config=self.provider_config)

@@ -78,8 +78,9 @@ class Connection(SQLModel, table=True):
 
 
 class ConnectLink(SQLModel, table=True):
-    """A one-time link to the connect form (iCloud, CalDAV). Only the token's SHA-256 is stored, so the
-    database alone opens no form; `connection_id` set: the form renews that connection (reconnect)."""
+    """A one-time link to the connect form (iCloud, CalDAV) or an OAuth consent (Google, Microsoft: the token
+    is the `state`). Only the token's SHA-256 is stored, so the database alone opens no form and completes no
+    consent; `connection_id` set: it renews that connection (reconnect)."""
 
     id: str = _id_field()
     user_id: str = Field(foreign_key="user.id", index=True, max_length=32)
@@ -88,6 +89,7 @@ class ConnectLink(SQLModel, table=True):
         default=None, foreign_key="connection.id", max_length=32, index=True, ondelete="CASCADE"
     )
     token_hash: str = Field(max_length=64, unique=True)
+    code_verifier: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))  # PKCE, sealed
     expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     used_at: datetime | None = _time_field(nullable=True)
     created_at: datetime = _created_field()
@@ -109,7 +111,8 @@ class RemoteCalendar(SQLModel, table=True):
     last_full_sync_at: datetime | None = _time_field(nullable=True)
     removals_held_of: int | None = None  # removals held by the mass-deletion guard: items known at the hold
     removals_confirmed: bool = Field(default=False)  # the user confirmed: the next cycle applies them
-    push_channel_id: str | None = Field(default=None, max_length=200)
+    push_channel_id: str | None = Field(default=None, max_length=200, index=True)
+    push_resource_id: str | None = Field(default=None, max_length=200)  # what stopping the channel needs
     push_channel_expires_at: datetime | None = _time_field(nullable=True)
     due_at: datetime | None = _time_field(nullable=True, index=True)
     lease_owner: str | None = Field(default=None, max_length=64)

@@ -6,6 +6,8 @@ decrypts, so a key is rotated by putting the new key first, running `rotate`, th
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from typing import Any
 
@@ -31,6 +33,7 @@ class SecretBox:
         parts = [k.strip() for k in keys.split(",") if k.strip()]
         if not parts:
             raise SecretKeyError("no secret key configured")
+        self._mac_keys = [hashlib.sha256(b"croco-mac:" + k.encode("ascii", "replace")).digest() for k in parts]
         try:
             self._fernet = MultiFernet([Fernet(k.encode("ascii")) for k in parts])
         except (ValueError, UnicodeEncodeError) as exc:
@@ -52,3 +55,18 @@ class SecretBox:
     def rotate(self, token: bytes) -> bytes:
         """Re-encrypt with the first (newest) key."""
         return self._fernet.rotate(token)
+
+    def mac(self, purpose: str, value: str) -> str:
+        """A signature of `value` for one `purpose` (an OAuth state, a push channel's token), with the newest key.
+
+        Another purpose never verifies: a channel token cannot pass for an OAuth state."""
+        return self._mac(self._mac_keys[0], purpose, value)
+
+    def verify_mac(self, purpose: str, value: str, signature: str) -> bool:
+        """Checked against every configured key, so a rotation does not void what was signed just before it."""
+        return any(hmac.compare_digest(self._mac(key, purpose, value), signature) for key in self._mac_keys)
+
+    @staticmethod
+    def _mac(key: bytes, purpose: str, value: str) -> str:
+        message = f"{purpose}\x00{value}".encode("utf-8", "surrogatepass")
+        return hmac.new(key, message, hashlib.sha256).hexdigest()

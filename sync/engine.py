@@ -96,9 +96,9 @@ log = logging.getLogger(__name__)
 SYNC_IN_PROGRESS = "sync_in_progress"
 """A manual sync's report on a calendar that another sync still held when it stopped waiting."""
 FULL_RESYNC_EVERY = timedelta(hours=24)
+"""Incremental cursors do not re-send items whose occurrences slide into the window: relist daily."""
 YIELD_EVERY = 200
 """Actions applied between two turns of the event loop during a pull (a few milliseconds of work)."""
-"""Incremental cursors do not re-send items whose occurrences slide into the window: relist daily."""
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -236,11 +236,56 @@ class CalendarProvider(Protocol):
 
 
 @dataclass(frozen=True)
+class PushChannel:
+    """A live push channel on one calendar (Google `events.watch`, a Graph subscription): the server calls
+    our webhook when the calendar changes, until `expires_at`. `resource_id` is what stopping it needs."""
+
+    channel_id: str
+    resource_id: str
+    expires_at: datetime
+
+
+class PushProvider(Protocol):
+    """What a provider with push notifications adds to `CalendarProvider` (`sync/channels.py` drives it)."""
+
+    async def watch(self, calendar_id: str, channel_id: str, address: str, token: str,
+                    lifetime: timedelta) -> PushChannel:
+        """Ask the server to call `address` on every change of the calendar, carrying `token`, for at most
+        `lifetime` (the server may grant less: the answer's `expires_at` says)."""
+        ...
+
+    async def stop_watching(self, channel: PushChannel) -> None:
+        """Stop a channel; one already gone or expired counts as stopped."""
+        ...
+
+
+class BatchCreator(Protocol):
+    """A provider that can create several events in one request (Google's batch, Graph's `$batch`)."""
+
+    async def create_many(self, calendar_id: str, drafts: list[EventDraft]) -> list[WriteResult | ProviderError]:
+        """`create` for each draft, in order, each result or failure on its own (one may fail alone)."""
+        ...
+
+
+@dataclass(frozen=True)
+class GoogleConfig:
+    """Google's OAuth client and endpoints (API.md "Slack and provider endpoints"): calls go to
+    `{api_url}calendar/v3/...`, batches to `{api_url}batch/calendar/v3`, refreshes to `token_url`."""
+
+    client_id: str = ""
+    client_secret: str = field(default="", repr=False)
+    api_url: str = "https://www.googleapis.com/"
+    auth_url: str = "https://accounts.google.com/o/oauth2/auth"
+    token_url: str = "https://oauth2.googleapis.com/token"
+
+
+@dataclass(frozen=True)
 class ProviderConfig:
     """Process-wide provider settings (base URLs and timeouts), injectable for tests and the demo."""
 
     icloud_url: str = "https://caldav.icloud.com/"
     timeout_seconds: float = 20.0
+    google: GoogleConfig = GoogleConfig()
 
 
 class ProviderFactory(Protocol):

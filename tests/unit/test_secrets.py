@@ -34,3 +34,13 @@ def test_rotation_new_key_first_keeps_old_tokens_readable_then_old_key_can_go() 
 def test_unusable_keys_are_refused_with_a_clear_error(keys: str) -> None:
     with pytest.raises(SecretKeyError):
         SecretBox(keys)
+
+
+def test_a_signature_verifies_for_its_purpose_only_and_survives_a_key_rotation() -> None:
+    old, new = generate_key(), generate_key()
+    signature = SecretBox(old).mac("oauth-state", "abc")
+    assert SecretBox(old).verify_mac("oauth-state", "abc", signature)
+    assert not SecretBox(old).verify_mac("push-channel", "abc", signature)  # another purpose
+    assert not SecretBox(old).verify_mac("oauth-state", "abd", signature)  # another value
+    assert SecretBox(f"{new},{old}").verify_mac("oauth-state", "abc", signature)  # during a rotation
+    assert not SecretBox(new).verify_mac("oauth-state", "abc", signature)  # the old key dropped
