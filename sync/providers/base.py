@@ -102,6 +102,7 @@ class RemoteCalendarInfo:
     remote_id: str
     name: str
     access: Access  # full: we may write; read: events with details; freebusy: busy times only
+    primary: bool = False  # the account's own calendar (Google: its id, the account's email, is the `account`)
 
 
 @dataclass(frozen=True)
