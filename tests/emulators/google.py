@@ -66,6 +66,9 @@ _REASONS = {"rateLimitExceeded": ("usageLimits", "Rate Limit Exceeded"),
             "quotaExceeded": ("usageLimits", "Calendar usage limits exceeded."),
             "backendError": ("global", "Backend Error"),
             "fullSyncRequired": ("global", "Sync token is no longer valid, a full sync is required.")}
+_UNAUTHENTICATED = ("Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie "
+                    "or other valid authentication credential. See "
+                    "https://developers.google.com/identity/sign-in/web/devconsole-project.")  # Google's 401
 _FULL_SYNC = "Sync token is no longer valid, a full sync is required."  # G1
 _MAX_INSTANCES = 730  # Google: how far it expands an endless series is undocumented; two years of dailies
 _CODE_LIFETIME = timedelta(minutes=10)  # Google: authorization codes live about ten minutes
@@ -198,14 +201,16 @@ class _Token:
 
 class _ApiError(Exception):
     def __init__(self, status: int, reason: str, message: str, *, domain: str = "global",
-                 headers: Mapping[str, str] | None = None) -> None:
+                 headers: Mapping[str, str] | None = None, summary: str | None = None) -> None:
         super().__init__(message)
         self.status, self.reason, self.message, self.domain = status, reason, message, domain
+        self.summary = summary or message
+        """The top-level message, which Google words apart from errors[0].message for a 401."""
         self.headers = dict(headers or {})
 
     def body(self) -> dict[str, Any]:
         """Google's error JSON: googleapiclient's retry reads error.errors[0].reason (G6)."""
-        return {"error": {"code": self.status, "message": self.message,
+        return {"error": {"code": self.status, "message": self.summary,
                           "errors": [{"domain": self.domain, "reason": self.reason, "message": self.message}],
                           "status": _STATUS.get(self.status, "UNKNOWN")}}
 
@@ -519,8 +524,16 @@ class GoogleEmulator:
         code = "4/emu-" + secrets.token_urlsafe(24)
         self._codes[code] = _Code(
             who, redirect_uri, tuple(query["scope"].split()), query.get("code_challenge"), method,
-            offline=query.get("access_type") == "offline", expires_at=self.clock() + _CODE_LIFETIME)
+            offline=self._offline_consent(who, query), expires_at=self.clock() + _CODE_LIFETIME)
         raise web.HTTPFound(_with_query(redirect_uri, {"code": code, "scope": query["scope"]} | state))
+
+    def _offline_consent(self, email_address: str, query: Mapping[str, str]) -> bool:
+        """G7: a refresh token comes with access_type=offline; once the account holds one for this client,
+        only prompt=consent yields another (Google)."""
+        if query.get("access_type") != "offline":
+            return False
+        holds_one = any(token.email == email_address and not token.revoked for token in self._refresh.values())
+        return not holds_one or "consent" in query.get("prompt", "").split()
 
     async def _token(self, request: web.Request) -> web.Response:
         form = dict(parse_qsl(await request.text()))
@@ -598,7 +611,7 @@ class GoogleEmulator:
         self.requests.append(Request(method, call.http_method, call.path, dict(call.query.items()),
                                      token.email if token is not None else None))
         if token is None or token.revoked or token.expires_at is None or token.expires_at <= self.clock():
-            raise _ApiError(401, "authError", "Invalid Credentials",
+            raise _ApiError(401, "authError", "Invalid Credentials", summary=_UNAUTHENTICATED,
                             headers={"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/", '
                                                          'error="invalid_token"'})
         if method not in _SCOPES or not _SCOPES[method] & set(token.scopes):  # G7: method-level scopes
