@@ -24,7 +24,8 @@ first spends from the account's request budget (`budget.py`), which the process 
   extended property `croco_appointment`. Create is events.insert, and a 409 means our copy exists (written
   before a crash, or cancelled since): it is returned and the engine rewrites it. Update is events.update
   (PUT, the whole event as we write it: a restore shows exactly our copy, and an update revives a cancelled
-  one) with If-Match; delete with If-Match, where 404 and 410 are done. create_many sends up to 50 inserts in
+  one) with If-Match; delete with If-Match, where 404 and 410 are done, and so is a 412 on an event that
+  reads as cancelled (deleting changed its etag). create_many sends up to 50 inserts in
   one batch request (G3);
 - failures: the library retries 403 rate limits, 429 and 5xx itself (`execute(num_retries=...)`, exponential
   backoff with full jitter); what is left is RateLimited, as is 403 quotaExceeded. A refused refresh
@@ -361,8 +362,20 @@ class GoogleProvider:
             try:
                 await self._call(functools.partial(_delete, calendar_id, remote_id), if_match=etag)
             except HttpError as exc:
+                if _status(exc) == 412 and await self._cancelled(calendar_id, remote_id):
+                    return  # the etag changed because it was deleted (cancelled) meanwhile: done
                 if _status(exc) not in (404, 410):  # already deleted: done (G3)
                     raise
+
+    async def _cancelled(self, calendar_id: str, event_id: str) -> bool:
+        """Whether the event is deleted: a deleted event reads as cancelled until Google forgets it."""
+        try:
+            found = await self._call(functools.partial(_get, calendar_id, event_id))
+        except HttpError as exc:
+            if _status(exc) in (404, 410):
+                return True
+            raise
+        return bool(found.get("status") == "cancelled")
 
     # Push ---------------------------------------------------------------------------------------------
 
