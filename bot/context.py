@@ -8,6 +8,7 @@ from storage.db import Database
 from storage.types import Clock
 from sync.actions import Actions
 from sync.booking import Booking
+from sync.calendar_lists import CalendarLists
 from sync.connect_links import ConnectLinks
 from sync.engine import SyncEngine
 
@@ -25,3 +26,8 @@ class BotContext:
     """The OAuth providers configured (`Settings.oauth_clients`); the others say so on their button."""
     home_team_id: str | None = None
     """The bot token's own Slack team (single-workspace mode), read with auth.test when the app starts."""
+
+    @property
+    def calendar_lists(self) -> CalendarLists:
+        """Opening the settings refreshes the user's calendar lists (API.md), through the engine's providers."""
+        return CalendarLists(self.engine.db, self.engine.secrets, self.engine.providers)

@@ -23,6 +23,7 @@ from croco.scheduler import Tick, Ticker
 from croco.settings import Settings
 from storage import migrate
 from sync import agenda, firing, outbox
+from sync.calendar_lists import CalendarLists
 from sync.engine import SyncEngine, start_workers
 from web.app import create_app
 from web.context import WebContext
@@ -117,6 +118,8 @@ async def stop_socket_mode(handler: AsyncSocketModeHandler, connecting: asyncio.
     await handler.close_async()  # type: ignore[no-untyped-call]
 
 
+CALENDAR_LISTS_TICK_SECONDS = 300.0
+"""How often serve looks for connections whose calendar list is over an hour old."""
 GC_THRESHOLDS = (50_000, 20, 10)
 """Python's are (700, 10, 10): a 10,000-event import then ran three full collections of 130-190 ms each, holding
 the event loop (and every Slack ack) that long. Young collections 70 times rarer make none happen during it
@@ -186,10 +189,14 @@ def _ticker(runtime: Runtime, engine: SyncEngine, http: aiohttp.ClientSession) -
     async def agendas() -> int:
         return await agenda.write_due_agendas(runtime.db, runtime.clock())
 
-    ticks: dict[str, Tick] = {"sync": engine.run_due, "webhooks": deliver}
+    async def calendar_lists() -> object:
+        return await CalendarLists(runtime.db, runtime.secrets, engine.providers).refresh_due(runtime.clock())
+
+    ticks: dict[str, Tick] = {"sync": engine.run_due, "webhooks": deliver, "calendar-lists": calendar_lists}
     if runtime.notice_sink is not None:
         ticks["notices"] = outbox.Outbox(runtime.db, runtime.notice_sink, owner=engine.owner,
                                          clock=runtime.clock).deliver_due
         ticks["agenda"] = agendas  # no sink, no agenda: one delivered days later would mislead
     return Ticker(ticks, runtime.settings.scheduler_tick_seconds,
-                  intervals={"notices": outbox.TICK_SECONDS, "agenda": agenda.TICK_SECONDS})
+                  intervals={"notices": outbox.TICK_SECONDS, "agenda": agenda.TICK_SECONDS,
+                             "calendar-lists": CALENDAR_LISTS_TICK_SECONDS})

@@ -74,6 +74,7 @@ class Connection(SQLModel, table=True):
     credentials: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     status: str = Field(default=ConnectionStatus.OK, max_length=16)
     last_error: str | None = Field(default=None, max_length=2000)
+    calendars_listed_at: datetime | None = _time_field(nullable=True)  # the account's calendar list last read
     created_at: datetime = _created_field()
 
 

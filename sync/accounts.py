@@ -120,7 +120,7 @@ async def save_connection(
     """A new connection with the calendars `check_login` found, all due at once."""
     connection = Connection(user_id=user_id, provider=provider, account=_account_of(login), server_url=url,
                             credentials=credentials.seal(secrets, _credentials_of(login)),
-                            status=ConnectionStatus.OK)
+                            status=ConnectionStatus.OK, calendars_listed_at=now)
     session.add(connection)
     await session.flush()
     rows = [RemoteCalendar(connection_id=connection.id, remote_id=c.remote_id, name=c.name, access=c.access,
@@ -138,6 +138,7 @@ async def renew_connection(
     connection.account, connection.server_url = _account_of(login), url
     connection.credentials = credentials.seal(secrets, _credentials_of(login))
     connection.status, connection.last_error = ConnectionStatus.OK, None
+    connection.calendars_listed_at = now
     known = {c.remote_id: c for c in await session.scalars(
         select(RemoteCalendar).where(col(RemoteCalendar.connection_id) == connection.id))}
     session.add_all(RemoteCalendar(connection_id=connection.id, remote_id=c.remote_id, name=c.name, access=c.access)

@@ -28,6 +28,7 @@ TITLE = blocks.TITLE
 
 
 async def screen(ctx: BotContext, person: Person, args: str) -> View:
+    await ctx.calendar_lists.refresh_user(person.user_id, ctx.clock())  # a calendar shared since shows up now
     calendars = await _calendars(ctx, person)
     if not calendars:
         return blocks.no_connection_view()

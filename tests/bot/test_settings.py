@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 from typing import Any
+
+from sqlalchemy import update
 
 from bot.blocks import settings as blocks
 from bot.ids import Action, ViewCallback
+from storage.models import Connection
 from tests.bot.conftest import ANN, SlackWorld
-from tests.web.conftest import GOOD_PASSWORD, Accounts
+from tests.web.conftest import GOOD_PASSWORD, NOW, Accounts
 
 CALDAV = {"provider": "caldav", "username": "john", "password": GOOD_PASSWORD, "url": "https://dav.example.com/"}
 
@@ -90,6 +94,18 @@ async def test_the_modal_offers_only_full_access_calendars_as_linked_and_presele
     assert mode["initial_option"]["value"] == "one_way"
     explained = str(mode["options"])
     assert "blocked slots" in explained and "appointments" in explained and "contacts" in explained
+
+
+async def test_a_calendar_shared_since_the_last_listing_is_offered_when_the_modal_opens(
+    world: SlackWorld, accounts: Accounts
+) -> None:
+    await connected(world)
+    accounts.provider.add_calendar("/john/team/", "Team")  # shared with Ann after she connected
+    async with world.web.db.write() as session:  # her calendars were listed ten minutes ago
+        await session.execute(update(Connection).values(calendars_listed_at=NOW - timedelta(minutes=10)))
+    view = await opened(world)
+    assert sorted(o["text"]["text"] for o in element(view, blocks.LINKED)["options"]) == ["Team", "Work"]
+    assert "Team" in str(element(view, blocks.CONFLICTS)["options"])
 
 
 async def test_valid_choices_are_saved_close_the_modal_and_show_next_time(world: SlackWorld) -> None:
