@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
 from storage.enums import Access
@@ -246,6 +246,7 @@ class PushChannel:
     expires_at: datetime
 
 
+@runtime_checkable
 class PushProvider(Protocol):
     """What a provider with push notifications adds to `CalendarProvider` (`sync/channels.py` drives it)."""
 
