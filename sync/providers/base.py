@@ -258,6 +258,7 @@ class PushChannel:
     expires_at: datetime
 
 
+@runtime_checkable
 class PushProvider(Protocol):
     """What a provider with push notifications adds to `CalendarProvider` (`sync/channels.py` drives it)."""
 
