@@ -74,7 +74,8 @@ class Bench:
         self.shared = GoogleShared()
         self.providers = functools.partial(open_provider, config=self.config, google=self.shared)
         self.engine = SyncEngine(db, self.box, self.providers, clock=clock,
-                                 interval=timedelta(seconds=DEFAULTS.sync_interval_seconds))
+                                 interval=timedelta(seconds=DEFAULTS.sync_interval_seconds),
+                                 safety_poll=timedelta(seconds=DEFAULTS.push_safety_poll_seconds))
 
     def tokens(self) -> OAuthTokens:
         granted = self.emulator.grant(ACCOUNT)
@@ -120,10 +121,10 @@ class Bench:
             if token is None:
                 return time.perf_counter() - started, self.emulator.count() - before
 
-    async def an_hour_of_ticks(self, channels: PushChannels | None) -> tuple[int, int]:
-        """The scheduler's ticks over one hour of our clock: (requests, calendars synced)."""
+    async def ticks(self, channels: PushChannels | None, span: timedelta = HOUR) -> tuple[int, int]:
+        """The scheduler's ticks over `span` of our clock: (requests, calendars synced)."""
         before, synced = self.emulator.count(), 0
-        end = self.clock() + HOUR
+        end = self.clock() + span
         while self.clock() < end:
             if channels is not None:
                 await channels.renew(self.clock())
@@ -150,11 +151,14 @@ async def main(events: int, calendars: int) -> None:
         import_seconds, import_requests, fetched = await bench.timed_import(user_id)
         transfer_seconds, transfer_requests = await bench.bare_transfer()
         clock.later(timedelta(seconds=DEFAULTS.sync_interval_seconds))
-        polled, polled_cycles = await bench.an_hour_of_ticks(None)
+        polled, polled_cycles = await bench.ticks(None)
         channels = PushChannels(db, bench.box, bench.providers, "http://127.0.0.1:9/")
         await channels.renew(clock())
         clock.later(timedelta(seconds=DEFAULTS.sync_interval_seconds))
-        pushed, pushed_cycles = await bench.an_hour_of_ticks(channels)
+        first, _ = await bench.ticks(channels, timedelta(seconds=DEFAULTS.scheduler_tick_seconds))
+        between = timedelta(seconds=DEFAULTS.push_safety_poll_seconds) - 2 * timedelta(
+            seconds=DEFAULTS.scheduler_tick_seconds)
+        pushed, pushed_cycles = await bench.ticks(channels, between)
     finally:
         bench.shared.close()
         await db.dispose()
@@ -170,14 +174,18 @@ async def main(events: int, calendars: int) -> None:
     per_cycle = polled / max(polled_cycles, 1)
     table.add_row("idle cycle without push", f"{per_cycle:.2f} req/calendar ({polled_cycles} cycles in 1 h)",
                   "", "", "1")
-    table.add_row("idle hour with a live channel", f"{pushed} req ({pushed_cycles} cycles in 1 h)",
-                  f"{polled} req polling", f"{pushed / max(polled, 1):.2f}", "0 between safety polls")
+    table.add_row("idle cycles with a live channel, between safety polls",
+                  f"{pushed} req ({pushed_cycles} cycles in {between.total_seconds() / 60:.0f} min)",
+                  f"{polled} req polling for 1 h", f"{pushed / max(polled, 1):.2f}", "0")
+    table.add_row("a safety poll with a live channel", f"{first / calendars:.2f} req/calendar",
+                  f"every {DEFAULTS.push_safety_poll_seconds} s", "", "1")
     quota = PER_USER_PER_MINUTE * 60
-    hourly_lists = 1  # calendar lists refreshed hourly (sync/calendar_lists.py)
-    table.add_row("quota per user per hour (polling)", f"{polled + hourly_lists} req", f"{quota} allowed",
+    hourly_lists = 1  # the calendar list, refreshed hourly (sync/calendar_lists.py)
+    with_push = (first + pushed) * 3600 / DEFAULTS.push_safety_poll_seconds + hourly_lists
+    table.add_row("quota per user per hour, polling", f"{polled + hourly_lists} req", f"{quota} allowed (G6)",
                   f"{(polled + hourly_lists) / quota:.4f}", "well under 1")
-    table.add_row("quota per user per hour (push)", f"{pushed + hourly_lists} req", f"{quota} allowed",
-                  f"{(pushed + hourly_lists) / quota:.4f}", "well under 1")
+    table.add_row("quota per user per hour, push", f"{with_push:.0f} req", f"{quota} allowed (G6)",
+                  f"{with_push / quota:.4f}", "well under 1")
     console.print(table)
 
 
