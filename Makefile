@@ -36,6 +36,7 @@ bench: install
 	$(BIN)/python bench/caldav_sync.py
 	$(BIN)/python bench/availability.py
 	$(BIN)/python -m bench.slack
+	$(BIN)/python -m bench.google
 
 clean:
 	rm -rf $(VENV) .croco .pytest_cache .mypy_cache .ruff_cache
