@@ -46,6 +46,10 @@ SCOPES = (f"{_AUTH}calendar.calendarlist.readonly", f"{_AUTH}calendar.events", f
 Not `calendar` (full access, ACLs and calendar deletion included) nor `calendar.readonly` (it would be needed
 only for free/busy, which `calendar.events.freebusy` gives alone)."""
 
+for _library in ("oauthlib", "requests_oauthlib"):
+    # at DEBUG they log the token request (client secret, PKCE verifier, code) and the answer (refresh token)
+    logging.getLogger(_library).setLevel(logging.INFO)
+
 INSECURE_TRANSPORT, RELAX_TOKEN_SCOPE = "OAUTHLIB_INSECURE_TRANSPORT", "OAUTHLIB_RELAX_TOKEN_SCOPE"
 _ENVIRONMENT = threading.Lock()
 """Guards the process environment while oauthlib reads its switches: two flows at once never see each
