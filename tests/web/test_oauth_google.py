@@ -63,7 +63,8 @@ class GoogleCalendars:
     def __call__(self, provider: str, credentials: Credentials, server_url: str | None) -> CalendarProvider:
         assert provider == "google" and isinstance(credentials, OAuthTokens) and server_url is None
         self.tokens.append(credentials)
-        return _Listing(str(self.google.consent_as))  # type: ignore[return-value]
+        (account,) = [self.google.consent_as] if self.google.consent_as else self.google.accounts  # as it consents
+        return _Listing(account)  # type: ignore[return-value]
 
 
 @dataclass
