@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.message
 import email.parser
 import hashlib
 import itertools
@@ -98,7 +99,7 @@ class Channel:
     resource_id: str
     calendar_id: str
     address: str
-    token: str | None
+    token: str | None = field(repr=False)
     expiration_ms: int
     account: str = field(default="", repr=False)
 
@@ -298,7 +299,7 @@ class _Series:
             params = {key.upper(): value for key, _, value in (p.partition("=") for p in param_texts)}
             if name in ("RRULE", "EXRULE"):
                 rule = rrule.rrulestr(self._until_fixed(value), dtstart=self.first)
-                (self.rules.rrule if name == "RRULE" else self.rules.exrule)(rule)  # type: ignore[arg-type]
+                (self.rules.rrule if name == "RRULE" else self.rules.exrule)(rule)
             elif name in ("RDATE", "EXDATE"):
                 for moment in self._dates(params, value):
                     (self.rules.rdate if name == "RDATE" else self.rules.exdate)(moment)
@@ -859,7 +860,7 @@ class GoogleEmulator:
 
     def _render(self, calendar: _Calendar, resource: Mapping[str, Any]) -> dict[str, Any]:
         """Google marks `self` on people whose email is this copy's calendar (G2)."""
-        shown = json.loads(json.dumps(resource))
+        shown: dict[str, Any] = json.loads(json.dumps(resource))
         for key in ("organizer", "creator"):
             if key in shown and shown[key].get("email", "").lower() == calendar.id.lower():
                 shown[key]["self"] = True
@@ -1108,9 +1109,9 @@ class GoogleEmulator:
         self._outboxes[channel_id] = asyncio.Queue()
         self._workers[channel_id] = asyncio.get_running_loop().create_task(self._deliver(channel))
         self._outboxes[channel_id].put_nowait("sync")  # G4: may arrive before the watch answer
-        return _Answer(200, {"kind": "api#channel", "id": channel.id, "resourceId": channel.resource_id,
-                             "resourceUri": self._resource_uri(calendar.id), "token": channel.token,
-                             "expiration": str(expiration)})
+        answer = {"kind": "api#channel", "id": channel.id, "resourceId": channel.resource_id,
+                  "resourceUri": self._resource_uri(calendar.id), "expiration": str(expiration)}
+        return _Answer(200, answer | ({"token": channel.token} if channel.token is not None else {}))
 
     def _channels_stop(self, context: _Context) -> _Answer:
         channel = self.channels.get(context.body.get("id", ""))
@@ -1179,8 +1180,11 @@ class GoogleEmulator:
         boundary = "batch_" + secrets.token_hex(12)
         chunks = []
         for part in parts:
-            answer = self._answer(_inner_call(part.get_payload()))
-            content_id = part.get("Content-ID", "")
+            payload = part.get_payload() if isinstance(part, email.message.Message) else None
+            if not isinstance(payload, str) or not isinstance(part, email.message.Message):
+                return web.json_response(_ApiError(400, "badRequest", "Bad batch part.").body(), status=400)
+            answer = self._answer(_inner_call(payload))
+            content_id = str(part.get("Content-ID", ""))
             lines = [f"HTTP/1.1 {answer.status} {_reason(answer.status)}"]
             lines += [f"{name}: {value}" for name, value in answer.headers.items()]
             text = json.dumps(answer.body) if answer.body is not None else ""
