@@ -15,7 +15,7 @@ from sync.providers.base import GoogleConfig, ProviderConfig
 from tests.bot.conftest import ANN, SlackWorld
 from tests.emulators.google import CLIENT_ID, CLIENT_SECRET, GoogleEmulator
 from tests.web.conftest import GOOD_PASSWORD, NOW
-from tests.web.test_oauth_google import GoogleCalendars
+from tests.web.test_oauth_google import google_providers
 
 
 async def connect_modal(world: SlackWorld, count: int = 1) -> dict[str, Any]:
@@ -87,7 +87,7 @@ async def test_a_configured_google_button_opens_its_consent_page_and_connects_wh
     world.bot.oauth_clients = links.oauth_clients = frozenset({"google", "microsoft"})
     links.provider_config = ProviderConfig(google=GoogleConfig(CLIENT_ID, CLIENT_SECRET, google.root_url,
                                                                google.auth_url, google.token_url))
-    links.providers = GoogleCalendars(google)
+    links.providers = google_providers(links.provider_config)
     view = await connect_modal(world)
     lines = provider_lines(view)
     button = lines["google"]["accessory"]

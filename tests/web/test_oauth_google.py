@@ -1,12 +1,13 @@
 """Connecting a Google account (API.md "Connecting in a browser"): the consent link, the emulator's consent page
-(tests/emulators/google.py, reached by google-auth-oauthlib unmodified through the base-URL settings) and our
-callback page, on the app served on a loopback port. A person's browser is an aiohttp client without the API
+(tests/emulators/google.py, reached by google-auth-oauthlib and the Google provider unmodified through the
+base-URL settings) and our callback page, on the app served on a loopback port. A person's browser is an aiohttp client without the API
 token that follows the consent page's redirect to the callback, as a browser does.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import logging
 import os
@@ -25,19 +26,12 @@ from sqlalchemy import event, select
 from sqlmodel import SQLModel
 
 from storage.db import Database
-from storage.enums import Access
 from storage.models import Connection, ConnectLink, Notice
 from storage.secrets import SecretBox
 from sync import credentials
-from sync.providers.base import (
-    CalendarProvider,
-    Credentials,
-    GoogleConfig,
-    OAuthTokens,
-    ProviderConfig,
-    RemoteCalendarInfo,
-)
+from sync.providers.base import GoogleConfig, OAuthTokens, ProviderConfig, ProviderFactory
 from sync.providers.google.oauth import INSECURE_TRANSPORT, RELAX_TOKEN_SCOPE, SCOPES
+from sync.providers.registry import open_provider
 from tests.clocks import ManualClock
 from tests.emulators.google import CLIENT_ID, CLIENT_SECRET, GoogleEmulator
 from tests.factories import tables_holding
@@ -51,29 +45,10 @@ JOHN_GOOGLE, ANNA_GOOGLE = "john@example.com", "anna@example.com"
 TEAM = "team@group.calendar.google.com"
 
 
-@dataclass
-class GoogleCalendars:
-    """Stands in for the Google provider (another branch) behind the `ProviderFactory`: whoever consented on
-    the emulator has a primary calendar (its id is the email) and a shared Team calendar. `tokens` records
-    the credentials it was opened with."""
-
-    google: GoogleEmulator
-    tokens: list[OAuthTokens] = field(default_factory=list)
-
-    def __call__(self, provider: str, credentials: Credentials, server_url: str | None) -> CalendarProvider:
-        assert provider == "google" and isinstance(credentials, OAuthTokens) and server_url is None
-        self.tokens.append(credentials)
-        (account,) = [self.google.consent_as] if self.google.consent_as else self.google.accounts  # as it consents
-        return _Listing(account)  # type: ignore[return-value]
-
-
-@dataclass
-class _Listing:
-    account: str
-
-    async def list_calendars(self) -> list[RemoteCalendarInfo]:
-        return [RemoteCalendarInfo(self.account, self.account, Access.FULL, primary=True),
-                RemoteCalendarInfo(TEAM, "Team", Access.FULL)]
+def google_providers(config: ProviderConfig) -> ProviderFactory:
+    """The real registry, as `croco serve` builds it: the Google provider lists the consenting account's
+    calendars from the emulator with the tokens the exchange gave."""
+    return functools.partial(open_provider, config=config)
 
 
 def google_config(google: GoogleEmulator, **changes: str) -> ProviderConfig:
@@ -141,13 +116,14 @@ class Site:
 @asynccontextmanager
 async def served(db: Database, secret_box: SecretBox, google: GoogleEmulator,
                  config: ProviderConfig | None = None) -> AsyncIterator[Site]:
+    config = config or google_config(google)
     listening = socket.socket()
     listening.bind(("127.0.0.1", 0))  # bound first, so the redirect URI can name the port
     public_url = f"http://127.0.0.1:{listening.getsockname()[1]}"
     clock = ManualClock(NOW)
     context = WebContext(db=db, secrets=secret_box, api_token=TOKEN, webhook_secret="whsec",
-                         providers=GoogleCalendars(google), public_url=public_url, clock=clock,
-                         oauth_clients=frozenset({"google"}), provider_config=config or google_config(google))
+                         providers=google_providers(config), public_url=public_url, clock=clock,
+                         oauth_clients=frozenset({"google"}), provider_config=config)
     server = TestServer(create_app(context), socket_factory=lambda *_: listening)
     async with TestClient(server) as client, aiohttp.ClientSession() as browser:
         client.session.headers["Authorization"] = f"Bearer {TOKEN}"
@@ -247,11 +223,10 @@ async def test_consenting_connects_the_primary_account_with_its_calendars_and_ke
     assert notice.kind == "connected" and notice.payload["account"] == JOHN_GOOGLE
     assert notice.payload["calendars"] == [JOHN_GOOGLE, "Team"] and notice.payload["renewed"] is False
 
-    (granted,) = site.context.providers.tokens  # type: ignore[attr-defined]
-    assert granted.refresh_token.startswith("1//emu-") and granted.expires_at.tzinfo is not None
-    assert set(granted.scope) == set(SCOPES)
     (row,) = await site.rows(Connection)
-    assert credentials.unseal(site.context.secrets, row.credentials) == granted  # kept, encrypted
+    granted = credentials.unseal(site.context.secrets, row.credentials)  # kept, encrypted
+    assert isinstance(granted, OAuthTokens) and granted.refresh_token.startswith("1//emu-")
+    assert granted.expires_at.tzinfo is not None and set(granted.scope) == set(SCOPES)
     assert await tables_holding(site.context.db, granted.refresh_token, granted.access_token) == []
     logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     for secret in (granted.refresh_token, granted.access_token, CLIENT_SECRET):
@@ -264,12 +239,13 @@ async def test_a_second_consent_for_the_same_account_renews_its_connection(site:
     user_id = await site.user()
     await site.connect(user_id)
     (first,) = await site.connections(user_id)
+    (row,) = await site.rows(Connection)
+    first_tokens = credentials.unseal(site.context.secrets, row.credentials)
     page = await site.connect(user_id)
     assert "<h1>Google Calendar reconnected</h1>" in page
     assert [c["id"] for c in await site.connections(user_id)] == [first["id"]]
     (row,) = await site.rows(Connection)
-    first_tokens, second_tokens = site.context.providers.tokens  # type: ignore[attr-defined]
-    assert credentials.unseal(site.context.secrets, row.credentials) == second_tokens != first_tokens
+    assert credentials.unseal(site.context.secrets, row.credentials) != first_tokens  # the new grant's
     assert [n.payload["renewed"] for n in sorted(await site.rows(Notice), key=lambda n: n.created_at)] == [False,
                                                                                                               True]
 
