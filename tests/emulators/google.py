@@ -77,7 +77,8 @@ _TOKEN_LIFETIME = 3599  # Google: expires_in of every access token
 
 @dataclass(frozen=True)
 class Failure:
-    """What `fail()` makes a call answer: Google's error JSON with this status and reason (G6)."""
+    """What `fail()` makes a call answer: Google's error JSON with this status and reason (G6); for the
+    token endpoint, `{"error": reason}` (an OAuth error code such as `invalid_grant` or `internal_failure`)."""
 
     status: int
     reason: str = "backendError"
@@ -233,7 +234,6 @@ class _Call:
 
 @dataclass(frozen=True)
 class _Context:
-    method: str
     account: Account
     args: dict[str, str]
     query: MultiDict[str]
@@ -624,7 +624,7 @@ class GoogleEmulator:
                 if failure.retry_after is not None and failure.status in (403, 429) else {}
             raise _ApiError(failure.status, failure.reason, message, domain=domain, headers=headers)
         body = json.loads(call.body) if call.body else {}
-        context = _Context(method, self.accounts[token.email], args, call.query, call.headers, body)
+        context = _Context(self.accounts[token.email], args, call.query, call.headers, body)
         handler: Callable[[_Context], _Answer] = getattr(self, "_" + method.replace(".", "_"))
         return handler(context)
 
@@ -734,7 +734,7 @@ class GoogleEmulator:
         else:
             window = (_parse_instant(query["timeMin"], "timeMin") if "timeMin" in query else None,
                       _parse_instant(query["timeMax"], "timeMax") if "timeMax" in query else None)
-            items = self._full_listing(calendar, query, single, window)
+            items = self._full_listing(calendar, _bool(query.get("showDeleted")), single, window)
         items = [item for item in items if self._matches(item, query)]
         if query.get("orderBy") == "startTime":
             items.sort(key=lambda item: _edt_instant(item["start"], calendar.time_zone)
@@ -773,9 +773,8 @@ class GoogleEmulator:
         return "updatedMin" not in query or datetime.fromisoformat(item["updated"]) >= _parse_instant(
             query["updatedMin"], "updatedMin")
 
-    def _full_listing(self, calendar: _Calendar, query: MultiDict[str], single: bool,
+    def _full_listing(self, calendar: _Calendar, show_deleted: bool, single: bool,
                       window: tuple[datetime | None, datetime | None]) -> list[dict[str, Any]]:
-        show_deleted = _bool(query.get("showDeleted"))
         items: list[dict[str, Any]] = []
         for stored in calendar.events.values():
             resource = stored.resource
@@ -1085,8 +1084,7 @@ class GoogleEmulator:
     def _busy(self, calendar: _Calendar, low: datetime, high: datetime) -> list[tuple[datetime, datetime]]:
         """G2/G5: opaque, not cancelled, not declined by the calendar's own attendee; merged, clipped."""
         periods: list[tuple[datetime, datetime]] = []
-        query: MultiDict[str] = MultiDict({"showDeleted": "false"})
-        for item in self._full_listing(calendar, query, True, (low, high)):
+        for item in self._full_listing(calendar, False, True, (low, high)):
             declined = any(attendee.get("self") and attendee.get("responseStatus") == "declined"
                            for attendee in item.get("attendees", []))
             if item["status"] == "cancelled" or item.get("transparency") == "transparent" or declined:

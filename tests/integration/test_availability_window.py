@@ -12,10 +12,11 @@ from sqlmodel import col
 
 from storage.db import Database
 from storage.enums import CalendarKind, Origin
-from storage.models import LONG_BUSY, Appointment, AppointmentAssignee, BlockedSlot
+from storage.models import LONG_BUSY, Appointment, AppointmentAssignee, BlockedSlot, Connection, RemoteCalendar
 from storage.secrets import SecretBox
-from sync import accounts, availability, teams
-from tests.factories import add_connection
+from sync import accounts, availability, credentials, teams
+from sync.providers.base import AppPassword
+from tests.factories import add_connection, insert_as_of
 
 PARIS = ZoneInfo("Europe/Paris")
 LOW = datetime(2027, 3, 22, 8, tzinfo=UTC)  # the range asked for: a Monday 09:00 in Paris, for a week
@@ -37,10 +38,18 @@ def overlapping(rows: dict[str, tuple[datetime, datetime]], low: datetime, high:
     return {key for key, (start, end) in rows.items() if start < high and end > low}
 
 
-async def member_and_calendar(db: Database, box: SecretBox, workspace: str | None = None) -> tuple[str, str, str]:
+async def member_and_calendar(db: Database, box: SecretBox, workspace: str | None = None, *,
+                              as_of: bool = False) -> tuple[str, str, str]:
+    """Ann, her calendar and a team calendar of hers; `as_of`: into an older schema (a migration's test)."""
     workspace = workspace or await accounts.default_workspace(db)
     user = await accounts.create_user(db, workspace, "Ann", "ann@team.example", "Europe/Paris", None)
-    _, (remote,) = await add_connection(db, user, box)
+    if as_of:
+        connection = Connection(user_id=user.id, provider="caldav", account=user.email,
+                                credentials=credentials.seal(box, AppPassword(user.email, "pw")))
+        remote = RemoteCalendar(connection_id=connection.id, remote_id="/cal0/", name="Calendar 0")
+        await insert_as_of(db, connection, remote)
+    else:
+        _, (remote,) = await add_connection(db, user, box)
     spec = teams.TeamCalendarSpec(name="Desk", kind=CalendarKind.ROUND_ROBIN, member_ids=[user.id],
                                   duration_minutes=30, timezone="Europe/Paris",
                                   open_hours={d: [["09:00", "17:00"]] for d in teams.WEEKDAYS})

@@ -141,7 +141,7 @@ async def test_upgrade_to_0008_merges_the_slots_already_stored(database_url: str
         async with db.engine.begin() as conn:  # the workspace columns of 0007 (the model has more now)
             await conn.execute(text("INSERT INTO workspace (id, name, created_at) VALUES ('w', 'Acme', :at)"),
                                {"at": LOW})
-        user_id, remote_id, calendar_id = await member_and_calendar(db, secret_box, workspace="w")
+        user_id, remote_id, calendar_id = await member_and_calendar(db, secret_box, workspace="w", as_of=True)
         async with db.write() as session:  # the rows of SHAPES, as stored before the table existed
             session.add_all(BlockedSlot(user_id=user_id, remote_calendar_id=remote_id, remote_id=item,
                                         start=at(a), end=at(b), busy=busy, fetched_at=LOW)
