@@ -421,6 +421,10 @@ class GoogleEmulator:
             if token.email == email_address:
                 token.revoked = True
 
+    def issued_secrets(self) -> list[str]:
+        """Every access and refresh token handed out so far: a test checks none of them leaked anywhere."""
+        return [*self._access, *self._refresh]
+
     def expire_access_tokens(self) -> None:
         for token in self._access.values():
             token.revoked = True

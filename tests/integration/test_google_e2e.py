@@ -1,0 +1,168 @@
+"""Issue 16 end to end: a Google account connected and kept in sync by `croco serve` as deployed.
+
+A real `croco serve` process (SQLite, and PostgreSQL when configured) reaches the Google emulator only through
+the CROCO_GOOGLE_* base URLs. The person's browser (headless Chromium) opens the connect link, consents on the
+emulator's page and lands on serve's callback page; then a sync, a booking pushed once, and a change made in
+Google that arrives by push: the emulator calls serve's /webhooks/google and serve syncs the calendar at once.
+Serve's own poll is an hour apart here, so only the notification can have brought the change in.
+
+The emulator answers in this test's event loop, so whatever blocks (the browser) runs in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.wait import WebDriverWait
+
+from tests.bot.test_serve_notices import ready
+from tests.emulators.google import CLIENT_ID, CLIENT_SECRET, GoogleEmulator
+from tests.integration.test_serve import _clean_env, free_port
+from tests.web.test_connect_browser import chrome as chrome  # noqa: F401  (the session fixture, re-exported)
+
+TOKEN = "google-e2e-token"
+JOHN = "john@example.com"
+TEAM = "team@group.calendar.google.com"
+PARIS = ZoneInfo("Europe/Paris")
+WAIT = 20.0
+"""Seconds a pushed change may take to show (API.md: synced within 5 s of the notification)."""
+
+
+class Serve:
+    """`croco serve` seen from outside, with the integrator's token."""
+
+    def __init__(self, http: aiohttp.ClientSession, base: str) -> None:
+        self.http, self.base = http, base
+
+    async def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        async with self.http.request(method, f"{self.base}/api/v1{path}", json=body,
+                                     headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+            assert response.status in (200, 201), await response.text()
+            return await response.json()
+
+    async def sync(self, user_id: str) -> None:
+        synced = (await self.api("POST", f"/users/{user_id}/sync"))["calendars"]
+        assert synced and [c["error"] for c in synced] == [None] * len(synced), synced
+
+    async def eventually(self, path: str, condition: Any) -> Any:
+        """GET `path` until `condition(body)` holds (serve works on its own clock), at most WAIT seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT
+        while True:
+            body = await self.api("GET", path)
+            if condition(body) or loop.time() > deadline:
+                return body
+            await asyncio.sleep(0.1)
+
+
+def consent(driver: WebDriver, url: str) -> str:
+    """The person opens the connect link, Google's consent page sends them back: serve's callback page text."""
+    driver.get(url)
+    WebDriverWait(driver, WAIT).until(EC.presence_of_element_located((By.TAG_NAME, "h1")))
+    return str(driver.find_element(By.TAG_NAME, "main").text)
+
+
+async def connect_through_the_browser(serve: Serve, google: GoogleEmulator, driver: WebDriver) -> tuple[str, str]:
+    """The connect link, consent on the emulator, the callback: John's user id and his primary calendar's id."""
+    user = await serve.api("POST", "/users", {"name": "John", "email": JOHN, "timezone": "Europe/Paris"})
+    link = await serve.api("POST", f"/users/{user['id']}/connect-links", {"provider": "google"})
+    assert link["url"].startswith(google.auth_url)
+    page = await asyncio.to_thread(consent, driver, link["url"])
+    assert "connected" in page and "Team" in page, page
+    (connection,) = (await serve.api("GET", f"/users/{user['id']}/connections"))["items"]
+    assert (connection["provider"], connection["account"], connection["status"]) == ("google", JOHN, "ok")
+    calendars = {c["name"]: c for c in (await serve.api("GET", f"/users/{user['id']}/calendars"))["items"]}
+    assert {name: c["access"] for name, c in calendars.items()} == {JOHN: "full", "Team": "read"}
+    primary = calendars[JOHN]["id"]
+    await serve.api("PUT", f"/users/{user['id']}/sync-settings", {"linked_calendar_id": primary})
+    return str(user["id"]), primary
+
+
+async def book_and_push_once(serve: Serve, google: GoogleEmulator, user_id: str, day: datetime) -> str:
+    desk = await serve.api("POST", "/calendars", {
+        "name": "Consultations", "kind": "round_robin", "member_ids": [user_id], "duration_minutes": 30,
+        "timezone": "Europe/Paris"})
+    start = datetime(day.year, day.month, day.day, 10, tzinfo=PARIS)
+    appointment = await serve.api("POST", f"/calendars/{desk['id']}/appointments", {
+        "start": start.isoformat(), "contact": {"name": "Ada Lovelace", "email": "ada@example.com"}})
+    await serve.sync(user_id)
+    await serve.sync(user_id)  # again: still one copy
+    ours = [e for e in google.events(JOHN) if e.get("extendedProperties", {}).get("private", {})
+            .get("croco_appointment") == appointment["id"]]
+    assert len(ours) == 1 and ours[0]["id"] == appointment["id"]
+    assert "Consultations" in ours[0]["summary"] and "Ada Lovelace" in ours[0]["summary"]
+    assert google.count("events.insert") == 1
+    return str(appointment["id"])
+
+
+async def a_change_in_google_arrives_by_push(serve: Serve, google: GoogleEmulator, user_id: str,
+                                             day: datetime) -> None:
+    channels = await wait_for_channel(google)
+    assert channels[0].address == f"{serve.base}/webhooks/google"
+    listings = google.count("events.list")
+    start = datetime(day.year, day.month, day.day, 15, tzinfo=PARIS)
+    google.put_event(JOHN, {"id": "dentist01", "summary": "Dentist", "start": {"dateTime": start.isoformat()},
+                            "end": {"dateTime": (start + timedelta(hours=1)).isoformat()}})
+    (notified,) = [n for n in await google.wait_for_notifications(2, timeout=WAIT) if n.state == "exists"]
+    assert notified.status_code == 200
+    span = f"start={(start - timedelta(hours=1)).isoformat()}&end={(start + timedelta(hours=2)).isoformat()}"
+    slots = await serve.eventually(f"/users/{user_id}/blocked-slots?{span.replace('+', '%2B')}",
+                                   lambda body: any(s["title"] == "Dentist" for s in body["items"]))
+    assert [s["title"] for s in slots["items"]] == ["Dentist"], slots
+    assert google.count("events.list") == listings + 1  # one listing, brought by the notification
+
+
+async def wait_for_channel(google: GoogleEmulator) -> list[Any]:
+    """Serve watches the linked calendar once its settings are saved (a channel job run)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT
+    while not [c for c in google.channels.values() if c.calendar_id == JOHN] and loop.time() < deadline:
+        await asyncio.sleep(0.1)
+    return [c for c in google.channels.values() if c.calendar_id == JOHN]
+
+
+async def test_a_google_account_connects_syncs_pushes_once_and_hears_of_changes_by_push(
+    tmp_path: Path, database_url: str, chrome: WebDriver, google: GoogleEmulator,  # noqa: F811
+) -> None:
+    john = google.add_account(JOHN, time_zone="Europe/Paris")
+    john.add_calendar(TEAM, "Team", "reader")
+    day = datetime.now(PARIS) + timedelta(days=3)
+    port = free_port()  # picked first: CROCO_PUBLIC_URL (the callback and the webhook) names it
+    base = f"http://127.0.0.1:{port}"
+    env = _clean_env(CROCO_API_TOKEN=TOKEN, CROCO_DATABASE_URL=database_url, CROCO_PUBLIC_URL=base,
+                     CROCO_SYNC_INTERVAL_SECONDS="3600", CROCO_PUSH_SAFETY_POLL_SECONDS="3600",
+                     CROCO_GOOGLE_CLIENT_ID=CLIENT_ID, CROCO_GOOGLE_CLIENT_SECRET=CLIENT_SECRET,
+                     CROCO_GOOGLE_API_URL=google.root_url, CROCO_GOOGLE_AUTH_URL=google.auth_url,
+                     CROCO_GOOGLE_TOKEN_URL=google.token_url)
+    log = (tmp_path / "serve.log").open("w+")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "croco.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+        cwd=tmp_path, env=env, stderr=log)
+    try:
+        async with aiohttp.ClientSession() as http:
+            await ready(http, base, proc)
+            serve = Serve(http, base)
+            user_id, _ = await connect_through_the_browser(serve, google, chrome)
+            await book_and_push_once(serve, google, user_id, day)
+            await a_change_in_google_arrives_by_push(serve, google, user_id, day)
+    except BaseException:
+        log.seek(0)
+        print(log.read()[-20000:])  # serve's own account of what went wrong, shown with the failure
+        raise
+    finally:
+        proc.terminate()
+        await proc.wait()
+        log.close()
+    text = (tmp_path / "serve.log").read_text()
+    assert [line for line in text.splitlines() if '"level": "error"' in line] == []
+    for secret in (CLIENT_SECRET, *google.issued_secrets()):
+        assert secret not in text  # no token or client secret in serve's log
