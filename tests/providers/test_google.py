@@ -42,6 +42,7 @@ from sync.providers.base import (
     Unreachable,
     WriteResult,
 )
+from sync.providers.google.budget import RequestBudget
 from sync.providers.google.provider import GoogleProvider, GoogleShared
 from sync.providers.registry import open_provider
 from tests.emulators.google import CLIENT_ID, CLIENT_SECRET, Account, Failure, GoogleEmulator
@@ -246,6 +247,21 @@ async def test_a_rate_limit_that_lasts_is_rate_limited_with_googles_retry_after(
     with pytest.raises(RateLimited):  # not retried: usage limits last
         await world.provider(retries=1).changes(JOHN, "sync:abc", WINDOW)
     assert world.count("events.list") == 3
+
+
+async def test_a_spent_request_budget_refuses_calls_of_the_account_before_they_reach_google(
+    google: GoogleEmulator
+) -> None:
+    google.add_account(JOHN)
+    tokens = oauth_tokens(google.grant(JOHN))
+    shared = GoogleShared(budget=lambda: RequestBudget(60, burst=1, longest_wait=0.5, clock=lambda: 0.0))
+    try:
+        await GoogleProvider(tokens, google_config(google), shared, account=JOHN).list_calendars()
+        with pytest.raises(RateLimited) as limited:  # the next cycle's provider: the budget is the account's
+            await GoogleProvider(tokens, google_config(google), shared, account=JOHN).list_calendars()
+        assert limited.value.retry_after == pytest.approx(1.0) and google.count("calendarList.list") == 1
+    finally:
+        shared.close()
 
 
 async def test_a_401_even_after_refreshing_is_invalid_credentials(world: World) -> None:
