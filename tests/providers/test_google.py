@@ -15,8 +15,11 @@ from zoneinfo import ZoneInfo
 
 import httplib2
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select
 
+from croco.runtime import Runtime
+from croco.settings import Settings
 from storage.db import Database
 from storage.enums import Access, ConnectionStatus, Provider
 from storage.models import BlockedSlot, Connection, EventLink, Notice, RemoteCalendar
@@ -39,9 +42,10 @@ from sync.providers.base import (
     Unreachable,
     WriteResult,
 )
+from sync.providers.google.budget import RequestBudget
 from sync.providers.google.provider import GoogleProvider, GoogleShared
 from sync.providers.registry import open_provider
-from tests.emulators.google import Account, Failure, GoogleEmulator
+from tests.emulators.google import CLIENT_ID, CLIENT_SECRET, Account, Failure, GoogleEmulator
 from tests.factories import select_calendars
 from tests.integration.conftest import book
 from tests.providers.fixtures import SeedEvent, Weekly, google_events, google_id
@@ -243,6 +247,21 @@ async def test_a_rate_limit_that_lasts_is_rate_limited_with_googles_retry_after(
     with pytest.raises(RateLimited):  # not retried: usage limits last
         await world.provider(retries=1).changes(JOHN, "sync:abc", WINDOW)
     assert world.count("events.list") == 3
+
+
+async def test_a_spent_request_budget_refuses_calls_of_the_account_before_they_reach_google(
+    google: GoogleEmulator
+) -> None:
+    google.add_account(JOHN)
+    tokens = oauth_tokens(google.grant(JOHN))
+    shared = GoogleShared(budget=lambda: RequestBudget(60, burst=1, longest_wait=0.5, clock=lambda: 0.0))
+    try:
+        await GoogleProvider(tokens, google_config(google), shared, account=JOHN).list_calendars()
+        with pytest.raises(RateLimited) as limited:  # the next cycle's provider: the budget is the account's
+            await GoogleProvider(tokens, google_config(google), shared, account=JOHN).list_calendars()
+        assert limited.value.retry_after == pytest.approx(1.0) and google.count("calendarList.list") == 1
+    finally:
+        shared.close()
 
 
 async def test_a_401_even_after_refreshing_is_invalid_credentials(world: World) -> None:
@@ -467,3 +486,19 @@ async def test_an_all_day_event_is_read_in_the_users_zone_by_the_engine(
     assert (await synced.engine.sync_calendar(primary.id)).error is None
     (slot,) = await synced.rows(BlockedSlot)
     assert (slot.start, slot.end, slot.busy) == (utc(3, 5, 23), utc(3, 6, 23), True)  # 6 March in Paris
+
+
+async def test_the_runtimes_google_providers_share_its_pool_until_it_closes(
+    google: GoogleEmulator, db: Database, secret_box: SecretBox
+) -> None:
+    settings = Settings(google_client_id=CLIENT_ID, google_client_secret=SecretStr(CLIENT_SECRET),
+                        google_api_url=google.root_url, google_token_url=google.token_url)
+    runtime = Runtime(settings, db, secret_box)
+    google.add_account(JOHN)
+    tokens = oauth_tokens(google.grant(JOHN))
+    providers = [runtime.providers()("google", tokens, None) for _ in range(2)]
+    assert [len(await provider.list_calendars()) for provider in providers] == [1, 1]
+    await runtime.close()
+    for provider in providers:  # no Google thread outlives the runtime
+        with pytest.raises(RuntimeError, match="shutdown"):
+            await provider.list_calendars()

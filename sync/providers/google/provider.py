@@ -257,16 +257,21 @@ class GoogleProvider:
         return ChangeSet(tuple(items), tuple(removed), cursor, full=token is None)
 
     async def _instances(self, calendar_id: str, series_id: str, window: TimeWindow) -> list[dict[str, Any]]:
-        """A series' instances in the window, cancelled ones included; none if its master is gone."""
+        """A series' instances in the window, cancelled ones included; none if its master is gone. A later
+        page going stale (410) starts the whole listing over, as in `_events`."""
         query = {"calendarId": calendar_id, "eventId": series_id, "timeMin": _rfc3339(window.start),
                  "timeMax": _rfc3339(window.end), "showDeleted": True, "maxResults": PAGE_SIZE}
         instances: list[dict[str, Any]] = []
         page_token = None
         while True:
             try:
-                page = await self._call(functools.partial(_instances_page, query | {"pageToken": page_token}))
+                page = await self._page(functools.partial(_instances_page, query | {"pageToken": page_token}))
+            except _TokenExpired:
+                if page_token is None:  # 410 deleted: the master is gone
+                    return []
+                raise
             except HttpError as exc:
-                if _status(exc) in (404, 410):
+                if page_token is None and _status(exc) == 404:
                     return []
                 raise
             instances += page.get("items", [])
