@@ -361,3 +361,9 @@ async def test_earlier_grants_added_to_ours_are_kept_and_connect(site: Site) -> 
     (row,) = await site.rows(Connection)
     granted = credentials.unseal(site.context.secrets, row.credentials)
     assert isinstance(granted, OAuthTokens) and "https://www.googleapis.com/auth/calendar.settings.readonly" in granted.scope
+
+
+async def test_a_callback_for_a_provider_without_consent_pages_is_not_found(site: Site) -> None:
+    for provider in ("icloud", "caldav", "yahoo"):
+        async with site.browser.get(f"{site.public_url}/oauth/{provider}/callback?code=c&state=s") as answer:
+            assert answer.status == 404
