@@ -12,7 +12,11 @@ from croco.runtime import DEV_SECRETS_FILE
 from croco.settings import Settings
 from storage import migrate
 from storage.db import Database
+from storage.enums import Provider
 from storage.secrets import SecretBox, SecretKeyError
+from sync.connect_links import callback_path
+from sync.providers.base import GoogleConfig
+from sync.providers.google.oauth import GoogleOAuth, InsecureEndpoint, is_loopback
 
 
 class Level(StrEnum):
@@ -71,10 +75,43 @@ def check_settings(settings: Settings) -> list[Finding]:
         ))
 
     findings.extend(check_slack(settings))
-    findings.append(_pair("google", settings.google_client_id, settings.google_client_secret, "Google Calendar"))
+    findings.extend(check_google(settings))
     findings.append(_pair(
         "microsoft", settings.microsoft_client_id, settings.microsoft_client_secret, "Microsoft 365 / Outlook"
     ))
+    return findings
+
+
+def check_google(settings: Settings) -> list[Finding]:
+    """Beyond its client id and secret, connecting Google accounts needs the redirect URI registered with the
+    client and a public URL Google accepts in one (https, or loopback for development); push channels are
+    created only for an https or loopback public URL (API.md), else the poll alone keeps calendars fresh."""
+    pair = _pair("google", settings.google_client_id, settings.google_client_secret, "Google Calendar")
+    if "google" not in settings.oauth_clients:
+        return [pair]
+    public = settings.public_url.rstrip("/")
+    redirect = public + callback_path(Provider.GOOGLE)
+    findings = [Finding(Level.OK, "google", f"Google Calendar is configured: register {redirect} as an authorized "
+                                            "redirect URI of its OAuth client (exactly this address)")]
+    https, loopback = urlparse(public).scheme == "https", is_loopback(public)
+    if not https and not loopback:
+        findings.append(Finding(
+            Level.WARNING, "google", f"CROCO_PUBLIC_URL is neither https nor a loopback address: Google refuses the "
+            f"redirect URI {redirect}, so Croco offers no Google sign-in until it is https"))
+    else:
+        config = GoogleConfig(settings.google_client_id, settings.google_client_secret.get_secret_value(),
+                              settings.google_api_url, settings.google_auth_url, settings.google_token_url)
+        try:
+            GoogleOAuth(config, redirect)
+        except InsecureEndpoint as exc:
+            findings.append(Finding(Level.ERROR, "google", f"Google sign-in cannot work: {exc}"))
+    if https or loopback:
+        kind = "https" if https else "a loopback address (an emulator)"
+        findings.append(Finding(Level.OK, "push", f"Google push channels will be created: CROCO_PUBLIC_URL is {kind}"))
+    else:
+        findings.append(Finding(
+            Level.WARNING, "push", "no Google push channels: CROCO_PUBLIC_URL is neither https nor loopback, so "
+            f"Google calendars are only polled (every {settings.sync_interval_seconds} s)"))
     return findings
 
 

@@ -42,6 +42,7 @@ def web_context(runtime: Runtime, engine: SyncEngine) -> WebContext:
         public_url=settings.public_url,
         engine=engine,
         oauth_clients=settings.oauth_clients,
+        provider_config=runtime.provider_config,
         clock=runtime.clock,
     )
 

@@ -33,6 +33,7 @@ from sync.providers.base import (
     Credentials,
     ExchangedAccount,
     InvalidCredentials,
+    OAuthTokens,
     ProviderError,
     ProviderFactory,
     RemoteCalendarInfo,
@@ -102,9 +103,10 @@ async def connect(
 
 
 async def check_login(
-    providers: ProviderFactory, provider: Provider, login: Login, url: str | None
+    providers: ProviderFactory, provider: Provider, login: Login | OAuthTokens, url: str | None
 ) -> list[RemoteCalendarInfo]:
-    """The account's calendars, which proves the credentials work; no transaction may be open meanwhile."""
+    """The account's calendars, which proves the credentials work; no transaction may be open meanwhile.
+    OAuth tokens alone will do: the account's address may only be known from its calendars (Google)."""
     try:
         return await providers(provider, _credentials_of(login), url).list_calendars()
     except InvalidCredentials as exc:
@@ -118,7 +120,7 @@ async def save_connection(
     calendars: list[RemoteCalendarInfo], now: datetime,
 ) -> tuple[Connection, list[RemoteCalendar]]:
     """A new connection with the calendars `check_login` found, all due at once."""
-    connection = Connection(user_id=user_id, provider=provider, account=_account_of(login), server_url=url,
+    connection = Connection(user_id=user_id, provider=provider, account=account_of(login), server_url=url,
                             credentials=credentials.seal(secrets, _credentials_of(login)),
                             status=ConnectionStatus.OK)
     session.add(connection)
@@ -135,7 +137,7 @@ async def renew_connection(
 ) -> tuple[Connection, list[RemoteCalendar]]:
     """Reconnect: new credentials for the same connection, which works again with its calendars, blocked
     slots and settings kept; calendars the account gained are added, and all are due at once."""
-    connection.account, connection.server_url = _account_of(login), url
+    connection.account, connection.server_url = account_of(login), url
     connection.credentials = credentials.seal(secrets, _credentials_of(login))
     connection.status, connection.last_error = ConnectionStatus.OK, None
     known = {c.remote_id: c for c in await session.scalars(
@@ -149,12 +151,12 @@ async def renew_connection(
     return connection, list(rows)
 
 
-def _account_of(login: Login) -> str:
+def account_of(login: Login) -> str:
     return login.username if isinstance(login, AppPassword) else login.account
 
 
-def _credentials_of(login: Login) -> Credentials:
-    return login if isinstance(login, AppPassword) else login.tokens
+def _credentials_of(login: Login | OAuthTokens) -> Credentials:
+    return login.tokens if isinstance(login, ExchangedAccount) else login
 
 
 async def list_connections(db: Database, user_id: str) -> list[Connection]:

@@ -111,7 +111,7 @@ a{{color:#1a5fb4}}
 """
 
 
-def _page(heading: str, body: str, status: int, *, error: bool = False) -> web.Response:
+def page(heading: str, body: str, status: int, *, error: bool = False) -> web.Response:
     """`error`: the title says so first, which a screen reader reads as the page loads."""
     title = f"Error: {heading}" if error else heading
     return web.Response(text=_PAGE.format(title=escape(title), heading=escape(heading), body=body), status=status,
@@ -154,29 +154,31 @@ def _form(link: OpenLink, typed: dict[str, str], problem: Problem | None, status
             "the password is never shown again.</p>\n"
             f'{overall}<form method="post">\n<input type="hidden" name="provider" value="{escape(link.provider)}">\n'
             f'{inputs}<button type="submit">{verb}</button>\n</form>\n')
-    return _page(f"{verb} {server}", body, status, error=problem is not None)
+    return page(f"{verb} {server}", body, status, error=problem is not None)
 
 
 def _gone(error: Gone) -> web.Response:
-    return _page("This link no longer works",
-                 f"<p>{escape(_sentence(error.message))}</p>\n"
-                 "<p>Links work once and for 15 minutes. In Slack, type <kbd>/croco connect</kbd> for a new one.</p>\n",
-                 410, error=True)
+    return page("This link no longer works",
+                f"<p>{escape(sentence(error.message))}</p>\n"
+                "<p>Links work once and for 15 minutes. In Slack, type <kbd>/croco connect</kbd> for a new one.</p>\n",
+                410, error=True)
 
 
-def _done(account: str, calendars: Sequence[RemoteCalendar], renewed: bool) -> web.Response:
-    done, count = ("Reconnected" if renewed else "Connected"), len(calendars)
+def done(account: str, calendars: Sequence[RemoteCalendar], renewed: bool, *, service: str = "") -> web.Response:
+    """The page after connecting, listing the calendars found; headed "<service> connected" when given (the
+    consent pages: the account is known only now), else "Connected <account>"."""
+    verb, count = ("Reconnected" if renewed else "Connected"), len(calendars)
     names = "".join(f"<li>{escape(c.name)}</li>" for c in calendars[:SHOWN_CALENDARS])
     more = f"<li>and {count - SHOWN_CALENDARS} more</li>" if count > SHOWN_CALENDARS else ""
     listed = f"<ul>{names}{more}</ul>\n" if count else ""
     after = ("Croco syncs its calendars again, with your settings as they were."
              if renewed else "Croco has sent you a message there to choose which calendars to sync.")
-    body = (f"<p>{escape(done)} {escape(account)}: {count} calendar{'s' * (count != 1)} found.</p>\n{listed}"
+    body = (f"<p>{escape(verb)} {escape(account)}: {count} calendar{'s' * (count != 1)} found.</p>\n{listed}"
             f"<p><strong>Go back to Slack.</strong> {after} You can close this tab.</p>\n")
-    return _page(f"{done} {account}", body, 200)
+    return page(f"{service} {verb.lower()}" if service else f"{verb} {account}", body, 200)
 
 
-def _sentence(message: str) -> str:
+def sentence(message: str) -> str:
     return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")
 
 
@@ -192,7 +194,7 @@ def _validation_problem(link: OpenLink, error: ValidationError) -> Problem:
     name = str(first["loc"][0]) if first["loc"] else ""
     if any(f.name == name for f in fields):
         return _labelled(fields, name, first["msg"])
-    return Problem(_sentence(first["msg"]))
+    return Problem(sentence(first["msg"]))
 
 
 def _refusal(link: OpenLink, error: Invalid) -> Problem:
@@ -200,11 +202,11 @@ def _refusal(link: OpenLink, error: Invalid) -> Problem:
     if error.code == "invalid_credentials":
         return Problem(REFUSED[link.provider], "password")
     if error.code == "unreachable" and link.provider == Provider.CALDAV:
-        return Problem(_sentence(error.message) + " Check the server URL.", "url")
+        return Problem(sentence(error.message) + " Check the server URL.", "url")
     name, _, rest = error.message.partition(": ")
     if rest and any(f.name == name for f in fields):
         return _labelled(fields, name, rest)
-    return Problem(_sentence(error.message))
+    return Problem(sentence(error.message))
 
 
 @pages.get(PREFIX + "{token}")
@@ -227,7 +229,7 @@ async def connect_submit(request: web.Request) -> web.Response:
     try:
         form = await request.post()
     except (ValueError, LookupError, HttpProcessingError):  # not UTF-8, an unknown charset, broken multipart
-        return _page("This form could not be read", "<p>Go back to the form and send it again.</p>\n", 400,
+        return page("This form could not be read", "<p>Go back to the form and send it again.</p>\n", 400,
                      error=True)
     typed = {name: value for name in ("username", "password", "url") if isinstance(value := form.get(name), str)}
     url = typed.get("url", "")
@@ -243,4 +245,4 @@ async def connect_submit(request: web.Request) -> web.Response:
         return _form(link, typed, _refusal(link, exc), 422)
     except Gone as exc:
         return _gone(exc)
-    return _done(connected.connection.account, connected.calendars, connected.renewed)
+    return done(connected.connection.account, connected.calendars, connected.renewed)

@@ -13,7 +13,7 @@ from sync.actions import Actions
 from sync.booking import Booking
 from sync.connect_links import ConnectLinks
 from sync.engine import SyncEngine
-from sync.providers.base import ProviderFactory
+from sync.providers.base import ProviderConfig, ProviderFactory
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ class WebContext:
     """The default workspace API-created objects belong to, resolved when the app starts."""
     oauth_clients: frozenset[str] = frozenset()
     """The providers whose OAuth client id and secret are configured (`Settings.oauth_clients`)."""
+    provider_config: ProviderConfig = ProviderConfig()
+    """The OAuth clients and their endpoints, which the consent pages and the code exchange use."""
     clock: Clock = utcnow
     """The composition root's clock; the engine given must run on it too."""
 
@@ -46,7 +48,8 @@ class WebContext:
             self.engine = SyncEngine(self.db, self.secrets, self.providers, clock=self.clock)
         self.booking = Booking(self.db, refresh=self.engine.sync_user, clock=self.clock)
         self.connect_links = ConnectLinks(self.db, self.secrets, self.providers, public_url=self.public_url,
-                                          oauth_clients=self.oauth_clients, clock=self.clock)
+                                          oauth_clients=self.oauth_clients, provider_config=self.provider_config,
+                                          clock=self.clock)
         self.actions = Actions(self.db, self.engine)
 
     def push_soon(self) -> None:

@@ -281,6 +281,33 @@ class BatchCreator(Protocol):
         ...
 
 
+class ConsentFailed(ProviderError):
+    """The OAuth consent did not give us a working grant: the person declined (`access_denied`), the code was
+    used or expired (`invalid_grant`), or the provider refused our client. `error` is the OAuth error code,
+    which a page may name; the provider's own description is never kept."""
+
+    def __init__(self, error: str, message: str) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+class OAuthClient(Protocol):
+    """What connecting a Google or Microsoft account through its consent page takes (sync/connect_links.py):
+    the page to send the person to, and the code it sends back exchanged for tokens. PKCE: the verifier is
+    ours, kept sealed with the link until the code comes back."""
+
+    async def consent_url(self, state: str, code_verifier: str) -> str:
+        ...
+
+    async def exchange(self, code: str, code_verifier: str) -> OAuthTokens:
+        """Raises ConsentFailed (the code is refused) or Unreachable."""
+        ...
+
+    def account(self, calendars: list[RemoteCalendarInfo]) -> str:
+        """The connection's `account`, read from the calendars the new tokens list; ConsentFailed if none says."""
+        ...
+
+
 @dataclass(frozen=True)
 class GoogleConfig:
     """Google's OAuth client and endpoints (API.md "Slack and provider endpoints"): calls go to

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
 from sqlalchemy import func, select
 
 from bot.ids import Action
 from storage.models import Connection, ConnectLink
+from sync.providers.base import GoogleConfig, ProviderConfig
 from tests.bot.conftest import ANN, SlackWorld
+from tests.emulators.google import CLIENT_ID, CLIENT_SECRET, GoogleEmulator
 from tests.web.conftest import GOOD_PASSWORD, NOW
+from tests.web.test_oauth_google import google_providers
 
 
 async def connect_modal(world: SlackWorld, count: int = 1) -> dict[str, Any]:
@@ -75,12 +79,40 @@ async def test_unconfigured_google_and_microsoft_say_so_and_their_click_is_harml
     assert len(world.slack.attempts) == calls_before  # no modal, no message
 
 
-async def test_a_configured_oauth_client_is_told_apart_from_a_missing_one(world: SlackWorld) -> None:
-    world.bot.oauth_clients = frozenset({"google"})
-    world.web.connect_links.oauth_clients = frozenset({"google"})
+async def test_a_configured_google_button_opens_its_consent_page_and_connects_who_asked(
+    world: SlackWorld, google: GoogleEmulator
+) -> None:
+    google.add_account("ann@example.com")
+    links = world.web.connect_links
+    world.bot.oauth_clients = links.oauth_clients = frozenset({"google", "microsoft"})
+    links.provider_config = ProviderConfig(google=GoogleConfig(CLIENT_ID, CLIENT_SECRET, google.root_url,
+                                                               google.auth_url, google.token_url))
+    links.providers = google_providers(links.provider_config)
+    view = await connect_modal(world)
+    lines = provider_lines(view)
+    button = lines["google"]["accessory"]
+    assert button["text"]["text"] == "Connect" and button["url"].startswith(google.auth_url + "?")
+    query = parse_qs(urlsplit(button["url"]).query)
+    assert query["redirect_uri"] == [f"{world.web.public_url}/oauth/google/callback"]
+    assert query["code_challenge_method"] == ["S256"] and query["access_type"] == ["offline"]
+    assert "not available on this Croco yet" in lines["microsoft"]["text"]["text"]  # its consent comes later
+    said = " ".join(e["text"] for b in view["blocks"] if b["type"] == "context" for e in b["elements"])
+    assert "expires in 10 minutes" in said  # the soonest: consent links last 10 minutes, forms 15
+
+    async with aiohttp.ClientSession() as browser, browser.get(button["url"], allow_redirects=False) as consented:
+        callback = urlsplit(consented.headers["Location"])
+    page = await world.api.get(f"{callback.path}?{callback.query}", headers={"Authorization": ""})
+    assert page.status == 200 and "Google Calendar connected" in await page.text()
+    users = (await (await world.api.get("/api/v1/users", params={"slack_user_id": ANN.id})).json())["items"]
+    connections = (await (await world.api.get(f"/api/v1/users/{users[0]['id']}/connections")).json())["items"]
+    assert [(c["provider"], c["account"]) for c in connections] == [("google", "ann@example.com")]
+
+
+async def test_a_configured_microsoft_client_is_told_apart_from_a_missing_one(world: SlackWorld) -> None:
+    world.bot.oauth_clients = world.web.connect_links.oauth_clients = frozenset({"microsoft"})
     lines = provider_lines(await connect_modal(world))
-    assert "not available on this Croco yet" in lines["google"]["text"]["text"]
-    assert "not configured on this Croco" in lines["microsoft"]["text"]["text"]
+    assert "not available on this Croco yet" in lines["microsoft"]["text"]["text"]
+    assert "not configured on this Croco" in lines["google"]["text"]["text"]
 
 
 async def test_the_modal_says_when_the_links_expire_and_they_do(world: SlackWorld) -> None:

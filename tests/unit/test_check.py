@@ -94,3 +94,47 @@ def test_a_bot_token_where_the_app_token_belongs_is_flagged(tmp_path: Path) -> N
     found = _slack(_settings(tmp_path, slack_bot_token=SecretStr("xoxb-1"), slack_app_token=SecretStr("xoxb-1")))
     assert (Level.WARNING, "CROCO_SLACK_APP_TOKEN does not start with xapp-: Socket Mode needs an app-level token "
                            "(connections:write)") in found
+
+
+GOOGLE_CLIENT = {"google_client_id": "abc.apps.googleusercontent.com", "google_client_secret": SecretStr("s3cret")}
+
+
+def _google(settings: Settings) -> list[tuple[Level, str, str]]:
+    return [(f.level, f.topic, f.message) for f in check_settings(settings) if f.topic in ("google", "push")]
+
+
+def test_google_names_the_redirect_uri_to_register_and_says_push_channels_will_be_made(tmp_path: Path) -> None:
+    found = _google(_settings(tmp_path, public_url="https://croco.example.com/", **GOOGLE_CLIENT))
+    assert found == [
+        (Level.OK, "google", "Google Calendar is configured: register https://croco.example.com/oauth/google/callback "
+                             "as an authorized redirect URI of its OAuth client (exactly this address)"),
+        (Level.OK, "push", "Google push channels will be created: CROCO_PUBLIC_URL is https"),
+    ]
+
+
+def test_a_loopback_public_url_is_fine_for_google_and_push_goes_to_an_emulator(tmp_path: Path) -> None:
+    found = _google(_settings(tmp_path, public_url="http://127.0.0.1:8080", **GOOGLE_CLIENT))
+    assert [level for level, _, _ in found] == [Level.OK, Level.OK]
+    assert "register http://127.0.0.1:8080/oauth/google/callback" in found[0][2]
+    assert found[1][2] == "Google push channels will be created: CROCO_PUBLIC_URL is a loopback address (an emulator)"
+
+
+def test_a_plain_http_public_url_is_refused_by_google_and_gets_no_push(tmp_path: Path) -> None:
+    found = _google(_settings(tmp_path, public_url="http://croco.internal:8080", sync_interval_seconds=120,
+                              **GOOGLE_CLIENT))
+    warnings = {topic: message for level, topic, message in found if level is Level.WARNING}
+    assert "Google refuses the redirect URI http://croco.internal:8080/oauth/google/callback" in warnings["google"]
+    assert warnings["push"] == ("no Google push channels: CROCO_PUBLIC_URL is neither https nor loopback, so Google "
+                                "calendars are only polled (every 120 s)")
+
+
+def test_a_plain_http_google_endpoint_off_this_machine_is_an_error(tmp_path: Path) -> None:
+    errors = _errors(_settings(tmp_path, public_url="https://croco.example.com",
+                               google_token_url="http://oauth.example.com/token", **GOOGLE_CLIENT))
+    assert errors["google"] == ("Google sign-in cannot work: CROCO_GOOGLE_TOKEN_URL must be an https URL "
+                                "(http only for a loopback address)")
+
+
+def test_google_without_its_client_says_nothing_of_redirects_or_push(tmp_path: Path) -> None:
+    assert _google(_settings(tmp_path, public_url="http://croco.internal")) == [
+        (Level.OK, "google", "Google Calendar is not configured; users cannot connect it")]

@@ -1,6 +1,7 @@
 """The connect form in a real browser: Debian's headless Chromium, driven by Selenium, on the app served on a
 loopback port. What a person (and their screen reader) meets: fields found by their labels, hints and errors
-read with them, the focus on the field at fault, the password gone after an error, the spent link refused.
+read with them, the focus on the field at fault, the password gone after an error, the spent link refused;
+and Google's consent (the emulator's) sending the browser back to our callback page.
 
 Never skipped: without Chromium the tests fail and say how to install it (`.ci/run` does).
 """
@@ -27,8 +28,10 @@ from selenium.webdriver.support.wait import WebDriverWait
 
 from storage.db import Database
 from storage.secrets import SecretBox
+from tests.emulators.google import GoogleEmulator
 from tests.web.conftest import GOOD_PASSWORD, TOKEN, Accounts, Client, context
 from tests.web.test_api import JOHN, created
+from tests.web.test_oauth_google import JOHN_GOOGLE, TEAM, served
 from web.app import create_app
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -255,3 +258,37 @@ async def test_an_unreachable_server_marks_the_server_url(site: Site, chrome: We
         assert GOOD_PASSWORD not in chrome.page_source
 
     await in_browser(try_a_server_that_is_down)
+
+
+async def test_the_google_consent_lands_on_our_page_listing_the_calendars(
+    db: Database, secret_box: SecretBox, google: GoogleEmulator, chrome: WebDriver
+) -> None:
+    google.add_account(JOHN_GOOGLE).add_calendar(TEAM, "Team")
+    async with served(db, secret_box, google) as google_site:
+        user_id = await google_site.user()
+        consent_link = await google_site.consent_link(user_id)
+
+        def consent() -> str:
+            chrome.get(consent_link)  # the emulator approves at once and sends the browser back to us
+            assert status(chrome) == 200 and heading(chrome) == "Google Calendar connected"
+            assert chrome.title == "Google Calendar connected"
+            assert chrome.find_element(By.TAG_NAME, "main").aria_role == "main"
+            assert [item.text for item in chrome.find_elements(By.TAG_NAME, "li")] == [JOHN_GOOGLE, "Team"]
+            assert "Go back to Slack." in chrome.find_element(By.TAG_NAME, "main").text
+            assert chrome.get_cookies() == []
+            return str(chrome.current_url)
+
+        landed = await in_browser(consent)
+        assert landed.startswith(f"{google_site.public_url}/oauth/google/callback?code=")
+        (connection,) = await google_site.connections(user_id)
+        assert connection["account"] == JOHN_GOOGLE
+
+        def come_back() -> None:
+            chrome.refresh()  # the callback again: its state is spent
+            assert status(chrome) == 400 and heading(chrome) == "Google Calendar was not connected"
+            assert chrome.title == "Error: Google Calendar was not connected"
+            (alert,) = chrome.find_elements(By.CSS_SELECTOR, "[role=alert]")
+            assert "already used" in alert.text and "/croco connect" in chrome.find_element(By.TAG_NAME, "main").text
+
+        await in_browser(come_back)
+        assert len(await google_site.connections(user_id)) == 1
