@@ -125,7 +125,7 @@ class ConnectLinks:
             url, verifier, expires_at = f"{self.public_url}/connect/{token}", None, self.clock() + FORM_LIFETIME
         else:
             verifier = tokens.token_urlsafe(64)  # 86 characters of the unreserved set: RFC 7636 wants 43-128
-            url, expires_at = oauth.consent_url(self._state(token), verifier), self.clock() + OAUTH_LIFETIME
+            url, expires_at = await oauth.consent_url(self._state(token), verifier), self.clock() + OAUTH_LIFETIME
         async with self.db.write() as session:
             await accounts.get_user(session, user_id)
             if connection_id is not None:
@@ -181,17 +181,15 @@ class ConnectLinks:
         if row.provider != provider or row.code_verifier is None:  # a state given to another provider's page
             raise _gone()
         link = OpenLink(provider, row.user_id, row.connection_id, None, None)
+        verifier = str(self.secrets.open(row.code_verifier)["code_verifier"])
         try:
-            granted = await oauth.exchange(code, str(self.secrets.open(row.code_verifier)["code_verifier"]))
-        except ConsentFailed as exc:
-            raise Invalid(str(exc), code=exc.error) from None
-        except Unreachable as exc:
-            raise Invalid(str(exc), code="unreachable") from None
-        calendars = await accounts.check_login(self.providers, provider, granted, None)
-        try:
+            granted = await oauth.exchange(code, verifier)
+            calendars = await accounts.check_login(self.providers, provider, granted, None)
             login = ExchangedAccount(oauth.account(calendars), granted)
-        except ConsentFailed as exc:
-            raise Invalid(str(exc), code=exc.error) from None
+        except (ConsentFailed, Unreachable) as exc:
+            error = exc.error if isinstance(exc, ConsentFailed) else "unreachable"
+            log.info("consent not completed", extra={"user_id": row.user_id, "provider": provider, "error": error})
+            raise Invalid(str(exc), code=error) from None
         return await self._connect(token, link, login, None, calendars, same_account_renews=True)
 
     async def _connect(

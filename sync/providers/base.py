@@ -297,7 +297,7 @@ class OAuthClient(Protocol):
     the page to send the person to, and the code it sends back exchanged for tokens. PKCE: the verifier is
     ours, kept sealed with the link until the code comes back."""
 
-    def consent_url(self, state: str, code_verifier: str) -> str:
+    async def consent_url(self, state: str, code_verifier: str) -> str:
         ...
 
     async def exchange(self, code: str, code_verifier: str) -> OAuthTokens:

@@ -23,8 +23,8 @@ def _query(url: str) -> dict[str, str]:
     return {name: value for name, (value,) in parse_qs(urlsplit(url).query, strict_parsing=True).items()}
 
 
-def test_the_consent_url_asks_for_offline_access_with_pkce_s256_and_the_narrow_scopes() -> None:
-    url = GoogleOAuth(GOOGLE, REDIRECT).consent_url("the-state.signature", VERIFIER)
+async def test_the_consent_url_asks_for_offline_access_with_pkce_s256_and_the_narrow_scopes() -> None:
+    url = await GoogleOAuth(GOOGLE, REDIRECT).consent_url("the-state.signature", VERIFIER)
     assert url.startswith("https://accounts.google.com/o/oauth2/auth?")
     challenge = base64.urlsafe_b64encode(hashlib.sha256(VERIFIER.encode()).digest()).decode().rstrip("=")
     assert _query(url) == {
@@ -68,16 +68,16 @@ def test_an_http_emulator_needs_a_loopback_redirect_too() -> None:
         GoogleOAuth(EMULATOR, REDIRECT)
 
 
-def test_real_google_with_a_loopback_redirect_is_a_developer_setup() -> None:
-    url = GoogleOAuth(GOOGLE, "http://127.0.0.1:8080/oauth/google/callback").consent_url("s.t", VERIFIER)
+async def test_real_google_with_a_loopback_redirect_is_a_developer_setup() -> None:
+    url = await GoogleOAuth(GOOGLE, "http://127.0.0.1:8080/oauth/google/callback").consent_url("s.t", VERIFIER)
     assert _query(url)["redirect_uri"] == "http://127.0.0.1:8080/oauth/google/callback"
 
 
-def test_insecure_transport_is_allowed_for_the_call_only_and_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_insecure_transport_is_allowed_for_the_call_only_and_restored(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(INSECURE_TRANSPORT, raising=False)
     oauth = GoogleOAuth(EMULATOR, "http://127.0.0.1:8080/oauth/google/callback")
-    assert oauth.consent_url("s.t", VERIFIER).startswith("http://127.0.0.1:9/o/oauth2/auth?")
+    assert (await oauth.consent_url("s.t", VERIFIER)).startswith("http://127.0.0.1:9/o/oauth2/auth?")
     assert INSECURE_TRANSPORT not in os.environ
     monkeypatch.setenv(INSECURE_TRANSPORT, "set-by-someone-else")
-    oauth.consent_url("s.t", VERIFIER)
+    await oauth.consent_url("s.t", VERIFIER)
     assert os.environ[INSECURE_TRANSPORT] == "set-by-someone-else"

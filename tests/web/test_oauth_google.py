@@ -30,7 +30,7 @@ from storage.models import Connection, ConnectLink, Notice
 from storage.secrets import SecretBox
 from sync import credentials
 from sync.providers.base import GoogleConfig, OAuthTokens, ProviderConfig, ProviderFactory
-from sync.providers.google.oauth import INSECURE_TRANSPORT, RELAX_TOKEN_SCOPE, SCOPES
+from sync.providers.google.oauth import INSECURE_TRANSPORT, SCOPES
 from sync.providers.registry import open_provider
 from tests.clocks import ManualClock
 from tests.emulators.google import CLIENT_ID, CLIENT_SECRET, GoogleEmulator
@@ -207,7 +207,6 @@ async def test_consenting_connects_the_primary_account_with_its_calendars_and_ke
     site: Site, google: GoogleEmulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.delenv(INSECURE_TRANSPORT, raising=False)
-    monkeypatch.delenv(RELAX_TOKEN_SCOPE, raising=False)
     caplog.set_level(logging.DEBUG)
     user_id = await site.user()
     page = await site.connect(user_id)
@@ -231,7 +230,7 @@ async def test_consenting_connects_the_primary_account_with_its_calendars_and_ke
     logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     for secret in (granted.refresh_token, granted.access_token, CLIENT_SECRET):
         assert secret not in logged and not [p for p in site.pages if secret in p]
-    assert INSECURE_TRANSPORT not in os.environ and RELAX_TOKEN_SCOPE not in os.environ
+    assert INSECURE_TRANSPORT not in os.environ
     assert google.count("token") == 1
 
 
@@ -342,3 +341,29 @@ async def test_a_refused_code_is_named_invalid_grant_without_the_servers_words(
     assert "(invalid_grant)" in page and "Malformed auth code" not in page
     assert await site.rows(Connection) == [] and google.count("token") == 1
     assert "<h1>Google Calendar connected</h1>" in await site.callback(callback, 200)  # the state was not spent
+
+
+async def test_a_grant_without_every_scope_we_need_is_named_and_creates_nothing(
+    site: Site, google: GoogleEmulator
+) -> None:
+    url = await site.consent_link(await site.user())
+    fewer = " ".join(s for s in SCOPES if not s.endswith("freebusy"))  # the person unticked one box
+    page = await site.callback(await site.consent(_with(url, scope=fewer)), 400)
+    assert "Google granted less than Croco needs (no calendar.events.freebusy)" in page
+    assert await site.rows(Connection) == [] and google.count("calendarList.list") == 0
+    assert "<h1>Google Calendar connected</h1>" in await site.callback(await site.consent(url), 200)
+
+
+async def test_earlier_grants_added_to_ours_are_kept_and_connect(site: Site) -> None:
+    url = await site.consent_link(await site.user())
+    wider = " ".join((*SCOPES, "https://www.googleapis.com/auth/calendar.settings.readonly"))  # include_granted
+    await site.callback(await site.consent(_with(url, scope=wider)), 200)
+    (row,) = await site.rows(Connection)
+    granted = credentials.unseal(site.context.secrets, row.credentials)
+    assert isinstance(granted, OAuthTokens) and "https://www.googleapis.com/auth/calendar.settings.readonly" in granted.scope
+
+
+async def test_a_callback_for_a_provider_without_consent_pages_is_not_found(site: Site) -> None:
+    for provider in ("icloud", "caldav", "yahoo"):
+        async with site.browser.get(f"{site.public_url}/oauth/{provider}/callback?code=c&state=s") as answer:
+            assert answer.status == 404

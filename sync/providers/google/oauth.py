@@ -2,11 +2,12 @@
 the code exchange. PKCE S256 with our own verifier (sealed with the connect link), `access_type=offline` and
 `prompt=consent` so every consent brings a refresh token. The token refresh itself is the provider's job.
 
-oauthlib refuses plain-http endpoints unless `OAUTHLIB_INSECURE_TRANSPORT` is set, and refuses a token whose
-scopes differ from those asked for unless `OAUTHLIB_RELAX_TOKEN_SCOPE` is set (granular consent lets a person
-untick a box; we check the granted scopes ourselves). Both are process-wide variables, so they are set only
-around one call, under a lock, and restored after it; insecure transport only when every URL involved is a
-loopback one (an emulator), and an http URL anywhere else is refused before any request.
+oauthlib refuses plain-http endpoints unless `OAUTHLIB_INSECURE_TRANSPORT` is set, a process-wide variable:
+it is set only when every URL involved is a loopback one (an emulator), only around one call, under a lock,
+and restored after it; an http URL anywhere else is refused before any request. The exchange asks oauthlib
+for no particular scopes, so a grant that differs from the request (granular consent lets a person untick a
+box, `include_granted_scopes` adds earlier grants) is not oauthlib's error but ours to judge: every scope
+we need must be granted.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,10 +51,11 @@ for _library in ("oauthlib", "requests_oauthlib"):
     # at DEBUG they log the token request (client secret, PKCE verifier, code) and the answer (refresh token)
     logging.getLogger(_library).setLevel(logging.INFO)
 
-INSECURE_TRANSPORT, RELAX_TOKEN_SCOPE = "OAUTHLIB_INSECURE_TRANSPORT", "OAUTHLIB_RELAX_TOKEN_SCOPE"
+INSECURE_TRANSPORT = "OAUTHLIB_INSECURE_TRANSPORT"
 _ENVIRONMENT = threading.Lock()
-"""Guards the process environment while oauthlib reads its switches: two flows at once never see each
-other's settings, and the variables are back as they were when the lock is released."""
+"""Guards the variable while oauthlib reads it: two flows at once never see each other's setting, and it is
+back as it was when the lock is released. Held across a blocking request, so it is never waited for on the
+event loop (both calls run in threads)."""
 
 
 class InsecureEndpoint(ValueError):
@@ -85,19 +87,17 @@ def _needs_insecure_transport(urls: Mapping[str, str]) -> bool:
 
 
 @contextmanager
-def _oauthlib_switches(*, insecure_transport: bool) -> Iterator[None]:
+def _insecure_transport() -> Iterator[None]:
     with _ENVIRONMENT:
-        names = (RELAX_TOKEN_SCOPE, INSECURE_TRANSPORT) if insecure_transport else (RELAX_TOKEN_SCOPE,)
-        saved = {name: os.environ.get(name) for name in names}
-        os.environ.update(dict.fromkeys(names, "1"))
+        saved = os.environ.get(INSECURE_TRANSPORT)
+        os.environ[INSECURE_TRANSPORT] = "1"
         try:
             yield
         finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+            if saved is None:
+                os.environ.pop(INSECURE_TRANSPORT, None)
+            else:
+                os.environ[INSECURE_TRANSPORT] = saved
 
 
 class GoogleOAuth:
@@ -112,13 +112,20 @@ class GoogleOAuth:
                                                     "CROCO_GOOGLE_TOKEN_URL": config.token_url,
                                                     "CROCO_PUBLIC_URL": redirect_uri})
 
-    def _flow(self, code_verifier: str) -> Flow:
-        return Flow.from_client_config({"web": self._client}, scopes=list(SCOPES), redirect_uri=self.redirect_uri,
-                                       code_verifier=code_verifier, autogenerate_code_verifier=False)
+    def _flow(self, code_verifier: str, scopes: tuple[str, ...] | None) -> Flow:
+        return Flow.from_client_config({"web": self._client}, scopes=scopes and list(scopes),
+                                       redirect_uri=self.redirect_uri, code_verifier=code_verifier,
+                                       autogenerate_code_verifier=False)
 
-    def consent_url(self, state: str, code_verifier: str) -> str:
-        with _oauthlib_switches(insecure_transport=self._insecure):
-            url, _ = self._flow(code_verifier).authorization_url(
+    def _transport(self) -> AbstractContextManager[None]:
+        return _insecure_transport() if self._insecure else nullcontext()
+
+    async def consent_url(self, state: str, code_verifier: str) -> str:
+        return await asyncio.to_thread(self._consent_url, state, code_verifier)
+
+    def _consent_url(self, state: str, code_verifier: str) -> str:
+        with self._transport():
+            url, _ = self._flow(code_verifier, SCOPES).authorization_url(
                 access_type="offline", prompt="consent", include_granted_scopes="true", state=state)
         return str(url)
 
@@ -127,9 +134,9 @@ class GoogleOAuth:
         return await asyncio.to_thread(self._exchange, code, code_verifier)
 
     def _exchange(self, code: str, code_verifier: str) -> OAuthTokens:
-        flow = self._flow(code_verifier)
+        flow = self._flow(code_verifier, None)  # the scopes granted are judged by `_tokens`, not oauthlib
         try:
-            with _oauthlib_switches(insecure_transport=self._insecure):
+            with self._transport():
                 flow.fetch_token(code=code, timeout=self.timeout_seconds)
         except OAuth2Error as exc:  # its description is the server's text: only the error code goes on
             raise _refused(exc.error) from None
@@ -166,7 +173,7 @@ def _tokens(credentials: google.oauth2.credentials.Credentials) -> OAuthTokens:
 
 
 def _granted(credentials: Any) -> frozenset[str]:
-    """The scopes the token answer lists (granular consent may grant fewer than asked, and
-    `include_granted_scopes` adds earlier grants); google-auth keeps them as a list or a string."""
-    scopes = credentials.granted_scopes or credentials.scopes or ()
+    """The scopes the token answer lists, as a list or a string; none listed means those asked for (RFC 6749
+    section 5.1: the server may leave out a scope identical to the request)."""
+    scopes = credentials.granted_scopes or SCOPES
     return frozenset(scopes.split() if isinstance(scopes, str) else scopes)
