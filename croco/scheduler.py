@@ -65,7 +65,11 @@ class Ticker:
             self._running.add(task)
             self._busy.add(name)
             try:
-                await tick()
+                while True:
+                    self._again.discard(name)
+                    await tick()
+                    if name not in self._again:
+                        break
             except asyncio.CancelledError:  # `stop` cut it short: a shutdown, not a failure to log as an error
                 log.info("scheduler tick stopped by shutdown", extra={"tick": name})
             except Exception:
@@ -73,8 +77,6 @@ class Ticker:
             finally:
                 self._running.discard(task)
                 self._busy.discard(name)
-                if name in self._again and not task.cancelled():
-                    self._again.discard(name)
-                    self.run_soon(name)
+                self._again.discard(name)
 
         return run
