@@ -26,6 +26,7 @@ from sync.engine import SyncEngine
 from sync.leases import LeasePolicy
 from sync.outbox import NoticeSink
 from sync.providers.base import GoogleConfig, ProviderConfig, ProviderFactory
+from sync.providers.google.provider import GoogleShared
 from sync.providers.registry import open_provider
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,13 @@ class Runtime:
                               google=google)
 
     def providers(self) -> ProviderFactory:
-        return functools.partial(open_provider, config=self.provider_config)
+        """Every factory hands its Google providers the process's one `GoogleShared`."""
+        return functools.partial(open_provider, config=self.provider_config, google=self.google)
+
+    @functools.cached_property
+    def google(self) -> GoogleShared:
+        """The thread pool every blocking Google call runs on, and each account's request budget."""
+        return GoogleShared()
 
     def engine(self) -> SyncEngine:
         return SyncEngine(
@@ -98,6 +105,8 @@ class Runtime:
     async def close(self) -> None:
         if "read_pool" in self.__dict__:
             self.read_pool.shutdown(wait=False, cancel_futures=True)
+        if "google" in self.__dict__:
+            self.google.close()
         await self.db.dispose()
 
 

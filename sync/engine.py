@@ -75,6 +75,7 @@ from sync.plan import (
     plan_pushes,
 )
 from sync.providers.base import (
+    BatchCreator,
     CalendarProvider,
     ChangeSet,
     EventDraft,
@@ -359,9 +360,39 @@ class SyncEngine:
     async def _push(self, context: _Context, provider: CalendarProvider, report: CalendarReport) -> None:
         async with self.db.session() as session:
             wanted, links, appointments = await state.push_inputs(session, context.user.id, context.window_start)
-        for action in plan_pushes(context.calendar.id, wanted, links):
+        actions: Sequence[PushAction] = plan_pushes(context.calendar.id, wanted, links)
+        creates = [action for action in actions if isinstance(action, CreateRemote)]
+        if len(creates) >= 2 and isinstance(provider, BatchCreator):
+            await self._create_many(context, provider, [appointments[c.appointment_id] for c in creates], report)
+            actions = [action for action in actions if not isinstance(action, CreateRemote)]
+        for action in actions:
             if await self._push_one(context, provider, action, appointments[action.appointment_id]):
                 report.tally.pushed += 1
+
+    async def _create_many(
+        self, context: _Context, provider: CalendarProvider, appointments: list[Appointment], report: CalendarReport
+    ) -> None:
+        """P1 for several appointments in as few requests as the provider can, then each link committed as
+        `_push_one` does (a crash before a commit is adopted on the next pull: the remote ids are ours). A
+        copy that failed alone fails the cycle once the others are recorded."""
+        assert isinstance(provider, BatchCreator)
+        drafts = [draft_for(appointment) for appointment in appointments]
+        results = await provider.create_many(context.calendar.remote_id, drafts)
+        failure: ProviderError | None = None
+        for appointment, draft, result in zip(appointments, drafts, results, strict=True):
+            try:
+                if isinstance(result, ProviderError):
+                    raise result
+                written = await self._shown(context, provider, draft, result)
+            except PreconditionFailed:
+                continue  # edited remotely meanwhile: the next pull sees it
+            except ProviderError as exc:
+                failure = failure or exc
+                continue
+            await self._record_push(context, appointment, written)
+            report.tally.pushed += 1
+        if failure is not None:
+            raise failure
 
     async def restore_copy(self, user_id: str, appointment_id: str) -> bool:
         """"Restore to calendar" (R7 one-way): write our copy of one appointment to the user's linked calendar
@@ -392,16 +423,23 @@ class SyncEngine:
         draft = draft_for(appointment)
         try:
             if isinstance(action, CreateRemote):
-                written = await provider.create(context.calendar.remote_id, draft)
-                if written.existed:  # may show an older version, or be cancelled: make it show this one
-                    written = await provider.update(context.calendar.remote_id, written.remote_id, draft,
-                                                    written.etag)
+                written = await self._shown(context, provider, draft,
+                                            await provider.create(context.calendar.remote_id, draft))
             else:
                 written = await provider.update(context.calendar.remote_id, action.item_id, draft, action.etag)
         except PreconditionFailed:
             return False  # edited remotely meanwhile: the next pull sees it and applies R6/R8
         await self._record_push(context, appointment, written, restoring=restoring)
         return True
+
+    async def _shown(
+        self, context: _Context, provider: CalendarProvider, draft: EventDraft, written: WriteResult
+    ) -> WriteResult:
+        """A create that found our copy already there: it may show an older version, or be cancelled, so it
+        is made to show this one."""
+        if not written.existed:
+            return written
+        return await provider.update(context.calendar.remote_id, written.remote_id, draft, written.etag)
 
     async def _record_push(
         self, context: _Context, appointment: Appointment, written: WriteResult, *, restoring: bool = False

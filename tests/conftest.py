@@ -1,4 +1,5 @@
-"""Shared fixtures: a migrated database on SQLite and, when CROCO_TEST_DATABASE_URL is set, PostgreSQL.
+"""Shared fixtures: a migrated database on SQLite and, when CROCO_TEST_DATABASE_URL is set, PostgreSQL; a
+started Google emulator (`google`).
 
 Every PostgreSQL test gets a schema of its own (dropped afterwards), so reruns and parallel runs never see
 each other's rows.
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from storage import migrate
 from storage.db import Database
 from storage.secrets import SecretBox, generate_key
+from tests.emulators.google import GoogleEmulator
 
 pytest_plugins = ["tests.caldav_servers"]
 
@@ -65,3 +67,12 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 @pytest.fixture
 def secret_box() -> SecretBox:
     return SecretBox(generate_key())
+
+
+@pytest.fixture
+async def google() -> AsyncIterator[GoogleEmulator]:
+    """A Google Calendar API and OAuth emulator on a free loopback port (tests/emulators/google.py)."""
+    emulator = GoogleEmulator()
+    await emulator.start()
+    yield emulator
+    await emulator.close()

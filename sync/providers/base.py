@@ -9,7 +9,7 @@ the engine skips and reports it while the rest of the calendar syncs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
@@ -191,6 +191,18 @@ def read_items(reader: Reader, items: tuple[RemoteItem, ...], context: ReadConte
     return results
 
 
+def merged_periods(periods: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """Busy periods in order with overlapping and touching ones joined: a free/busy answer may report one busy
+    stretch in parts (by busy type, or by query chunk), and it must be one synthesized item with one id."""
+    merged: list[tuple[datetime, datetime]] = []
+    for start, end in sorted(p for p in periods if p[1] > p[0]):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
 class CalendarProvider(Protocol):
     async def list_calendars(self) -> list[RemoteCalendarInfo]:
         """Every calendar of the account with our access level."""
@@ -261,6 +273,7 @@ class PushProvider(Protocol):
         ...
 
 
+@runtime_checkable
 class BatchCreator(Protocol):
     """A provider that can create several events in one request (Google's batch, Graph's `$batch`)."""
 
@@ -279,6 +292,7 @@ class GoogleConfig:
     api_url: str = "https://www.googleapis.com/"
     auth_url: str = "https://accounts.google.com/o/oauth2/auth"
     token_url: str = "https://oauth2.googleapis.com/token"
+    retries: int = 4  # of a rate-limited or failed call, with the library's exponential backoff (full jitter)
 
 
 @dataclass(frozen=True)

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-from sync.providers.base import AppPassword, CalendarProvider, Credentials, ProviderConfig
+from sync.providers.base import AppPassword, CalendarProvider, Credentials, OAuthTokens, ProviderConfig
 from sync.providers.caldav.provider import CALDAV, ICLOUD, open_caldav
+from sync.providers.google.provider import GoogleShared, open_google
 
-NOT_YET = ("google", "microsoft")
+NOT_YET = ("microsoft",)
 
 
 def open_provider(
     provider: str, credentials: Credentials, server_url: str | None, *, config: ProviderConfig,
-    account_email: str | None = None,
+    account_email: str | None = None, google: GoogleShared | None = None,
 ) -> CalendarProvider:
     """A provider for one connection. iCloud is CalDAV at `config.icloud_url` unless the connection says
     otherwise, so tests and the demo point it at a local server. `account_email` is the address the account
-    is invited under (declined invitations are free); without it, a username that is an email is used."""
+    is invited under (declined invitations are free); without it, a username that is an email is used.
+    Google providers share `google` (the process's thread pool and request budgets; by default one made
+    for the process)."""
+    if provider == "google":
+        if not isinstance(credentials, OAuthTokens):
+            raise ValueError("a google connection needs OAuth tokens, not a username and password")
+        return open_google(credentials, config, google, account=account_email)
     if provider in ("icloud", "caldav"):
         if not isinstance(credentials, AppPassword):
             raise ValueError(f"a {provider} connection needs a username and password, not OAuth tokens")

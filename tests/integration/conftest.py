@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -98,7 +99,13 @@ async def two_way(db: Database, secret_box: SecretBox, caldav_server: CalDAVAcco
     return world
 
 
-async def book(world: World, start: datetime) -> str:
+class Booker(Protocol):
+    db: Database
+    user_id: str
+
+
+async def book(world: Booker, start: datetime) -> str:
+    """An appointment of one hour from `start`, assigned to the world's user (who then has it pushed)."""
     async with world.db.write() as session:
         appointment = Appointment(start=start, end=start + timedelta(hours=1), title="Consultation", created_at=NOW,
                                   updated_at=NOW)

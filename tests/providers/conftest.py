@@ -1,18 +1,24 @@
-"""One calendar on each backend the contract tests run against: Radicale, Xandikos and the in-memory fake.
+"""One calendar on each backend the contract tests run against: Radicale, Xandikos, the in-memory fake and the
+Google emulator.
 
 A backend joins the contract suite (tests/providers/test_contract.py) as one more parameter of `remote`: a
 `Remote` with its provider, an empty calendar, and `seed`, which writes a neutral `SeedEvent` the way
-another client of that backend would (CalDAV and the fake store its iCalendar text, `fixtures.ical`).
+another client of that backend would (CalDAV and the fake store its iCalendar text, `fixtures.ical`; Google
+its event resources, `fixtures.google_events`).
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 
+from sync.providers.google.provider import GoogleProvider, GoogleShared
 from sync.providers.memory import MemoryProvider
 from tests.caldav_servers import CalDAVServer
-from tests.providers.fixtures import SeedEvent, ical
-from tests.providers.support import Remote, caldav
+from tests.emulators.google import GoogleEmulator
+from tests.providers.fixtures import SeedEvent, google_events, google_id, ical
+from tests.providers.support import Remote, caldav, google_config, oauth_tokens
 
 
 def _memory() -> Remote:
@@ -36,8 +42,32 @@ def _caldav(server: CalDAVServer) -> Remote:
                   lambda: server.delete(url), lambda _: "sync:http://radicale.org/ns/sync/expired-long-ago")
 
 
-@pytest.fixture(params=["radicale", "xandikos", "memory"])
+@pytest.fixture
+async def google_remote(google: GoogleEmulator) -> AsyncIterator[Remote]:
+    """John's primary calendar: its id is his email, so the emulator marks him `self` among attendees."""
+    calendar = "john@example.com"
+    account = google.add_account(calendar)
+    shared = GoogleShared()
+    provider = GoogleProvider(oauth_tokens(google.grant(calendar)), google_config(google), shared, account=calendar)
+
+    def seed(event: SeedEvent) -> str:
+        for resource in google_events(event):
+            google.put_event(calendar, resource)
+        return google_id(event)
+
+    def stale(cursor: str) -> str:
+        google.expire_sync_tokens(calendar)
+        return cursor
+
+    yield Remote("google", provider, calendar, seed, lambda: account.entries.clear(), stale, stores_malformed=False)
+    shared.close()
+
+
+@pytest.fixture(params=["radicale", "xandikos", "memory", "google"])
 def remote(request: pytest.FixtureRequest) -> Remote:
     if request.param == "memory":
         return _memory()
+    if request.param == "google":
+        remote: Remote = request.getfixturevalue("google_remote")
+        return remote
     return _caldav(request.getfixturevalue(str(request.param)))

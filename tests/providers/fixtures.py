@@ -2,13 +2,15 @@
 
 The contract tests seed a calendar with these and check what the provider's reader gives back (times, busy,
 title, guests, cancelled), so a backend needs only a writer: CalDAV servers and the in-memory fake store the
-iCalendar text of `ical()`; a Google or Graph emulator would post the same fields as its API's JSON.
+iCalendar text of `ical()`; the Google emulator stores the same fields as its API's JSON (`google_events()`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event, vCalAddress
 
@@ -98,3 +100,59 @@ def _vevent(event: SeedEvent, start: datetime | date, end: datetime | date, titl
             address.params["CUTYPE"] = "ROOM"
         vevent.add("ATTENDEE", address, encode=False)
     return vevent
+
+
+_GOOGLE_RESPONSES = {Response.NEEDS_ACTION: "needsAction", Response.ACCEPTED: "accepted",
+                     Response.TENTATIVE: "tentative", Response.DECLINED: "declined"}
+
+
+def google_id(event: SeedEvent) -> str:
+    """The event id another Google client would pick for `event`: base32hex (G3), the same for each rewrite."""
+    return "seed" + event.name.encode().hex()
+
+
+def google_events(event: SeedEvent) -> list[dict[str, Any]]:
+    """The resources a Google Calendar client would store for `event`: one event, or a series' master (RRULE,
+    EXDATE) followed by its exceptions (moved or cancelled instances, keyed by originalStartTime)."""
+    master = _google_event(event, google_id(event), event.start, event.end, event.title, cancelled=event.cancelled)
+    series = event.weekly
+    if series is None:
+        return [master]
+    assert isinstance(event.start, datetime)
+    zone = event.start.tzinfo
+    assert isinstance(zone, ZoneInfo)
+    master["recurrence"] = [f"RRULE:FREQ=WEEKLY;COUNT={series.count}"] + [
+        f"EXDATE;TZID={zone.key}:{event.start + timedelta(weeks=n):%Y%m%dT%H%M%S}" for n in sorted(series.skipped)]
+    exceptions = []
+    for n in sorted(set(series.moved) | series.cancelled):
+        original, shift = event.start + timedelta(weeks=n), series.moved.get(n, timedelta())  # wall-clock times
+        title = f"{event.title} (moved)" if n in series.moved else event.title
+        instance = _google_event(event, f"{master['id']}_{original.astimezone(UTC):%Y%m%dT%H%M%SZ}", original + shift,
+                                 event.end + timedelta(weeks=n) + shift, title, cancelled=n in series.cancelled)
+        instance |= {"recurringEventId": master["id"], "originalStartTime": _google_time(original)}
+        exceptions.append(instance)
+    return [master, *exceptions]
+
+
+def _google_event(event: SeedEvent, event_id: str, start: datetime | date, end: datetime | date, title: str, *,
+                  cancelled: bool) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "id": event_id, "summary": title, "start": _google_time(start), "end": _google_time(end),
+        "transparency": "opaque" if event.busy else "transparent", "status": "cancelled" if cancelled else "confirmed",
+    }
+    if event.organizer:
+        resource["organizer"] = {"email": event.organizer}
+    if event.attendees:
+        resource["attendees"] = [
+            {"email": a.email, "responseStatus": _GOOGLE_RESPONSES[a.response]}
+            | ({"displayName": a.name} if a.name else {}) | ({"resource": True} if a.resource else {})
+            for a in event.attendees
+        ]
+    return resource
+
+
+def _google_time(moment: datetime | date) -> dict[str, str]:
+    if not isinstance(moment, datetime):
+        return {"date": moment.isoformat()}
+    zone = moment.tzinfo
+    return {"dateTime": moment.isoformat()} | ({"timeZone": zone.key} if isinstance(zone, ZoneInfo) else {})

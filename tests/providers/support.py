@@ -1,16 +1,19 @@
-"""What the provider tests share: .ics fixtures, a draft, and a CalDAV provider on a test server."""
+"""What the provider tests share: .ics fixtures, a draft, a CalDAV provider on a test server, and settings and
+tokens for a Google provider on the emulator."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sync.providers.base import CalendarProvider, EventDraft, ProviderConfig, ReadContext
+from sync.providers.base import CalendarProvider, EventDraft, GoogleConfig, OAuthTokens, ProviderConfig, ReadContext
 from sync.providers.caldav.provider import CalDAVProvider
 from tests.caldav_servers import CalDAVServer
+from tests.emulators.google import CLIENT_ID, CLIENT_SECRET, GoogleEmulator
 from tests.providers.fixtures import SeedEvent
 
 ICS = Path(__file__).parent / "ics"
@@ -49,3 +52,16 @@ class Remote:
     seed: Callable[[SeedEvent], str]  # writes the event (again: same name) as another client would -> remote id
     drop_calendar: Callable[[], None]
     stale_cursor: Callable[[str], str]  # a cursor the backend handed out -> one it no longer accepts
+    stores_malformed: bool = True  # False: the backend refuses malformed events on write (Google checks times)
+
+
+def google_config(emulator: GoogleEmulator, *, retries: int = 1) -> ProviderConfig:
+    """The provider settings that send every Google call to the emulator."""
+    google = GoogleConfig(CLIENT_ID, CLIENT_SECRET, emulator.root_url, emulator.auth_url, emulator.token_url, retries)
+    return replace(CONFIG, google=google)
+
+
+def oauth_tokens(answer: dict[str, Any]) -> OAuthTokens:
+    """What the OAuth callback stores from a token endpoint's answer."""
+    expires_at = datetime.now(UTC) + timedelta(seconds=answer["expires_in"])  # google-auth reads the wall clock
+    return OAuthTokens(answer["access_token"], answer["refresh_token"], expires_at, tuple(answer["scope"].split()))

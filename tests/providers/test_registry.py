@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+from datetime import UTC, datetime
 
 import pytest
 
-from sync.providers.base import AppPassword, ProviderConfig, ProviderFactory
+from sync.providers.base import AppPassword, BatchCreator, OAuthTokens, ProviderConfig, ProviderFactory
 from sync.providers.caldav.provider import CalDAVProvider
+from sync.providers.google.provider import GoogleProvider, GoogleShared
 from sync.providers.registry import open_provider
 
 CONFIG = ProviderConfig(icloud_url="http://127.0.0.1:9/icloud/")
@@ -27,10 +29,23 @@ def test_caldav_needs_its_server_url() -> None:
         open_provider("caldav", CREDENTIALS, None, config=CONFIG)
 
 
-@pytest.mark.parametrize("name", ["google", "microsoft"])
-def test_google_and_microsoft_are_not_available_yet(name: str) -> None:
-    with pytest.raises(ValueError, match=f"the {name} provider is not available yet"):
-        open_provider(name, CREDENTIALS, None, config=CONFIG)
+def test_microsoft_is_not_available_yet() -> None:
+    with pytest.raises(ValueError, match="the microsoft provider is not available yet"):
+        open_provider("microsoft", CREDENTIALS, None, config=CONFIG)
+
+
+def test_google_takes_oauth_tokens_and_never_shows_them() -> None:
+    tokens = OAuthTokens("ya29.access-1a2b", "1//refresh-3c4d", datetime(2031, 3, 3, 9, tzinfo=UTC))
+    shared = GoogleShared()
+    try:
+        provider = open_provider("google", tokens, None, config=CONFIG, google=shared, account_email="john@example.com")
+        assert isinstance(provider, GoogleProvider) and isinstance(provider, BatchCreator)
+        assert "john@example.com" in repr(provider) and "1a2b" not in repr(provider) and "3c4d" not in repr(provider)
+        assert provider.rotated_credentials() is None  # nothing refreshed yet
+    finally:
+        shared.close()
+    with pytest.raises(ValueError, match="a google connection needs OAuth tokens"):
+        open_provider("google", CREDENTIALS, None, config=CONFIG)
 
 
 def test_unknown_provider() -> None:

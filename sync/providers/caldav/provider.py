@@ -86,6 +86,7 @@ from sync.providers.base import (
     TimeWindow,
     Unreachable,
     WriteResult,
+    merged_periods,
 )
 from sync.providers.caldav.ical import PRODID, UID_SUFFIX, read_object, write_event
 
@@ -443,7 +444,7 @@ async def _busy_periods(
     periods = _busy_in(response.raw) if response.status == 200 else None
     if periods is None:
         return None
-    items = tuple(_busy_item(calendar_id, start, end) for start, end in _merged(periods))
+    items = tuple(_busy_item(calendar_id, start, end) for start, end in merged_periods(periods))
     hand_over(items)
     return ChangeSet(items, (), _freebusy_cursor(window), full=True)
 
@@ -467,16 +468,6 @@ def _busy_in(text: str) -> list[tuple[datetime, datetime]] | None:
                 start, end = period.start, period.end
                 periods.append((_utc(start), _utc(end)))
     return periods
-
-
-def _merged(periods: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
-    merged: list[tuple[datetime, datetime]] = []
-    for start, end in sorted(p for p in periods if p[1] > p[0]):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-        else:
-            merged.append((start, end))
-    return merged
 
 
 def _busy_item(calendar_id: str, start: datetime, end: datetime) -> RemoteItem:
