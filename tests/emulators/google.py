@@ -66,6 +66,9 @@ _REASONS = {"rateLimitExceeded": ("usageLimits", "Rate Limit Exceeded"),
             "quotaExceeded": ("usageLimits", "Calendar usage limits exceeded."),
             "backendError": ("global", "Backend Error"),
             "fullSyncRequired": ("global", "Sync token is no longer valid, a full sync is required.")}
+_UNAUTHENTICATED = ("Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie "
+                    "or other valid authentication credential. See "
+                    "https://developers.google.com/identity/sign-in/web/devconsole-project.")  # Google's 401
 _FULL_SYNC = "Sync token is no longer valid, a full sync is required."  # G1
 _MAX_INSTANCES = 730  # Google: how far it expands an endless series is undocumented; two years of dailies
 _CODE_LIFETIME = timedelta(minutes=10)  # Google: authorization codes live about ten minutes
@@ -74,7 +77,8 @@ _TOKEN_LIFETIME = 3599  # Google: expires_in of every access token
 
 @dataclass(frozen=True)
 class Failure:
-    """What `fail()` makes a call answer: Google's error JSON with this status and reason (G6)."""
+    """What `fail()` makes a call answer: Google's error JSON with this status and reason (G6); for the
+    token endpoint, `{"error": reason}` (an OAuth error code such as `invalid_grant` or `internal_failure`)."""
 
     status: int
     reason: str = "backendError"
@@ -198,14 +202,16 @@ class _Token:
 
 class _ApiError(Exception):
     def __init__(self, status: int, reason: str, message: str, *, domain: str = "global",
-                 headers: Mapping[str, str] | None = None) -> None:
+                 headers: Mapping[str, str] | None = None, summary: str | None = None) -> None:
         super().__init__(message)
         self.status, self.reason, self.message, self.domain = status, reason, message, domain
+        self.summary = summary or message
+        """The top-level message, which Google words apart from errors[0].message for a 401."""
         self.headers = dict(headers or {})
 
     def body(self) -> dict[str, Any]:
         """Google's error JSON: googleapiclient's retry reads error.errors[0].reason (G6)."""
-        return {"error": {"code": self.status, "message": self.message,
+        return {"error": {"code": self.status, "message": self.summary,
                           "errors": [{"domain": self.domain, "reason": self.reason, "message": self.message}],
                           "status": _STATUS.get(self.status, "UNKNOWN")}}
 
@@ -228,7 +234,6 @@ class _Call:
 
 @dataclass(frozen=True)
 class _Context:
-    method: str
     account: Account
     args: dict[str, str]
     query: MultiDict[str]
@@ -519,8 +524,16 @@ class GoogleEmulator:
         code = "4/emu-" + secrets.token_urlsafe(24)
         self._codes[code] = _Code(
             who, redirect_uri, tuple(query["scope"].split()), query.get("code_challenge"), method,
-            offline=query.get("access_type") == "offline", expires_at=self.clock() + _CODE_LIFETIME)
+            offline=self._offline_consent(who, query), expires_at=self.clock() + _CODE_LIFETIME)
         raise web.HTTPFound(_with_query(redirect_uri, {"code": code, "scope": query["scope"]} | state))
+
+    def _offline_consent(self, email_address: str, query: Mapping[str, str]) -> bool:
+        """G7: a refresh token comes with access_type=offline; once the account holds one for this client,
+        only prompt=consent yields another (Google)."""
+        if query.get("access_type") != "offline":
+            return False
+        holds_one = any(token.email == email_address and not token.revoked for token in self._refresh.values())
+        return not holds_one or "consent" in query.get("prompt", "").split()
 
     async def _token(self, request: web.Request) -> web.Response:
         form = dict(parse_qsl(await request.text()))
@@ -598,7 +611,7 @@ class GoogleEmulator:
         self.requests.append(Request(method, call.http_method, call.path, dict(call.query.items()),
                                      token.email if token is not None else None))
         if token is None or token.revoked or token.expires_at is None or token.expires_at <= self.clock():
-            raise _ApiError(401, "authError", "Invalid Credentials",
+            raise _ApiError(401, "authError", "Invalid Credentials", summary=_UNAUTHENTICATED,
                             headers={"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/", '
                                                          'error="invalid_token"'})
         if method not in _SCOPES or not _SCOPES[method] & set(token.scopes):  # G7: method-level scopes
@@ -611,7 +624,7 @@ class GoogleEmulator:
                 if failure.retry_after is not None and failure.status in (403, 429) else {}
             raise _ApiError(failure.status, failure.reason, message, domain=domain, headers=headers)
         body = json.loads(call.body) if call.body else {}
-        context = _Context(method, self.accounts[token.email], args, call.query, call.headers, body)
+        context = _Context(self.accounts[token.email], args, call.query, call.headers, body)
         handler: Callable[[_Context], _Answer] = getattr(self, "_" + method.replace(".", "_"))
         return handler(context)
 
@@ -721,7 +734,7 @@ class GoogleEmulator:
         else:
             window = (_parse_instant(query["timeMin"], "timeMin") if "timeMin" in query else None,
                       _parse_instant(query["timeMax"], "timeMax") if "timeMax" in query else None)
-            items = self._full_listing(calendar, query, single, window)
+            items = self._full_listing(calendar, _bool(query.get("showDeleted")), single, window)
         items = [item for item in items if self._matches(item, query)]
         if query.get("orderBy") == "startTime":
             items.sort(key=lambda item: _edt_instant(item["start"], calendar.time_zone)
@@ -760,9 +773,8 @@ class GoogleEmulator:
         return "updatedMin" not in query or datetime.fromisoformat(item["updated"]) >= _parse_instant(
             query["updatedMin"], "updatedMin")
 
-    def _full_listing(self, calendar: _Calendar, query: MultiDict[str], single: bool,
+    def _full_listing(self, calendar: _Calendar, show_deleted: bool, single: bool,
                       window: tuple[datetime | None, datetime | None]) -> list[dict[str, Any]]:
-        show_deleted = _bool(query.get("showDeleted"))
         items: list[dict[str, Any]] = []
         for stored in calendar.events.values():
             resource = stored.resource
@@ -1072,8 +1084,7 @@ class GoogleEmulator:
     def _busy(self, calendar: _Calendar, low: datetime, high: datetime) -> list[tuple[datetime, datetime]]:
         """G2/G5: opaque, not cancelled, not declined by the calendar's own attendee; merged, clipped."""
         periods: list[tuple[datetime, datetime]] = []
-        query: MultiDict[str] = MultiDict({"showDeleted": "false"})
-        for item in self._full_listing(calendar, query, True, (low, high)):
+        for item in self._full_listing(calendar, False, True, (low, high)):
             declined = any(attendee.get("self") and attendee.get("responseStatus") == "declined"
                            for attendee in item.get("attendees", []))
             if item["status"] == "cancelled" or item.get("transparency") == "transparent" or declined:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -25,6 +26,7 @@ from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest
 from oauthlib.oauth2.rfc6749.errors import InvalidGrantError
 
+from tests.clocks import ManualClock
 from tests.emulators.google import CALENDAR_SCOPE, CLIENT_ID, CLIENT_SECRET, Failure, GoogleEmulator
 
 JOHN = "john@example.com"
@@ -305,3 +307,74 @@ async def test_freebusy_merges_busy_time_and_reports_unknown_calendars(google: G
         await run(calendar.freebusy().query(body={"timeMin": "2026-01-01T00:00:00Z",
                                                   "timeMax": "2026-06-01T00:00:00Z", "items": [{"id": JOHN}]}))
     assert error_reason(too_long.value)[0] == 400
+
+
+async def test_incremental_sync_of_a_changed_series_lists_its_instances_in_the_first_window(
+        google: GoogleEmulator, calendar: Resource) -> None:
+    events = calendar.events()
+    daily = {"summary": "Daily", "recurrence": ["RRULE:FREQ=DAILY"],
+             "start": {"dateTime": "2026-03-02T09:00:00+01:00", "timeZone": "Europe/Paris"},
+             "end": {"dateTime": "2026-03-02T09:15:00+01:00", "timeZone": "Europe/Paris"}}
+    master = await run(events.insert(calendarId=JOHN, body=daily))
+    full = await run(events.list(calendarId=JOHN, singleEvents=True, timeMin="2026-03-03T00:00:00+01:00",
+                                 timeMax="2026-03-05T00:00:00+01:00"))
+    assert [item["start"]["dateTime"] for item in full["items"]] == ["2026-03-03T09:00:00+01:00",
+                                                                     "2026-03-04T09:00:00+01:00"]
+    await run(events.patch(calendarId=JOHN, eventId=master["id"], body={"summary": "Daily sync"}))
+    changed = await run(events.list(calendarId=JOHN, singleEvents=True, syncToken=full["nextSyncToken"]))
+    assert [(item["id"], item["summary"]) for item in changed["items"]] == [
+        (f"{master['id']}_20260303T080000Z", "Daily sync"), (f"{master['id']}_20260304T080000Z", "Daily sync")]
+
+
+async def test_a_listing_going_stale_mid_paging_answers_410(google: GoogleEmulator, calendar: Resource) -> None:
+    for day in (2, 3):
+        google.put_event(TEAM, event(f"Seeded {day}", day))
+    google.page_size_cap = 1
+    google.fail_after_pages(TEAM, pages=1)
+    first = await run(calendar.events().list(calendarId=TEAM))
+    with pytest.raises(HttpError) as other_listing:  # a page token belongs to its own listing
+        await run(calendar.events().list(calendarId=JOHN, pageToken=first["nextPageToken"]))
+    assert error_reason(other_listing.value)[0] == 400
+    with pytest.raises(HttpError) as stale:
+        await run(calendar.events().list(calendarId=TEAM, pageToken=first["nextPageToken"]))
+    assert error_reason(stale.value) == (410, "fullSyncRequired")
+
+
+async def test_readers_cannot_write_and_free_busy_readers_cannot_list(google: GoogleEmulator,
+                                                                      calendar: Resource) -> None:
+    google.accounts[JOHN].add_calendar("reader@example.com", "Read only", "reader")
+    google.accounts[JOHN].add_calendar("boss@example.com", "Boss", "freeBusyReader")
+    with pytest.raises(HttpError) as write:
+        await run(calendar.events().insert(calendarId="reader@example.com", body=event("No", 2)))
+    with pytest.raises(HttpError) as read:
+        await run(calendar.events().list(calendarId="boss@example.com"))
+    assert error_reason(write.value) == error_reason(read.value) == (403, "requiredAccessLevel")
+    busy = await run(calendar.freebusy().query(body={"timeMin": "2026-03-02T00:00:00Z",
+                                                     "timeMax": "2026-03-03T00:00:00Z",
+                                                     "items": [{"id": "boss@example.com"}]}))
+    assert busy["calendars"]["boss@example.com"] == {"busy": []}
+
+
+async def test_tokens_and_channels_expire_on_the_injected_clock(
+        receiver: tuple[str, list[dict[str, str]]]) -> None:
+    clock = ManualClock(datetime(2026, 3, 1, 8, 0, tzinfo=UTC))
+    google = GoogleEmulator(clock=clock)
+    await google.start()
+    try:
+        google.add_account(JOHN)
+        calendar = service(google, credentials(google, google.grant(JOHN)))
+        in_an_hour = int((clock.now + timedelta(hours=1)).timestamp() * 1000)
+        channel = await run(calendar.events().watch(calendarId=JOHN, body={
+            "id": "short", "type": "web_hook", "address": receiver[0], "expiration": in_an_hour}))
+        assert channel["expiration"] == str(in_an_hour)
+        await google.wait_for_notifications(1)
+
+        clock.later(timedelta(hours=2))  # the access token (3599 s) and the channel are both over
+        google.put_event(JOHN, event("Unheard", 4))
+        assert google.channels == {}
+        assert (await run(calendar.calendarList().list()))["items"]
+        assert [request.method for request in google.requests[-3:]] == ["calendarList.list", "token",
+                                                                         "calendarList.list"]
+        assert [n.state for n in google.notifications] == ["sync"]
+    finally:
+        await google.close()
