@@ -13,6 +13,7 @@ from croco.settings import Settings
 from storage import migrate
 from storage.db import Database
 from storage.secrets import SecretBox, SecretKeyError
+from sync.channels import can_push
 
 
 class Level(StrEnum):
@@ -65,9 +66,11 @@ def check_settings(settings: Settings) -> list[Finding]:
     if public.scheme not in ("http", "https") or not public.netloc:
         findings.append(Finding(Level.ERROR, "public_url", f"CROCO_PUBLIC_URL {settings.public_url!r} is not a URL"))
     elif public.scheme != "https":
+        push = ("push channels are made for this loopback address (a local emulator)" if can_push(settings.public_url)
+                else "no push channels are made, so calendars are only polled")
         findings.append(Finding(
             Level.WARNING, "public_url",
-            "CROCO_PUBLIC_URL is not https: Google and Microsoft push notifications and OAuth need https",
+            f"CROCO_PUBLIC_URL is not https: Google and Microsoft push notifications and OAuth need https; {push}",
         ))
 
     findings.extend(check_slack(settings))

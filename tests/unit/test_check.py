@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from pydantic import SecretStr
 
 from croco.check import Level, check_database, check_settings
@@ -94,3 +95,12 @@ def test_a_bot_token_where_the_app_token_belongs_is_flagged(tmp_path: Path) -> N
     found = _slack(_settings(tmp_path, slack_bot_token=SecretStr("xoxb-1"), slack_app_token=SecretStr("xoxb-1")))
     assert (Level.WARNING, "CROCO_SLACK_APP_TOKEN does not start with xapp-: Socket Mode needs an app-level token "
                            "(connections:write)") in found
+
+
+@pytest.mark.parametrize(("public_url", "says"), [
+    ("http://127.0.0.1:8080", "push channels are made for this loopback address"),
+    ("http://croco.internal:8080", "no push channels are made, so calendars are only polled"),
+])
+def test_a_public_url_that_is_not_https_says_whether_push_works(tmp_path: Path, public_url: str, says: str) -> None:
+    (finding,) = [f for f in check_settings(_settings(tmp_path, public_url=public_url)) if f.topic == "public_url"]
+    assert finding.level is Level.WARNING and says in finding.message
