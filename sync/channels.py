@@ -179,7 +179,7 @@ class PushChannels:
             calendars = await self._calendars(col(RemoteCalendar.connection_id) == connection_id,
                                               col(RemoteCalendar.push_channel_id).is_not(None))
             opened: dict[str, CalendarProvider] = {}
-            await asyncio.gather(*(self._stop(c, self._push_of(c, opened)) for c in calendars if c.channel))
+            await asyncio.gather(*(self._stop(c, self._push_of(c, opened), c.channel) for c in calendars))
         except Exception:
             log.exception("push channels not stopped before disconnect", extra={"connection_id": connection_id})
 
@@ -269,9 +269,8 @@ class PushChannels:
         upkeep.stopped.append(calendar.row.id)
         log.info("push channel stopped", extra=extra)
 
-    async def _stop(self, calendar: _Calendar, push: PushProvider | None, channel: PushChannel | None = None) -> None:
+    async def _stop(self, calendar: _Calendar, push: PushProvider | None, channel: PushChannel | None) -> None:
         """Stop one channel, best effort: one left running expires by itself."""
-        channel = channel or calendar.channel
         if push is None or channel is None:
             return
         try:
