@@ -94,6 +94,7 @@ class Runtime:
             self.db, self.secrets, self.providers(), owner=process_owner(),
             interval=timedelta(seconds=self.settings.sync_interval_seconds), clock=self.clock, pool=self.read_pool,
             lease=LeasePolicy.lasting(timedelta(seconds=self.settings.sync_lease_seconds)),
+            safety_poll=timedelta(seconds=self.settings.push_safety_poll_seconds),
         )
 
     @functools.cached_property

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     scheduler_tick_seconds: float = Field(default=15, gt=0)
     scheduler_enabled: bool = True
     sync_lease_seconds: float = Field(default=30, gt=0)
+    push_safety_poll_seconds: int = Field(default=3600, ge=5)
+    """A calendar with a live push channel is polled this often (notifications may get lost), else every
+    `sync_interval_seconds`."""
 
     # Providers: base URLs are settings so tests and the demo point at local servers.
     icloud_url: str = "https://caldav.icloud.com/"

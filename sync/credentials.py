@@ -9,8 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Connection
 from storage.secrets import SecretBox, UndecryptableSecret
-from sync.providers.base import AppPassword, Credentials, OAuthTokens
+from sync.providers.base import AppPassword, CalendarProvider, Credentials, OAuthTokens
 
 APP_PASSWORD, OAUTH = "app_password", "oauth"
 
@@ -40,3 +43,13 @@ def _credentials(document: dict[str, Any]) -> Credentials:
         return OAuthTokens(str(document["access_token"]), str(document["refresh_token"]),
                            datetime.fromisoformat(document["expires_at"]), tuple(map(str, document["scope"])))
     raise ValueError(kind)
+
+
+async def keep_rotated(session: AsyncSession, box: SecretBox, connection_id: str, provider: CalendarProvider) -> None:
+    """Store the tokens a refresh replaced, encrypted, in the caller's transaction: a replaced refresh token may
+    be the only one left (Graph), and a rollback keeps the tokens the row had, never a half-written state."""
+    rotated = provider.rotated_credentials()
+    if rotated is not None:
+        connection = await session.get(Connection, connection_id)
+        if connection is not None:
+            connection.credentials = seal(box, rotated)

@@ -98,6 +98,8 @@ SYNC_IN_PROGRESS = "sync_in_progress"
 """A manual sync's report on a calendar that another sync still held when it stopped waiting."""
 FULL_RESYNC_EVERY = timedelta(hours=24)
 """Incremental cursors do not re-send items whose occurrences slide into the window: relist daily."""
+DEFAULT_SAFETY_POLL = timedelta(hours=1)
+"""How long a calendar with a live push channel waits for its next sync when no notification comes."""
 YIELD_EVERY = 200
 """Actions applied between two turns of the event loop during a pull (a few milliseconds of work)."""
 
@@ -148,11 +150,15 @@ class SyncEngine:
         self, db: Database, secrets: SecretBox, providers: ProviderFactory, *, owner: str = "local",
         interval: timedelta = timedelta(minutes=5), clock: Clock = utcnow,
         pool: Executor | None = None, lease: leases.LeasePolicy = leases.DEFAULT_POLICY,
+        safety_poll: timedelta = DEFAULT_SAFETY_POLL,
     ) -> None:
         """`pool`: worker processes for reading large listings (the composition root owns and closes it).
-        `owner` names this process in leases: it must differ between processes sharing a database."""
+        `owner` names this process in leases: it must differ between processes sharing a database.
+        `safety_poll` replaces `interval` for a calendar with a live push channel (its notifications make it
+        due), as notifications may get lost (provider-apis.md G4)."""
         self.db, self.secrets, self.providers = db, secrets, providers
         self.owner, self.interval, self.clock, self.pool, self.lease = owner, interval, clock, pool, lease
+        self.safety_poll = max(safety_poll, interval)
 
     async def run_due(self, *, limit: int = 50) -> list[CalendarReport]:
         """One scheduler tick: claim due calendars, sync each, give them back with their next due time."""
@@ -192,8 +198,9 @@ class SyncEngine:
         async with leases.heartbeat(self.db, calendar_ids, self.owner, self.lease, self.clock):
             for calendar_id in calendar_ids:
                 report = await self.sync_calendar(calendar_id)
-                wait = max(self.interval, timedelta(seconds=report.retry_after or 0))
-                await leases.release(self.db, calendar_id, self.owner, next_due=self.clock() + wait)
+                wait, now = timedelta(seconds=report.retry_after or 0), self.clock()
+                await leases.release(self.db, calendar_id, self.owner, next_due=now + max(self.interval, wait),
+                                     watched_due=now + max(self.safety_poll, wait))
                 reports.append(report)
                 if each is not None:
                     each(report)
@@ -273,7 +280,7 @@ class SyncEngine:
                     if changes.full:
                         row.last_full_sync_at = now
             row.last_synced_at, row.last_error = now, None
-            await self._keep_rotated(session, context.connection.id, provider)
+            await credentials.keep_rotated(session, self.secrets, context.connection.id, provider)
         report.tally.removed += result.removed
         return cycle.restores
 
@@ -494,15 +501,6 @@ class SyncEngine:
     def _provider(self, connection: Connection, user: User) -> CalendarProvider:
         return self.providers(connection.provider, credentials.unseal(self.secrets, connection.credentials),
                               connection.server_url)
-
-    async def _keep_rotated(self, session: AsyncSession, connection_id: str, provider: CalendarProvider) -> None:
-        """Store tokens a refresh replaced, encrypted, in the pull's transaction: if it rolls back, the row
-        keeps the tokens it had (Graph leaves a replaced refresh token valid), never a half-written state."""
-        rotated = provider.rotated_credentials()
-        if rotated is not None:
-            connection = await session.get(Connection, connection_id)
-            assert connection is not None
-            connection.credentials = credentials.seal(self.secrets, rotated)
 
     async def _break_connection(self, context: _Context, reason: str) -> None:
         """One notice per set of credentials that stopped working: the calendars of one connection failing

@@ -9,20 +9,21 @@ renews it, so a process that died (kill -9, power loss) leaves its calendars cla
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import CompoundSelect, Select, or_, select, union, update
+from sqlalchemy import CompoundSelect, Select, case, func, literal, or_, select, union, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col
 
 from storage.db import Database
 from storage.enums import ConnectionStatus
 from storage.models import ConflictCalendar, Connection, RemoteCalendar, SyncSettings
-from storage.types import Clock
+from storage.types import Clock, UTCDateTime
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def _selected_calendars() -> CompoundSelect[tuple[str | None]]:
     )
 
 
-def _syncable(user_id: str | None, only: Collection[str] | None) -> Select[tuple[str]]:
+def syncable(user_id: str | None = None, only: Collection[str] | None = None) -> Select[tuple[str]]:
     """Selected calendars of working connections (of one user, among `only`, when given)."""
     query = (
         select(col(RemoteCalendar.id))
@@ -77,9 +78,11 @@ async def claim_due(
     """Claim up to `limit` due calendars for `owner`; returns their ids, the longest-waiting first.
 
     `include_not_due` claims calendars that are not due yet too ("sync now"), still skipping leased ones.
+    A claimed calendar's due time is cleared: one set while it is held (a push notification, a booking) says
+    it changed after the sync may have read it, and `release` keeps it.
     """
     query = (
-        _syncable(user_id, only)
+        syncable(user_id, only)
         .where(or_(col(RemoteCalendar.lease_expires_at).is_(None), col(RemoteCalendar.lease_expires_at) <= now))
         .order_by(col(RemoteCalendar.due_at).is_not(None), col(RemoteCalendar.due_at))
         .limit(limit)
@@ -92,7 +95,7 @@ async def claim_due(
             await session.execute(
                 update(RemoteCalendar)
                 .where(col(RemoteCalendar.id).in_(ids))
-                .values(lease_owner=owner, lease_expires_at=now + lease)
+                .values(lease_owner=owner, lease_expires_at=now + lease, due_at=None)
             )
     return ids
 
@@ -102,7 +105,7 @@ async def leased(db: Database, now: datetime, *, user_id: str | None = None,
     """Syncable calendars whose lease has not run out: some live process is syncing them."""
     async with db.session() as session:
         return list(await session.scalars(
-            _syncable(user_id, only).where(col(RemoteCalendar.lease_expires_at) > now).order_by(col(RemoteCalendar.id))
+            syncable(user_id, only).where(col(RemoteCalendar.lease_expires_at) > now).order_by(col(RemoteCalendar.id))
         ))
 
 
@@ -142,11 +145,19 @@ async def heartbeat(
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def release(db: Database, calendar_id: str, owner: str, *, next_due: datetime) -> None:
-    """Give the calendar back and say when it is due again. A lease lost to another owner is left alone."""
+async def release(db: Database, calendar_id: str, owner: str, *, next_due: datetime,
+                  watched_due: datetime | None = None) -> None:
+    """Give the calendar back and say when it is due again. A lease lost to another owner is left alone.
+
+    A due time set while it was held wins (it changed meanwhile). `watched_due`, later than `next_due`, is the
+    safety poll of a calendar with a live push channel (its notifications mark it due): it applies while the
+    channel lives, and a channel ending sooner makes the calendar due when it ends."""
+    expires, at = col(RemoteCalendar.push_channel_expires_at), functools.partial(literal, type_=UTCDateTime())
+    later = at(next_due) if watched_due is None else case(
+        (expires >= at(watched_due), at(watched_due)), (expires > at(next_due), expires), else_=at(next_due))
     async with db.write() as session:
         await session.execute(
             update(RemoteCalendar)
             .where(col(RemoteCalendar.id) == calendar_id, col(RemoteCalendar.lease_owner) == owner)
-            .values(lease_owner=None, lease_expires_at=None, due_at=next_due)
+            .values(lease_owner=None, lease_expires_at=None, due_at=func.coalesce(col(RemoteCalendar.due_at), later))
         )

@@ -9,6 +9,9 @@ items are handed to `changes(on_items=...)` in batches of `batch_size`, like a s
 
 Opened with OAuth tokens (`opened_with`), it refreshes them like Graph: `rotate_tokens(new)` makes the next
 call refresh and receive `new`, `revoke_grant()` makes every refresh fail with `invalid_grant`.
+
+It implements push like Google's `events.watch` (no notifications are sent): `watches` holds the live
+channels, each granted at most `channel_lifetime` from the injected `clock`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from __future__ import annotations
 import functools
 import itertools
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from storage.enums import Access
 from sync.events import RemoteObject
@@ -30,6 +35,7 @@ from sync.providers.base import (
     OAuthTokens,
     PreconditionFailed,
     ProviderError,
+    PushChannel,
     ReadContext,
     Reader,
     RemoteCalendarInfo,
@@ -48,9 +54,22 @@ class MemoryCalendar:
     log: list[tuple[int, str]] = field(default_factory=list)  # (version, remote id) of every change
 
 
+@dataclass(frozen=True)
+class Watch:
+    """A live push channel: on which calendar, where it would post, with which token."""
+
+    calendar_id: str
+    channel: PushChannel
+    address: str
+    token: str
+
+
 class MemoryProvider:
-    def __init__(self, *, account_email: str | None = None, batch_size: int = 100) -> None:
+    def __init__(self, *, account_email: str | None = None, batch_size: int = 100,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.calendars: dict[str, MemoryCalendar] = {}
+        self.watches: dict[str, Watch] = {}  # live channels by id
+        self.channel_lifetime, self.clock = timedelta(days=7), clock
         self.calls: list[str] = []
         self.account_email, self.batch_size = account_email, batch_size
         self._failures: deque[tuple[ProviderError, str | None]] = deque()
@@ -155,6 +174,19 @@ class MemoryProvider:
 
     def rotated_credentials(self) -> OAuthTokens | None:
         return self._rotated
+
+    async def watch(self, calendar_id: str, channel_id: str, address: str, token: str,
+                    lifetime: timedelta) -> PushChannel:
+        self._call("watch")
+        self._calendar(calendar_id)
+        channel = PushChannel(channel_id, f"resource-{calendar_id}",
+                              self.clock() + min(lifetime, self.channel_lifetime))
+        self.watches[channel_id] = Watch(calendar_id, channel, address, token)
+        return channel
+
+    async def stop_watching(self, channel: PushChannel) -> None:
+        self._call("stop_watching")
+        self.watches.pop(channel.channel_id, None)
 
     # Internals -------------------------------------------------------------------------------------
 

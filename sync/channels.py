@@ -1,0 +1,318 @@
+"""Push channels: one live channel per watched calendar, so a change reaches us as a notification within
+seconds and an idle calendar costs no request between safety polls (provider-apis.md section 0 and G4).
+
+Watched: a selected calendar (linked or conflict) of a working connection whose provider implements
+`PushProvider`, while CROCO_PUBLIC_URL is one the provider can call (https, or a loopback address for an
+emulator). Otherwise no channel, and the poll alone keeps calendars fresh.
+
+Channels expire (Google: about 7 days) and cannot be renewed in place: `PushChannels.renew` makes a new
+channel with a new id a day ahead, then stops the old one. A notification only marks its calendar due
+(`mark_due`); the scheduler's sync tick does the work. The channel's token is our signature of the calendar
+row's id, echoed in every notification: not a secret from the provider, but unforgeable for anyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from urllib.parse import urlparse
+
+from sqlalchemy import or_, select, update
+from sqlmodel import col
+
+from storage.db import Database
+from storage.models import Connection, RemoteCalendar
+from storage.secrets import SecretBox
+from sync import credentials, leases
+from sync.providers.base import (
+    CalendarProvider,
+    InvalidCredentials,
+    ProviderError,
+    ProviderFactory,
+    PushChannel,
+    PushProvider,
+    RateLimited,
+    Unreachable,
+    is_loopback,
+)
+
+log = logging.getLogger(__name__)
+
+TOKEN_PURPOSE = "push-channel"
+LIFETIME = timedelta(days=7)
+"""What we ask for; Google grants about 7 days at most, and the answer's expiry is what counts."""
+RENEW_AHEAD = timedelta(days=1)
+"""A channel expiring sooner than this is replaced: a day of retries before it lapses."""
+TICK_SECONDS = 300.0
+"""How often `renew` runs (`croco serve`): a new selection gets its channel within minutes."""
+CHANGED_STATES = frozenset({"exists", "not_exists"})
+"""Google's resource states saying the calendar changed; `sync` only says the channel now works."""
+
+
+class Notified(StrEnum):
+    """What a notification did (the web layer answers 200 to the first two, 4xx to the others)."""
+
+    MARKED_DUE = "marked_due"
+    ACKNOWLEDGED = "acknowledged"  # the channel's `sync` message: nothing changed
+    UNKNOWN_CHANNEL = "unknown_channel"
+    BAD_TOKEN = "bad_token"
+
+
+async def mark_due(db: Database, secrets: SecretBox, provider: str, channel_id: str, token: str, state: str,
+                   now: datetime) -> Notified:
+    """A webhook's only work: find the channel's calendar (one indexed read), check the token, and for a
+    change make the calendar due `now` (one update). A due time already earlier is kept."""
+    async with db.session() as session:
+        found = (await session.execute(
+            select(col(RemoteCalendar.id), col(Connection.provider))
+            .join(Connection, col(Connection.id) == col(RemoteCalendar.connection_id))
+            .where(col(RemoteCalendar.push_channel_id) == channel_id)
+        )).first()
+    if found is None or found.provider != provider:
+        return Notified.UNKNOWN_CHANNEL
+    calendar_id = found.id
+    if not secrets.verify_mac(TOKEN_PURPOSE, calendar_id, token):
+        return Notified.BAD_TOKEN
+    if state not in CHANGED_STATES:
+        return Notified.ACKNOWLEDGED
+    async with db.write() as session:
+        await session.execute(
+            update(RemoteCalendar)
+            .where(col(RemoteCalendar.id) == calendar_id,
+                   or_(col(RemoteCalendar.due_at).is_(None), col(RemoteCalendar.due_at) > now))
+            .values(due_at=now)
+        )
+    return Notified.MARKED_DUE
+
+
+def can_push(public_url: str) -> bool:
+    """Whether providers can call us at `public_url`: Google calls https addresses only (with a valid
+    certificate); a loopback address is an emulator on this machine."""
+    parsed = urlparse(public_url)
+    https = parsed.scheme == "https" and bool(parsed.hostname)
+    return https or (parsed.scheme == "http" and is_loopback(public_url))
+
+
+def push_address(public_url: str, provider: str) -> str:
+    """The webhook `provider`'s notifications are posted to (web/webhooks.py)."""
+    return f"{public_url.rstrip('/')}/webhooks/{provider}"
+
+
+def channel_token(secrets: SecretBox, calendar_id: str) -> str:
+    return secrets.mac(TOKEN_PURPOSE, calendar_id)
+
+
+Stored = tuple[str | None, str | None, datetime | None]
+"""A calendar's channel columns: id, resource id, expiry (an id alone: stored before the watch answered)."""
+
+
+def _stored(row: RemoteCalendar) -> Stored:
+    return row.push_channel_id, row.push_resource_id, row.push_channel_expires_at
+
+
+@dataclass
+class Upkeep:
+    """What one `renew` run did, by calendar id."""
+
+    created: list[str]
+    stopped: list[str]
+    failed: list[str]
+
+
+@dataclass(frozen=True)
+class _Calendar:
+    """A calendar with its connection, as one run of `renew` handles it."""
+
+    row: RemoteCalendar
+    connection: Connection
+
+    @property
+    def channel(self) -> PushChannel | None:
+        """The stored channel, if it was ever confirmed (a crash between storing an id and the watch's
+        answer leaves an id with no resource: nothing to stop, it expires by itself)."""
+        row = self.row
+        if row.push_channel_id is None or row.push_resource_id is None or row.push_channel_expires_at is None:
+            return None
+        return PushChannel(row.push_channel_id, row.push_resource_id, row.push_channel_expires_at)
+
+    @property
+    def log_extra(self) -> dict[str, str | None]:
+        return {"user_id": self.connection.user_id, "calendar_id": self.row.id,
+                "provider": self.connection.provider, "channel_id": self.row.push_channel_id}
+
+
+class PushChannels:
+    def __init__(self, db: Database, secrets: SecretBox, providers: ProviderFactory, public_url: str) -> None:
+        self.db, self.secrets, self.providers, self.public_url = db, secrets, providers, public_url
+        self._without_push: set[str] = set()  # providers found not to implement PushProvider (CalDAV)
+
+    async def renew(self, now: datetime) -> Upkeep:
+        """Create the channels missing, replace those expiring within RENEW_AHEAD (or past their expiry),
+        stop those of calendars no longer watched. A calendar that fails is logged and tried again at the
+        next run; the others go on. Refused credentials are left to the sync, which breaks the connection."""
+        upkeep = Upkeep([], [], [])
+        opened: dict[str, CalendarProvider] = {}  # one provider per connection and run: one token refresh
+        for calendar in await self._unwatched():
+            await self._retire(calendar, opened, upkeep)
+        for calendar in await self._needing_channel(now):
+            await self._replace(calendar, opened, upkeep, now)
+        await self._keep_rotated(opened)
+        return upkeep
+
+    async def stop_connection(self, connection_id: str) -> None:
+        """Before a disconnect: stop the connection's channels. Best effort: a failure is logged and never
+        keeps the disconnect from going on (a channel left running expires by itself)."""
+        try:
+            calendars = await self._calendars(col(RemoteCalendar.connection_id) == connection_id,
+                                              col(RemoteCalendar.push_channel_id).is_not(None))
+            opened: dict[str, CalendarProvider] = {}
+            await asyncio.gather(*(self._stop(c, self._push_of(c, opened), c.channel) for c in calendars))
+        except Exception:
+            log.exception("push channels not stopped before disconnect", extra={"connection_id": connection_id})
+
+    # Which calendars ---------------------------------------------------------------------------------
+
+    async def _needing_channel(self, now: datetime) -> list[_Calendar]:
+        if not can_push(self.public_url):
+            return []
+        expires = col(RemoteCalendar.push_channel_expires_at)
+        return await self._calendars(
+            col(RemoteCalendar.id).in_(leases.syncable()),
+            col(Connection.provider).not_in(self._without_push),
+            or_(col(RemoteCalendar.push_resource_id).is_(None), expires.is_(None), expires <= now + RENEW_AHEAD),
+        )
+
+    async def _unwatched(self) -> list[_Calendar]:
+        """Calendars with a channel that are no longer selected, or whose connection broke or went; all of
+        them when the public URL no longer takes notifications."""
+        conditions = [col(RemoteCalendar.push_channel_id).is_not(None)]
+        if can_push(self.public_url):
+            conditions.append(col(RemoteCalendar.id).not_in(leases.syncable()))
+        return await self._calendars(*conditions)
+
+    async def _calendars(self, *conditions: object) -> list[_Calendar]:
+        async with self.db.session() as session:
+            rows = (await session.execute(
+                select(RemoteCalendar, Connection)
+                .join(Connection, col(Connection.id) == col(RemoteCalendar.connection_id))
+                .where(*conditions)  # type: ignore[arg-type]
+                .order_by(col(RemoteCalendar.id))
+            )).all()
+        return [_Calendar(row, connection) for row, connection in rows]
+
+    # One calendar ------------------------------------------------------------------------------------
+
+    async def _replace(self, calendar: _Calendar, opened: dict[str, CalendarProvider], upkeep: Upkeep,
+                       now: datetime) -> None:
+        """A new channel, then the old one stopped (they overlap: no change falls between them)."""
+        extra, old, row = calendar.log_extra, calendar.channel, calendar.row
+        if calendar.connection.provider in self._without_push:
+            return
+        try:
+            push = self._push_of(calendar, opened)
+            if push is None:
+                return
+            new_id, address = str(uuid.uuid4()), push_address(self.public_url, calendar.connection.provider)
+            # The `sync` message may come before the watch's answer (G4): the id is stored first.
+            before, pending = _stored(row), (new_id, None, None)
+            if not await self._swap(row.id, before, pending):
+                return  # another process is replacing it
+            try:
+                channel = await push.watch(row.remote_id, new_id, address, channel_token(self.secrets, row.id),
+                                           LIFETIME)
+            except Exception:
+                await self._swap(row.id, pending, before)
+                raise
+            # Notifications of the channel replaced were refused since its id was: the calendar syncs once.
+            live = (channel.channel_id, channel.resource_id, channel.expires_at)
+            if not await self._swap(row.id, pending, live, due=now if row.push_channel_id else None):
+                await self._stop(calendar, push, channel)  # the calendar went meanwhile (a disconnect)
+                return
+            upkeep.created.append(row.id)
+            log.info("push channel created", extra=extra | {
+                "channel_id": new_id, "replaces": old.channel_id if old else None,
+                "expires_at": channel.expires_at.isoformat()})
+            if old is not None:
+                await self._stop(calendar, push, old)
+        except Exception as exc:
+            upkeep.failed.append(row.id)
+            self._log_failure("push channel not created", exc, extra)
+
+    async def _retire(self, calendar: _Calendar, opened: dict[str, CalendarProvider], upkeep: Upkeep) -> None:
+        """Stop the channel of a calendar no longer watched and forget it; a server that cannot be reached
+        now keeps it for the next run."""
+        extra = calendar.log_extra
+        try:
+            push = self._push_of(calendar, opened) if calendar.channel else None
+            if push is not None and calendar.channel is not None:
+                await push.stop_watching(calendar.channel)
+        except (RateLimited, Unreachable) as exc:
+            upkeep.failed.append(calendar.row.id)
+            self._log_failure("push channel not stopped", exc, extra)
+            return
+        except Exception as exc:  # refused credentials (a broken connection) or worse: it expires by itself
+            self._log_failure("push channel not stopped", exc, extra)
+        await self._swap(calendar.row.id, _stored(calendar.row), (None, None, None))
+        upkeep.stopped.append(calendar.row.id)
+        log.info("push channel stopped", extra=extra)
+
+    async def _stop(self, calendar: _Calendar, push: PushProvider | None, channel: PushChannel | None) -> None:
+        """Stop one channel, best effort: one left running expires by itself."""
+        if push is None or channel is None:
+            return
+        try:
+            await push.stop_watching(channel)
+        except Exception as exc:
+            self._log_failure("push channel not stopped", exc, calendar.log_extra | {"channel_id": channel.channel_id})
+
+    def _push_of(self, calendar: _Calendar, opened: dict[str, CalendarProvider]) -> PushProvider | None:
+        """The connection's provider if it implements push; one that does not is remembered and its calendars
+        are no longer looked at."""
+        connection = calendar.connection
+        if connection.id not in opened:
+            opened[connection.id] = self.providers(
+                connection.provider, credentials.unseal(self.secrets, connection.credentials), connection.server_url)
+        provider = opened[connection.id]
+        if isinstance(provider, PushProvider):
+            return provider
+        self._without_push.add(connection.provider)
+        return None
+
+    async def _swap(self, calendar_id: str, expected: Stored, new: Stored, *, due: datetime | None = None) -> bool:
+        """Store `new` if the row still holds `expected`, so of two processes renewing at once one goes on
+        and the other's channel is stopped. False when the row changed meanwhile (or is gone)."""
+        columns = (col(RemoteCalendar.push_channel_id), col(RemoteCalendar.push_resource_id),
+                   col(RemoteCalendar.push_channel_expires_at))
+        values: dict[str, object] = dict(zip(("push_channel_id", "push_resource_id", "push_channel_expires_at"), new,
+                                             strict=True))
+        if due is not None:
+            values["due_at"] = due
+        async with self.db.write() as session:
+            result = await session.execute(
+                update(RemoteCalendar)
+                .where(col(RemoteCalendar.id) == calendar_id,
+                       *(column.is_(None) if value is None else column == value
+                         for column, value in zip(columns, expected, strict=True)))
+                .values(**values)
+            )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def _keep_rotated(self, opened: dict[str, CalendarProvider]) -> None:
+        """Tokens a watch or stop refreshed are kept, as a sync keeps them."""
+        for connection_id, provider in opened.items():
+            if provider.rotated_credentials() is not None:
+                async with self.db.write() as session:
+                    await credentials.keep_rotated(session, self.secrets, connection_id, provider)
+
+    @staticmethod
+    def _log_failure(message: str, exc: Exception, extra: dict[str, str | None]) -> None:
+        if isinstance(exc, InvalidCredentials):
+            log.warning(message, extra=extra | {"error": "credentials refused: the next sync tells the user"})
+        elif isinstance(exc, ProviderError):
+            log.warning(message, extra=extra | {"error": str(exc)})
+        else:
+            log.exception(message, extra=extra | {"error": type(exc).__name__})
