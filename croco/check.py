@@ -14,9 +14,10 @@ from storage import migrate
 from storage.db import Database
 from storage.enums import Provider
 from storage.secrets import SecretBox, SecretKeyError
+from sync.channels import can_push
 from sync.connect_links import callback_path
-from sync.providers.base import GoogleConfig
-from sync.providers.google.oauth import GoogleOAuth, InsecureEndpoint, is_loopback
+from sync.providers.base import GoogleConfig, is_loopback
+from sync.providers.google.oauth import GoogleOAuth, InsecureEndpoint
 
 
 class Level(StrEnum):
@@ -69,9 +70,11 @@ def check_settings(settings: Settings) -> list[Finding]:
     if public.scheme not in ("http", "https") or not public.netloc:
         findings.append(Finding(Level.ERROR, "public_url", f"CROCO_PUBLIC_URL {settings.public_url!r} is not a URL"))
     elif public.scheme != "https":
+        push = ("push channels are made for this loopback address (a local emulator)" if can_push(settings.public_url)
+                else "no push channels are made, so calendars are only polled")
         findings.append(Finding(
             Level.WARNING, "public_url",
-            "CROCO_PUBLIC_URL is not https: Google and Microsoft push notifications and OAuth need https",
+            f"CROCO_PUBLIC_URL is not https: Google and Microsoft push notifications and OAuth need https; {push}",
         ))
 
     findings.extend(check_slack(settings))
@@ -105,7 +108,7 @@ def check_google(settings: Settings) -> list[Finding]:
             GoogleOAuth(config, redirect)
         except InsecureEndpoint as exc:
             findings.append(Finding(Level.ERROR, "google", f"Google sign-in cannot work: {exc}"))
-    if https or loopback:
+    if can_push(public):
         kind = "https" if https else "a loopback address (an emulator)"
         findings.append(Finding(Level.OK, "push", f"Google push channels will be created: CROCO_PUBLIC_URL is {kind}"))
     else:

@@ -31,6 +31,8 @@ class Ticker:
     ) -> None:
         """`intervals` gives some ticks their own period in seconds (notice delivery runs every second)."""
         self._running: set[asyncio.Task[None]] = set()
+        self._busy: set[str] = set()  # ticks running now
+        self._again: set[str] = set()  # ticks asked to run again as soon as they end
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         for name, tick in ticks.items():
             seconds = (intervals or {}).get(name, every_seconds)
@@ -43,6 +45,14 @@ class Ticker:
         """Run each tick every `every_seconds`, first right away; one instance of a tick at a time."""
         self._scheduler.start()
 
+    def run_soon(self, name: str) -> None:
+        """Run tick `name` now rather than at its next period (a push notification made a calendar due). One
+        running now runs again as soon as it ends: it may have claimed its work before the change."""
+        if name in self._busy:
+            self._again.add(name)
+        elif self._scheduler.running:
+            self._scheduler.modify_job(name, next_run_time=datetime.now(UTC))
+
     async def stop(self) -> None:
         running = set(self._running)
         self._scheduler.shutdown(wait=False)  # cancels them
@@ -53,13 +63,20 @@ class Ticker:
             task = asyncio.current_task()
             assert task is not None
             self._running.add(task)
+            self._busy.add(name)
             try:
-                await tick()
+                while True:
+                    self._again.discard(name)
+                    await tick()
+                    if name not in self._again:
+                        break
             except asyncio.CancelledError:  # `stop` cut it short: a shutdown, not a failure to log as an error
                 log.info("scheduler tick stopped by shutdown", extra={"tick": name})
             except Exception:
                 log.exception("scheduler tick failed", extra={"tick": name})
             finally:
                 self._running.discard(task)
+                self._busy.discard(name)
+                self._again.discard(name)
 
         return run

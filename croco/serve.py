@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import signal
@@ -22,7 +23,7 @@ from croco.runtime import Runtime
 from croco.scheduler import Tick, Ticker
 from croco.settings import Settings
 from storage import migrate
-from sync import agenda, firing, outbox
+from sync import agenda, channels, firing, outbox
 from sync.calendar_lists import CalendarLists
 from sync.engine import SyncEngine, start_workers
 from web.app import create_app
@@ -163,8 +164,9 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with aiohttp.ClientSession() as http:
-        ticker = _ticker(runtime, engine, http) if runtime.settings.scheduler_enabled else None
+        ticker = _ticker(runtime, engine, http, context.channels) if runtime.settings.scheduler_enabled else None
         if ticker is not None:
+            context.run_sync = functools.partial(ticker.run_soon, "sync")  # a push notification made some due
             ticker.start()
         if ready is not None:
             ready.set()
@@ -180,7 +182,8 @@ async def serve(
             await runtime.close()
 
 
-def _ticker(runtime: Runtime, engine: SyncEngine, http: aiohttp.ClientSession) -> Ticker:
+def _ticker(runtime: Runtime, engine: SyncEngine, http: aiohttp.ClientSession,
+            push: channels.PushChannels | None = None) -> Ticker:
     send = AiohttpWebhookSender(http, timeout_seconds=runtime.settings.http_timeout_seconds)
     secret = runtime.settings.webhook_secret.get_secret_value()
 
@@ -194,10 +197,12 @@ def _ticker(runtime: Runtime, engine: SyncEngine, http: aiohttp.ClientSession) -
         return await CalendarLists(runtime.db, runtime.secrets, engine.providers).refresh_due(runtime.clock())
 
     ticks: dict[str, Tick] = {"sync": engine.run_due, "webhooks": deliver, "calendar-lists": calendar_lists}
+    if push is not None:  # `croco serve` passes the web context's, whose disconnects stop channels too
+        ticks["channels"] = lambda: push.renew(runtime.clock())
     if runtime.notice_sink is not None:
         ticks["notices"] = outbox.Outbox(runtime.db, runtime.notice_sink, owner=engine.owner,
                                          clock=runtime.clock).deliver_due
         ticks["agenda"] = agendas  # no sink, no agenda: one delivered days later would mislead
     return Ticker(ticks, runtime.settings.scheduler_tick_seconds,
                   intervals={"notices": outbox.TICK_SECONDS, "agenda": agenda.TICK_SECONDS,
-                             "calendar-lists": CALENDAR_LISTS_TICK_SECONDS})
+                             "calendar-lists": CALENDAR_LISTS_TICK_SECONDS, "channels": channels.TICK_SECONDS})

@@ -14,7 +14,6 @@ row's id, echoed in every notification: not a secret from the provider, but unfo
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import uuid
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from sync.providers.base import (
     PushProvider,
     RateLimited,
     Unreachable,
+    is_loopback,
 )
 
 log = logging.getLogger(__name__)
@@ -93,8 +93,8 @@ def can_push(public_url: str) -> bool:
     """Whether providers can call us at `public_url`: Google calls https addresses only (with a valid
     certificate); a loopback address is an emulator on this machine."""
     parsed = urlparse(public_url)
-    host = parsed.hostname or ""
-    return (parsed.scheme == "https" and bool(host)) or (parsed.scheme == "http" and _is_loopback(host))
+    https = parsed.scheme == "https" and bool(parsed.hostname)
+    return https or (parsed.scheme == "http" and is_loopback(public_url))
 
 
 def push_address(public_url: str, provider: str) -> str:
@@ -102,17 +102,16 @@ def push_address(public_url: str, provider: str) -> str:
     return f"{public_url.rstrip('/')}/webhooks/{provider}"
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def channel_token(secrets: SecretBox, calendar_id: str) -> str:
     return secrets.mac(TOKEN_PURPOSE, calendar_id)
+
+
+Stored = tuple[str | None, str | None, datetime | None]
+"""A calendar's channel columns: id, resource id, expiry (an id alone: stored before the watch answered)."""
+
+
+def _stored(row: RemoteCalendar) -> Stored:
+    return row.push_channel_id, row.push_resource_id, row.push_channel_expires_at
 
 
 @dataclass
@@ -171,7 +170,7 @@ class PushChannels:
             calendars = await self._calendars(col(RemoteCalendar.connection_id) == connection_id,
                                               col(RemoteCalendar.push_channel_id).is_not(None))
             opened: dict[str, CalendarProvider] = {}
-            await asyncio.gather(*(self._stop(c, self._push_of(c, opened)) for c in calendars if c.channel))
+            await asyncio.gather(*(self._stop(c, self._push_of(c, opened), c.channel) for c in calendars))
         except Exception:
             log.exception("push channels not stopped before disconnect", extra={"connection_id": connection_id})
 
@@ -219,16 +218,18 @@ class PushChannels:
                 return
             new_id, address = str(uuid.uuid4()), push_address(self.public_url, calendar.connection.provider)
             # The `sync` message may come before the watch's answer (G4): the id is stored first.
-            if not await self._swap(row.id, row.push_channel_id, new_id, None):
+            before, pending = _stored(row), (new_id, None, None)
+            if not await self._swap(row.id, before, pending):
                 return  # another process is replacing it
             try:
                 channel = await push.watch(row.remote_id, new_id, address, channel_token(self.secrets, row.id),
                                            LIFETIME)
             except Exception:
-                await self._swap(row.id, new_id, old.channel_id if old else None, old)
+                await self._swap(row.id, pending, before)
                 raise
             # Notifications of the channel replaced were refused since its id was: the calendar syncs once.
-            if not await self._swap(row.id, new_id, new_id, channel, due=now if row.push_channel_id else None):
+            live = (channel.channel_id, channel.resource_id, channel.expires_at)
+            if not await self._swap(row.id, pending, live, due=now if row.push_channel_id else None):
                 await self._stop(calendar, push, channel)  # the calendar went meanwhile (a disconnect)
                 return
             upkeep.created.append(row.id)
@@ -255,13 +256,12 @@ class PushChannels:
             return
         except Exception as exc:  # refused credentials (a broken connection) or worse: it expires by itself
             self._log_failure("push channel not stopped", exc, extra)
-        await self._swap(calendar.row.id, calendar.row.push_channel_id, None, None)
+        await self._swap(calendar.row.id, _stored(calendar.row), (None, None, None))
         upkeep.stopped.append(calendar.row.id)
         log.info("push channel stopped", extra=extra)
 
-    async def _stop(self, calendar: _Calendar, push: PushProvider | None, channel: PushChannel | None = None) -> None:
+    async def _stop(self, calendar: _Calendar, push: PushProvider | None, channel: PushChannel | None) -> None:
         """Stop one channel, best effort: one left running expires by itself."""
-        channel = channel or calendar.channel
         if push is None or channel is None:
             return
         try:
@@ -282,21 +282,21 @@ class PushChannels:
         self._without_push.add(connection.provider)
         return None
 
-    async def _swap(self, calendar_id: str, expected: str | None, channel_id: str | None,
-                    channel: PushChannel | None, *, due: datetime | None = None) -> bool:
-        """Store a channel (`channel` None: only its id, before the watch) if the row still holds `expected`:
-        of two processes renewing at once, one goes on. False when it did not (or the calendar is gone)."""
-        held = col(RemoteCalendar.push_channel_id)
-        values: dict[str, object] = {
-            "push_channel_id": channel_id, "push_resource_id": channel.resource_id if channel else None,
-            "push_channel_expires_at": channel.expires_at if channel else None,
-        }
+    async def _swap(self, calendar_id: str, expected: Stored, new: Stored, *, due: datetime | None = None) -> bool:
+        """Store `new` if the row still holds `expected`, so of two processes renewing at once one goes on
+        and the other's channel is stopped. False when the row changed meanwhile (or is gone)."""
+        columns = (col(RemoteCalendar.push_channel_id), col(RemoteCalendar.push_resource_id),
+                   col(RemoteCalendar.push_channel_expires_at))
+        values: dict[str, object] = dict(zip(("push_channel_id", "push_resource_id", "push_channel_expires_at"), new,
+                                             strict=True))
         if due is not None:
             values["due_at"] = due
         async with self.db.write() as session:
             result = await session.execute(
                 update(RemoteCalendar)
-                .where(col(RemoteCalendar.id) == calendar_id, held.is_(None) if expected is None else held == expected)
+                .where(col(RemoteCalendar.id) == calendar_id,
+                       *(column.is_(None) if value is None else column == value
+                         for column, value in zip(columns, expected, strict=True)))
                 .values(**values)
             )
         return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -172,7 +172,9 @@ async def list_connections(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/connections/{connection_id}")
 async def delete_connection(request: web.Request) -> web.Response:
-    await accounts.disconnect(_ctx(request).db, request.match_info["connection_id"])
+    ctx, connection_id = _ctx(request), request.match_info["connection_id"]
+    await ctx.channels.stop_connection(connection_id)  # best effort: never keeps the disconnect from happening
+    await accounts.disconnect(ctx.db, connection_id)
     return web.Response(status=204)
 
 

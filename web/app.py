@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from sync import accounts
-from web import connect, oauth
+from web import connect, oauth, webhooks
 from web.api import CONTEXT, routes
 from web.context import WebContext
 from web.errors import ApiError, Handler, errors_middleware, route_template
@@ -24,10 +24,10 @@ from web.errors import ApiError, Handler, errors_middleware, route_template
 OPENAPI = Path(__file__).resolve().parents[1] / "manifests" / "openapi.yaml"
 """Read from the checkout (installs are editable), so the document and the code change together."""
 PUBLIC = frozenset({"/healthz", "/metrics", "/api/v1/openapi.json"})
-PUBLIC_PREFIXES = (connect.PREFIX, oauth.PREFIX, "/slack/")
+PUBLIC_PREFIXES = (connect.PREFIX, oauth.PREFIX, "/slack/", webhooks.PREFIX)
 """Pages a person's browser opens from a link or a provider's consent page sends it back to (the link's token,
-or the signed `state`, is their only key), and Slack's requests
-(their signature is checked by the Slack app, bot/)."""
+or the signed `state`, is their only key), Slack's requests (their signature is checked by the Slack app, bot/)
+and providers' notifications (their channel's token)."""
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -117,6 +117,7 @@ def create_app(ctx: WebContext) -> web.Application:
     app.add_routes(routes)
     app.add_routes(connect.pages)
     app.add_routes(oauth.pages)
+    app.add_routes(webhooks.push_routes)
 
     async def resolve_workspace(app: web.Application) -> None:
         ctx.workspace_id = ctx.workspace_id or await accounts.default_workspace(ctx.db)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from storage.db import Database
@@ -11,6 +12,7 @@ from storage.secrets import SecretBox
 from storage.types import Clock, utcnow
 from sync.actions import Actions
 from sync.booking import Booking
+from sync.channels import PushChannels
 from sync.connect_links import ConnectLinks
 from sync.engine import SyncEngine
 from sync.providers.base import ProviderConfig, ProviderFactory
@@ -36,10 +38,13 @@ class WebContext:
     """The OAuth clients and their endpoints, which the consent pages and the code exchange use."""
     clock: Clock = utcnow
     """The composition root's clock; the engine given must run on it too."""
+    run_sync: Callable[[], None] | None = None
+    """Runs the scheduler's sync tick now (`croco serve`); without a scheduler, `push_soon` runs a cycle."""
 
     booking: Booking = field(init=False)
     connect_links: ConnectLinks = field(init=False)
     actions: Actions = field(init=False)
+    channels: PushChannels = field(init=False)
     _cycle: asyncio.Task[None] | None = field(init=False, default=None)
     _again: bool = field(init=False, default=False)  # a change came in while the cycle ran
 
@@ -51,6 +56,14 @@ class WebContext:
                                           oauth_clients=self.oauth_clients, provider_config=self.provider_config,
                                           clock=self.clock)
         self.actions = Actions(self.db, self.engine)
+        self.channels = PushChannels(self.db, self.secrets, self.providers, self.public_url)
+
+    def sync_soon(self) -> None:
+        """A push notification made a calendar due: sync it now rather than at the next tick."""
+        if self.run_sync is not None:
+            self.run_sync()
+        else:
+            self.push_soon()
 
     def push_soon(self) -> None:
         """Run an engine cycle now, in the background, so that a booking reaches the members' linked

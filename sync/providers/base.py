@@ -9,10 +9,12 @@ the engine skips and reports it while the rest of the calendar syncs.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from storage.enums import Access
@@ -334,3 +336,15 @@ class ProviderConfig:
 class ProviderFactory(Protocol):
     def __call__(self, provider: str, credentials: Credentials, server_url: str | None) -> CalendarProvider:
         ...
+
+
+def is_loopback(url: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: a server on this machine (an emulator, a developer's own Croco). Plain http
+    is accepted there for OAuth (google-auth-oauthlib) and push (a provider calling us back), nowhere else."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

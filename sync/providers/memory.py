@@ -19,11 +19,11 @@ from __future__ import annotations
 import functools
 import itertools
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from storage.enums import Access
-from storage.types import Clock, utcnow
 from sync.events import RemoteObject
 from sync.providers.base import (
     CalendarGone,
@@ -65,7 +65,8 @@ class Watch:
 
 
 class MemoryProvider:
-    def __init__(self, *, account_email: str | None = None, batch_size: int = 100, clock: Clock = utcnow) -> None:
+    def __init__(self, *, account_email: str | None = None, batch_size: int = 100,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.calendars: dict[str, MemoryCalendar] = {}
         self.watches: dict[str, Watch] = {}  # live channels by id
         self.channel_lifetime, self.clock = timedelta(days=7), clock

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -230,4 +231,4 @@ def test_schemathesis_from_outside_finds_no_server_error_and_no_timeout(tmp_path
             capture_output=True, text=True, timeout=300)
     errors = [line for line in (tmp_path / "serve.log").read_text().splitlines() if '"level": "error"' in line]
     assert run.returncode == 0, "\n".join([run.stdout[-6000:], run.stderr[-2000:], *errors[-20:]])
-    assert "Stateful" in run.stdout and "0 generated" not in run.stdout
+    assert "Stateful" in run.stdout and not re.search(r"\b0 generated", run.stdout)  # "2840 generated" is fine

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from pydantic import SecretStr
 
 from croco.check import Level, check_database, check_settings
@@ -138,3 +139,12 @@ def test_a_plain_http_google_endpoint_off_this_machine_is_an_error(tmp_path: Pat
 def test_google_without_its_client_says_nothing_of_redirects_or_push(tmp_path: Path) -> None:
     assert _google(_settings(tmp_path, public_url="http://croco.internal")) == [
         (Level.OK, "google", "Google Calendar is not configured; users cannot connect it")]
+
+
+@pytest.mark.parametrize(("public_url", "says"), [
+    ("http://127.0.0.1:8080", "push channels are made for this loopback address"),
+    ("http://croco.internal:8080", "no push channels are made, so calendars are only polled"),
+])
+def test_a_public_url_that_is_not_https_says_whether_push_works(tmp_path: Path, public_url: str, says: str) -> None:
+    (finding,) = [f for f in check_settings(_settings(tmp_path, public_url=public_url)) if f.topic == "public_url"]
+    assert finding.level is Level.WARNING and says in finding.message

@@ -9,8 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from sync.providers.base import GoogleConfig
-from sync.providers.google.oauth import INSECURE_TRANSPORT, SCOPES, GoogleOAuth, InsecureEndpoint, is_loopback
+from sync.providers.base import GoogleConfig, is_loopback
+from sync.providers.google.oauth import INSECURE_TRANSPORT, SCOPES, GoogleOAuth, InsecureEndpoint
 
 GOOGLE = GoogleConfig("client-1.apps.googleusercontent.com", "client-secret")
 REDIRECT = "https://croco.example.com/oauth/google/callback"

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import update
+
 from storage.db import Database
 from storage.enums import ConnectionStatus
+from storage.models import RemoteCalendar
 from storage.secrets import SecretBox
 from sync import leases
 from tests.factories import add_connection, add_user, select_calendars
@@ -67,3 +70,20 @@ async def test_an_unrenewed_lease_lapses_after_its_length_and_a_renewed_one_does
     assert await leases.renew(db, [abandoned], "holder", expires_at=NOW + 2 * lease) == 0  # lost, not taken back
     assert await leases.claim_due(db, "third", NOW + timedelta(seconds=49)) == []
     assert await leases.claim_due(db, "third", NOW + timedelta(seconds=50)) == [renewed]
+
+
+async def test_a_due_time_set_while_a_calendar_is_held_survives_its_release(db: Database, secret_box: SecretBox) -> None:
+    """A booking or a push notification while the calendar syncs: that sync may have read it too early."""
+    user = await add_user(db)
+    _, (calendar,) = await add_connection(db, user, secret_box)
+    await select_calendars(db, user, linked=calendar, conflicts=[calendar])
+
+    assert await leases.claim_due(db, "holder", NOW) == [calendar.id]
+    await leases.release(db, calendar.id, "holder", next_due=NOW + timedelta(minutes=5))
+    assert await leases.claim_due(db, "holder", NOW + timedelta(minutes=4)) == []
+
+    assert await leases.claim_due(db, "holder", NOW + timedelta(minutes=5)) == [calendar.id]
+    async with db.write() as session:
+        await session.execute(update(RemoteCalendar).values(due_at=NOW + timedelta(minutes=6)))
+    await leases.release(db, calendar.id, "holder", next_due=NOW + timedelta(minutes=10))
+    assert await leases.claim_due(db, "holder", NOW + timedelta(minutes=6)) == [calendar.id]

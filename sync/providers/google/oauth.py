@@ -13,7 +13,6 @@ we need must be granted.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import os
 import threading
@@ -28,7 +27,14 @@ import requests
 from google_auth_oauthlib.flow import Flow
 from oauthlib.oauth2 import OAuth2Error
 
-from sync.providers.base import ConsentFailed, GoogleConfig, OAuthTokens, RemoteCalendarInfo, Unreachable
+from sync.providers.base import (
+    ConsentFailed,
+    GoogleConfig,
+    OAuthTokens,
+    RemoteCalendarInfo,
+    Unreachable,
+    is_loopback,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +66,6 @@ event loop (both calls run in threads)."""
 
 class InsecureEndpoint(ValueError):
     """A configured URL is plain http where only https will do. The message names the setting."""
-
-
-def is_loopback(url: str) -> bool:
-    """127.0.0.0/8, ::1 or localhost: a server on this machine (an emulator, a developer's own Croco)."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _needs_insecure_transport(urls: Mapping[str, str]) -> bool:
