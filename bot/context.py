@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from storage.db import Database
@@ -26,6 +27,8 @@ class BotContext:
     """The OAuth providers configured (`Settings.oauth_clients`); the others say so on their button."""
     home_team_id: str | None = None
     """The bot token's own Slack team (single-workspace mode), read with auth.test when the app starts."""
+    settings_saved: Callable[[], None] = lambda: None
+    """Told after the settings modal saved (the web context's: push channels for the calendars chosen)."""
 
     @property
     def calendar_lists(self) -> CalendarLists:

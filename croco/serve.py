@@ -90,7 +90,8 @@ async def mount_slack(runtime: Runtime, app: web.Application, ctx: WebContext, *
         log.warning("Slack auth.test failed", extra={"error": type(exc).__name__})
     home_team = home.team_id if home else None
     bot = BotContext(db=ctx.db, engine=ctx.engine, booking=ctx.booking, connect_links=ctx.connect_links,
-                     actions=ctx.actions, clock=ctx.clock, oauth_clients=ctx.oauth_clients, home_team_id=home_team)
+                     actions=ctx.actions, clock=ctx.clock, oauth_clients=ctx.oauth_clients, home_team_id=home_team,
+                     settings_saved=ctx.settings_saved)
     installs = install.installs(config, runtime.db.engine, runtime.secrets)  # None: single-workspace only
     bolt = slack.build_app(bot, config, home, installs)
     if config.signing_secret:
@@ -167,6 +168,7 @@ async def serve(
         ticker = _ticker(runtime, engine, http, context.channels) if runtime.settings.scheduler_enabled else None
         if ticker is not None:
             context.run_sync = functools.partial(ticker.run_soon, "sync")  # a push notification made some due
+            context.run_channels = functools.partial(ticker.run_soon, "channels")  # settings chose some to watch
             ticker.start()
         if ready is not None:
             ready.set()

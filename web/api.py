@@ -201,6 +201,7 @@ async def put_sync_settings(request: web.Request) -> web.Response:
         ctx.db, request.match_info["user_id"], body.linked_calendar_id, body.conflict_calendar_ids,
         body.mode, body.window_days_back, body.window_days_ahead, now=ctx.clock(), daily_agenda=body.daily_agenda,
     )
+    ctx.settings_saved()
     return web.json_response(settings.as_json())
 
 

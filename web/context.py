@@ -40,6 +40,8 @@ class WebContext:
     """The composition root's clock; the engine given must run on it too."""
     run_sync: Callable[[], None] | None = None
     """Runs the scheduler's sync tick now (`croco serve`); without a scheduler, `push_soon` runs a cycle."""
+    run_channels: Callable[[], None] | None = None
+    """Runs the scheduler's push-channel job now (`croco serve`), rather than at its next run minutes later."""
 
     booking: Booking = field(init=False)
     connect_links: ConnectLinks = field(init=False)
@@ -64,6 +66,12 @@ class WebContext:
             self.run_sync()
         else:
             self.push_soon()
+
+    def settings_saved(self) -> None:
+        """Saved settings may select calendars to watch: their push channels are made now, so a change made in
+        them right after arrives by push (the Slack app calls this too)."""
+        if self.run_channels is not None:
+            self.run_channels()
 
     def push_soon(self) -> None:
         """Run an engine cycle now, in the background, so that a booking reaches the members' linked

@@ -54,6 +54,7 @@ async def save(ctx: BotContext, person: Person, view: dict[str, Any]) -> dict[st
         return blocks.error_for(exc.code, exc.message, linked_shown=linked_shown)
     log.info("settings saved", extra={"user_id": person.user_id, "linked_calendar_id": choices.linked_calendar_id,
                                       "mode": choices.mode, "conflicts": len(choices.conflict_calendar_ids)})
+    ctx.settings_saved()
     return {}
 
 

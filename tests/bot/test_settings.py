@@ -110,10 +110,12 @@ async def test_a_calendar_shared_since_the_last_listing_is_offered_when_the_moda
 
 async def test_valid_choices_are_saved_close_the_modal_and_show_next_time(world: SlackWorld) -> None:
     user_id, ids = await connected(world)
+    told: list[None] = []
+    world.bot.settings_saved = lambda: told.append(None)  # croco serve: the push channel job runs now
     view = await opened(world)
     answer = await submitted(world, view, values(linked=ids["Work"], conflicts=[ids["Holidays (shared)"]],
                                                  mode="two_way", back="7", ahead="90"))
-    assert answer == {}
+    assert answer == {} and told == [None]
     assert await settings_of(world, user_id) == {
         "linked_calendar_id": ids["Work"], "conflict_calendar_ids": [ids["Holidays (shared)"]],  # as given
         "mode": "two_way", "window_days_back": 7, "window_days_ahead": 90, "daily_agenda": False}

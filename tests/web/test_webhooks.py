@@ -10,9 +10,10 @@ from datetime import timedelta
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import select
 
 from storage.db import Database
-from storage.models import RemoteCalendar
+from storage.models import RemoteCalendar, User
 from storage.secrets import SecretBox
 from sync.channels import PushChannels
 from sync.providers.base import CalendarProvider, Credentials, Unreachable
@@ -167,3 +168,24 @@ async def test_a_channel_that_cannot_be_stopped_never_blocks_the_disconnect(push
         assert response.status == 204
     async with push.db.session() as session:
         assert await session.get(RemoteCalendar, push.calendar_id) is None
+
+
+async def test_saving_settings_runs_the_channel_job_now(db: Database, secret_box: SecretBox) -> None:
+    """A calendar chosen just now gets its channel at once, not at the job's next run minutes later."""
+    google = MemoryProvider(clock=lambda: NOW)
+    calendar_id, _ = await watched(db, secret_box, google)
+    asked: list[None] = []
+    context = web_context(db, secret_box, google, None)
+    context.run_channels = lambda: asked.append(None)
+    async with TestClient(TestServer(create_app(context))) as client:
+        async with client.put(f"/api/v1/users/{(await context_user(db))}/sync-settings",
+                              json={"linked_calendar_id": calendar_id},
+                              headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+            assert response.status == 200, await response.text()
+    assert asked == [None]
+
+
+async def context_user(db: Database) -> str:
+    async with db.session() as session:
+        (user,) = await session.scalars(select(User))
+    return user.id
