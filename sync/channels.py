@@ -48,7 +48,7 @@ LIFETIME = timedelta(days=7)
 RENEW_AHEAD = timedelta(days=1)
 """A channel expiring sooner than this is replaced: a day of retries before it lapses."""
 TICK_SECONDS = 300.0
-"""How often `renew` runs (`croco serve`): a new selection gets its channel within minutes."""
+"""How often `renew` runs (`croco serve`); saving settings also runs it at once (`WebContext.settings_saved`)."""
 CHANGED_STATES = frozenset({"exists", "not_exists"})
 """Google's resource states saying the calendar changed; `sync` only says the channel now works."""
 

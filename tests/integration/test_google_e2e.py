@@ -12,7 +12,6 @@ The emulator answers in this test's event loop, so whatever blocks (the browser)
 from __future__ import annotations
 
 import asyncio
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.wait import WebDriverWait
 
-from tests.bot.test_serve_notices import ready
 from tests.emulators.google import CLIENT_ID, CLIENT_SECRET, GoogleEmulator
+from tests.integration.serving import croco_serve
 from tests.integration.test_serve import _clean_env, free_port
 from tests.web.test_connect_browser import chrome as chrome  # noqa: F401  (the session fixture, re-exported)
 
@@ -143,26 +142,11 @@ async def test_a_google_account_connects_syncs_pushes_once_and_hears_of_changes_
                      CROCO_GOOGLE_CLIENT_ID=CLIENT_ID, CROCO_GOOGLE_CLIENT_SECRET=CLIENT_SECRET,
                      CROCO_GOOGLE_API_URL=google.root_url, CROCO_GOOGLE_AUTH_URL=google.auth_url,
                      CROCO_GOOGLE_TOKEN_URL=google.token_url)
-    log = (tmp_path / "serve.log").open("w+")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "croco.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-        cwd=tmp_path, env=env, stderr=log)
-    try:
-        async with aiohttp.ClientSession() as http:
-            await ready(http, base, proc)
-            serve = Serve(http, base)
-            user_id, _ = await connect_through_the_browser(serve, google, chrome)
-            await book_and_push_once(serve, google, user_id, day)
-            await a_change_in_google_arrives_by_push(serve, google, user_id, day)
-    except BaseException:
-        log.seek(0)
-        print(log.read()[-20000:])  # serve's own account of what went wrong, shown with the failure
-        raise
-    finally:
-        proc.terminate()
-        await proc.wait()
-        log.close()
-    text = (tmp_path / "serve.log").read_text()
-    assert [line for line in text.splitlines() if '"level": "error"' in line] == []
+    async with croco_serve(tmp_path, port, env) as http:
+        serve = Serve(http, base)
+        user_id, _ = await connect_through_the_browser(serve, google, chrome)
+        await book_and_push_once(serve, google, user_id, day)
+        await a_change_in_google_arrives_by_push(serve, google, user_id, day)
+    log = (tmp_path / "serve.log").read_text()
     for secret in (CLIENT_SECRET, *google.issued_secrets()):
-        assert secret not in text  # no token or client secret in serve's log
+        assert secret not in log  # no token or client secret in serve's log

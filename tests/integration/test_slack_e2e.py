@@ -16,7 +16,6 @@ import asyncio
 import base64
 import json
 import re
-import sys
 import urllib.parse
 import urllib.request
 from datetime import datetime, timedelta
@@ -35,11 +34,11 @@ from bot.blocks.notices import ACTIONS_BLOCK
 from bot.ids import Action, ViewCallback
 from tests.bot.conftest import ANN
 from tests.bot.conftest import slack_emulator as slack_emulator  # noqa: F401  (the fixture)
-from tests.bot.test_serve_notices import ready
 from tests.bot.test_settings import values
 from tests.caldav_servers import CalDAVServer
 from tests.emulators.slack import BOT_TOKEN, SIGNING_SECRET, Call, Failure, SlackEmulator, SlackSender
 from tests.ics import michel, vevent
+from tests.integration.serving import croco_serve
 from tests.integration.test_serve import _clean_env, free_port
 from tests.web.test_connect_browser import chrome as chrome  # noqa: F401  (the session fixture, re-exported)
 
@@ -277,28 +276,12 @@ async def test_a_member_connects_chooses_settings_and_hears_of_every_change_in_s
     env = _clean_env(CROCO_API_TOKEN=TOKEN, CROCO_DATABASE_URL=database_url, CROCO_PUBLIC_URL=base,
                      CROCO_SCHEDULER_TICK_SECONDS="0.2", CROCO_SLACK_BOT_TOKEN=BOT_TOKEN,
                      CROCO_SLACK_SIGNING_SECRET=SIGNING_SECRET, CROCO_SLACK_API_URL=slack_emulator.api_url)
-    log = (tmp_path / "serve.log").open("w+")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "croco.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-        cwd=tmp_path, env=env, stderr=log)
-    try:
-        async with aiohttp.ClientSession() as http:
-            await ready(http, base, proc)
-            serve = Serve(http, base, slack_emulator)
-            user_id, linked = await connect_and_choose_settings(serve, chrome, radicale, calendar_url)
-            appointment_id = await book_and_hear_of_a_conflict_once(serve, radicale, calendar_url, user_id, day)
-            await restore_a_deleted_appointment(serve, radicale, calendar_url, user_id, appointment_id)
-            await go_two_way_and_meet_a_contact(serve, radicale, calendar_url, user_id, linked, day)
-            assert len(slack_emulator.calls_to("chat.postMessage")) == len(
-                {str(c.args["metadata"]) for c in slack_emulator.calls_to("chat.postMessage")})  # no DM twice
-            assert len([c for c in slack_emulator.calls_to("chat.postMessage") if "Dentist" in str(c.args)]) == 1
-    except BaseException:
-        log.seek(0)
-        print(log.read()[-20000:])  # serve's own account of what went wrong, shown with the failure
-        raise
-    finally:
-        proc.terminate()
-        await proc.wait()
-        log.close()
-    errors = [line for line in (tmp_path / "serve.log").read_text().splitlines() if '"level": "error"' in line]
-    assert errors == []  # the whole way, the 429 and 500 included, and its shutdown: nothing for an operator to chase
+    async with croco_serve(tmp_path, port, env) as http:
+        serve = Serve(http, base, slack_emulator)
+        user_id, linked = await connect_and_choose_settings(serve, chrome, radicale, calendar_url)
+        appointment_id = await book_and_hear_of_a_conflict_once(serve, radicale, calendar_url, user_id, day)
+        await restore_a_deleted_appointment(serve, radicale, calendar_url, user_id, appointment_id)
+        await go_two_way_and_meet_a_contact(serve, radicale, calendar_url, user_id, linked, day)
+        assert len(slack_emulator.calls_to("chat.postMessage")) == len(
+            {str(c.args["metadata"]) for c in slack_emulator.calls_to("chat.postMessage")})  # no DM twice
+        assert len([c for c in slack_emulator.calls_to("chat.postMessage") if "Dentist" in str(c.args)]) == 1
