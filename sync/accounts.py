@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +28,7 @@ from storage.models import (
 from storage.secrets import SecretBox
 from sync import credentials, state
 from sync.errors import Conflict, Invalid, NotFound
+from sync.notices import ConnectionBroken, notify
 from sync.payloads import appointment_payload
 from sync.providers.base import (
     AppPassword,
@@ -158,6 +160,21 @@ def account_of(login: Login) -> str:
 
 def _credentials_of(login: Login | OAuthTokens) -> Credentials:
     return login.tokens if isinstance(login, ExchangedAccount) else login
+
+
+async def break_connection(db: Database, connection_id: str, reason: str) -> None:
+    """The provider refused the connection's credentials (a revoked grant, a changed password), whichever job
+    found out: a sync, a channel renewal, a calendar list. Status `broken` and one notice per set of
+    credentials that stopped working: the calendars of one connection failing together tell once, and a
+    connection renewed with new credentials that break later tells again."""
+    async with db.write() as session:
+        connection = await session.get(Connection, connection_id)
+        if connection is None:  # disconnected meanwhile
+            return
+        connection.status, connection.last_error = ConnectionStatus.BROKEN, reason
+        these_credentials = hashlib.sha256(connection.credentials).hexdigest()[:16]
+        broken = ConnectionBroken(connection.id, connection.provider, connection.account, reason)
+        await notify(session, connection.user_id, broken, dedupe_key=f"broken:{connection.id}:{these_credentials}")
 
 
 async def list_connections(db: Database, user_id: str) -> list[Connection]:

@@ -11,7 +11,7 @@ user sees their sync fail (`CalendarGone`) in the status instead of a choice sil
 
 Refreshing claims the connection first (a conditional update of `calendars_listed_at`), so several processes
 never list one connection at once, and holds no transaction across the provider call. A provider failure
-leaves the list as it was: a refused login breaks the connection in the next sync cycle, which tells the user.
+leaves the list as it was; a refused login breaks the connection, with one notice (`accounts.break_connection`).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from storage.db import Database
 from storage.enums import ConnectionStatus
 from storage.models import ConflictCalendar, Connection, RemoteCalendar, SyncSettings
 from storage.secrets import SecretBox
-from sync import credentials, state
-from sync.providers.base import ProviderError, ProviderFactory, RemoteCalendarInfo
+from sync import accounts, credentials, state
+from sync.providers.base import InvalidCredentials, ProviderError, ProviderFactory, RemoteCalendarInfo
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,8 @@ class CalendarLists:
             listed = await provider.list_calendars()
         except ProviderError as exc:
             log.info("calendar list not refreshed", extra=extra | {"error": str(exc)})
+            if isinstance(exc, InvalidCredentials):  # a revoked grant found here is told now, as a sync would
+                await accounts.break_connection(self.db, connection.id, str(exc))
             return ListChanges()
         changes = await self._apply(connection, listed, now)
         rotated = provider.rotated_credentials()

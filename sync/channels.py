@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from urllib.parse import urlparse
@@ -27,7 +27,7 @@ from sqlmodel import col
 from storage.db import Database
 from storage.models import Connection, RemoteCalendar
 from storage.secrets import SecretBox
-from sync import credentials, leases
+from sync import accounts, credentials, leases
 from sync.providers.base import (
     CalendarProvider,
     InvalidCredentials,
@@ -116,11 +116,12 @@ def _stored(row: RemoteCalendar) -> Stored:
 
 @dataclass
 class Upkeep:
-    """What one `renew` run did, by calendar id."""
+    """What one `renew` run did, by calendar id (`broken`: by connection id)."""
 
     created: list[str]
     stopped: list[str]
     failed: list[str]
+    broken: list[str] = field(default_factory=list)  # refused our credentials: its other calendars wait
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ class PushChannels:
     async def renew(self, now: datetime) -> Upkeep:
         """Create the channels missing, replace those expiring within RENEW_AHEAD (or past their expiry),
         stop those of calendars no longer watched. A calendar that fails is logged and tried again at the
-        next run; the others go on. Refused credentials are left to the sync, which breaks the connection."""
+        next run; the others go on. Refused credentials break the connection (one notice)."""
         upkeep = Upkeep([], [], [])
         opened: dict[str, CalendarProvider] = {}  # one provider per connection and run: one token refresh
         for calendar in await self._unwatched():
@@ -210,7 +211,7 @@ class PushChannels:
                        now: datetime) -> None:
         """A new channel, then the old one stopped (they overlap: no change falls between them)."""
         extra, old, row = calendar.log_extra, calendar.channel, calendar.row
-        if calendar.connection.provider in self._without_push:
+        if calendar.connection.provider in self._without_push or calendar.connection.id in upkeep.broken:
             return
         try:
             push = self._push_of(calendar, opened)
@@ -241,6 +242,9 @@ class PushChannels:
         except Exception as exc:
             upkeep.failed.append(row.id)
             self._log_failure("push channel not created", exc, extra)
+            if isinstance(exc, InvalidCredentials):  # told now, not at the next sync an hour away
+                await accounts.break_connection(self.db, calendar.connection.id, str(exc))
+                upkeep.broken.append(calendar.connection.id)
 
     async def _retire(self, calendar: _Calendar, opened: dict[str, CalendarProvider], upkeep: Upkeep) -> None:
         """Stop the channel of a calendar no longer watched and forget it; a server that cannot be reached
@@ -311,7 +315,7 @@ class PushChannels:
     @staticmethod
     def _log_failure(message: str, exc: Exception, extra: dict[str, str | None]) -> None:
         if isinstance(exc, InvalidCredentials):
-            log.warning(message, extra=extra | {"error": "credentials refused: the next sync tells the user"})
+            log.warning(message, extra=extra | {"error": "credentials refused: the connection is broken"})
         elif isinstance(exc, ProviderError):
             log.warning(message, extra=extra | {"error": str(exc)})
         else:

@@ -17,7 +17,6 @@ calendar, anything else is recorded as the calendar's last error. Other calendar
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 from collections.abc import Callable, Collection, Sequence
@@ -36,11 +35,10 @@ from storage.enums import ConnectionStatus, SyncMode
 from storage.models import Appointment, ConflictCalendar, Connection, RemoteCalendar, SyncSettings, User
 from storage.secrets import SecretBox
 from storage.types import Clock, utcnow
-from sync import credentials, leases, state
+from sync import accounts, credentials, leases, state
 from sync.events import RemoteObject
 from sync.notices import (
     BothChanged,
-    ConnectionBroken,
     ItemSkipped,
     MassDeletionHeld,
     PushedEventDeleted,
@@ -226,7 +224,7 @@ class SyncEngine:
                     await self._pull(context, provider, CalendarReport(calendar_id))
         except InvalidCredentials as exc:
             report.error = str(exc)
-            await self._break_connection(context, str(exc))
+            await accounts.break_connection(self.db, context.connection.id, str(exc))
             log.warning("connection broken", extra=extra)
         except ProviderError as exc:  # rate limited, unreachable, calendar gone: this calendar waits
             report.error = str(exc)
@@ -501,17 +499,6 @@ class SyncEngine:
     def _provider(self, connection: Connection, user: User) -> CalendarProvider:
         return self.providers(connection.provider, credentials.unseal(self.secrets, connection.credentials),
                               connection.server_url)
-
-    async def _break_connection(self, context: _Context, reason: str) -> None:
-        """One notice per set of credentials that stopped working: the calendars of one connection failing
-        together tell once, and a connection renewed with new credentials that break later tells again."""
-        async with self.db.write() as session:
-            connection = await session.get(Connection, context.connection.id)
-            assert connection is not None
-            connection.status, connection.last_error = ConnectionStatus.BROKEN, reason
-            these_credentials = hashlib.sha256(connection.credentials).hexdigest()[:16]
-            broken = ConnectionBroken(connection.id, connection.provider, connection.account, reason)
-            await notify(session, context.user.id, broken, dedupe_key=f"broken:{connection.id}:{these_credentials}")
 
     async def _record_error(self, calendar_id: str, error: str) -> None:
         async with self.db.write() as session:

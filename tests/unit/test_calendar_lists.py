@@ -11,11 +11,11 @@ from sqlalchemy import select
 
 from storage.db import Database
 from storage.enums import Access, ConnectionStatus
-from storage.models import BlockedSlot, ConflictCalendar, Connection, RemoteCalendar
+from storage.models import BlockedSlot, ConflictCalendar, Connection, Notice, RemoteCalendar
 from storage.secrets import SecretBox
 from sync.calendar_lists import CalendarLists, ListChanges
 from sync.engine import SyncEngine
-from sync.providers.base import CalendarProvider, Credentials, Unreachable
+from sync.providers.base import CalendarProvider, Credentials, GrantRevoked, Unreachable
 from sync.providers.memory import MemoryProvider
 from tests.factories import add_connection, add_user, select_calendars
 from tests.ics import vevent
@@ -115,3 +115,16 @@ async def test_a_provider_failure_keeps_the_list_and_the_connection(world: World
         connection = await session.get(Connection, connection_id)
     assert connection is not None and connection.status == ConnectionStatus.OK
     assert await world.lists.refresh_due(NOW + timedelta(hours=2)) == ListChanges(added=1)  # the next hour
+
+
+async def test_a_revoked_grant_found_while_listing_breaks_the_connection_and_tells_once(world: World) -> None:
+    connection_id, _ = await world.connect()
+    world.account.fail_next(GrantRevoked())
+    assert await world.lists.refresh_due(NOW + timedelta(hours=1)) == ListChanges()
+    async with world.db.session() as session:
+        connection = await session.get(Connection, connection_id)
+        notices = list(await session.scalars(select(Notice)))
+    assert connection is not None and connection.status == ConnectionStatus.BROKEN
+    assert [n.kind for n in notices] == ["connection_broken"]
+    assert await world.lists.refresh_due(NOW + timedelta(hours=3)) == ListChanges()  # broken: not listed again
+    assert world.account.calls == ["list_calendars"]

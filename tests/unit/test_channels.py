@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 
 from storage.db import Database
 from storage.enums import ConnectionStatus
-from storage.models import ConflictCalendar, Connection, RemoteCalendar, User
+from storage.models import ConflictCalendar, Connection, Notice, RemoteCalendar, User
 from storage.secrets import SecretBox
 from sync import channels, credentials, leases
 from sync.channels import Notified, PushChannels, Upkeep
@@ -221,8 +221,22 @@ async def test_a_stop_the_server_cannot_take_now_is_tried_again(world: World) ->
     assert world.google.watches == {}
 
 
+async def test_a_revoked_grant_met_while_watching_breaks_the_connection_and_tells_once(world: World) -> None:
+    """Not left for a sync an hour away: the user hears of it now, once, and no more channels are tried."""
+    world.google.fail_next(GrantRevoked(), on="watch")
+    upkeep = await world.renew()
+    assert world.google.watches == {} and len(upkeep.failed) == 1  # its first calendar: the other one waits
+    async with world.db.session() as session:
+        (connection,) = await session.scalars(select(Connection))
+        notices = list(await session.scalars(select(Notice)))
+    assert connection.status == ConnectionStatus.BROKEN
+    assert [n.kind for n in notices] == ["connection_broken"]
+    world.clock.later(timedelta(minutes=5))
+    assert await world.renew() == Upkeep([], [], [])  # a broken connection's calendars are not watched
+
+
 @pytest.mark.parametrize("error", [Unreachable("connection refused"), RateLimited("slow down", 30),
-                                   GrantRevoked(), CalendarGone("gone")], ids=type)
+                                   CalendarGone("gone")], ids=type)
 async def test_a_calendar_failing_does_not_stop_the_others_and_is_tried_next_run(
     world: World, caplog: pytest.LogCaptureFixture, error: ProviderError
 ) -> None:
@@ -242,7 +256,7 @@ async def test_a_calendar_failing_does_not_stop_the_others_and_is_tried_next_run
         world.user.id, failed, "google")
     async with world.db.session() as session:
         connection = await session.get(Connection, failed_row.connection_id)
-    assert connection is not None and connection.status == ConnectionStatus.OK  # the sync breaks it, and tells
+    assert connection is not None and connection.status == ConnectionStatus.OK
 
     world.clock.later(timedelta(minutes=5))
     assert (await world.renew()).created == [failed]
