@@ -108,7 +108,11 @@ def check_google(settings: Settings) -> list[Finding]:
             GoogleOAuth(config, redirect)
         except InsecureEndpoint as exc:
             findings.append(Finding(Level.ERROR, "google", f"Google sign-in cannot work: {exc}"))
-    if can_push(public):
+    if loopback and not is_loopback(settings.google_api_url):
+        findings.append(Finding(
+            Level.WARNING, "push", "Google cannot call a loopback CROCO_PUBLIC_URL: its watch requests are refused and "
+            f"Google calendars are only polled (every {settings.sync_interval_seconds} s); use an https public URL"))
+    elif can_push(public):
         kind = "https" if https else "a loopback address (an emulator)"
         findings.append(Finding(Level.OK, "push", f"Google push channels will be created: CROCO_PUBLIC_URL is {kind}"))
     else:

@@ -113,8 +113,15 @@ def test_google_names_the_redirect_uri_to_register_and_says_push_channels_will_b
     ]
 
 
-def test_a_loopback_public_url_is_fine_for_google_and_push_goes_to_an_emulator(tmp_path: Path) -> None:
+def test_a_loopback_public_url_with_the_real_google_says_push_cannot_reach_it(tmp_path: Path) -> None:
     found = _google(_settings(tmp_path, public_url="http://127.0.0.1:8080", **GOOGLE_CLIENT))
+    warnings = {topic: message for level, topic, message in found if level is Level.WARNING}
+    assert warnings["push"].startswith("Google cannot call a loopback CROCO_PUBLIC_URL")
+
+
+def test_a_loopback_public_url_is_fine_for_google_and_push_goes_to_an_emulator(tmp_path: Path) -> None:
+    found = _google(_settings(tmp_path, public_url="http://127.0.0.1:8080", google_api_url="http://127.0.0.1:9/",
+                              **GOOGLE_CLIENT))
     assert [level for level, _, _ in found] == [Level.OK, Level.OK]
     assert "register http://127.0.0.1:8080/oauth/google/callback" in found[0][2]
     assert found[1][2] == "Google push channels will be created: CROCO_PUBLIC_URL is a loopback address (an emulator)"
