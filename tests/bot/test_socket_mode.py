@@ -4,6 +4,7 @@ still on its port, the socket closed on shutdown; without an app token, a one-li
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -89,6 +90,12 @@ def test_socket_mode_without_an_app_token_is_a_one_line_error(tmp_path: Path, mo
     monkeypatch.setenv("CROCO_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("CROCO_SLACK_BOT_TOKEN", BOT_TOKEN)
     monkeypatch.delenv("CROCO_SLACK_APP_TOKEN", raising=False)
-    assert cli.main(["serve", "--socket-mode", "--port", str(free_port())]) == 2
+    root = logging.getLogger()  # the CLI configures logging onto this test's captured stderr: put it back after
+    handlers, level = list(root.handlers), root.level
+    try:
+        assert cli.main(["serve", "--socket-mode", "--port", str(free_port())]) == 2
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "CROCO_SLACK_APP_TOKEN" in line
