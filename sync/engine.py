@@ -174,18 +174,22 @@ class SyncEngine:
         """`POST /users/{id}/sync`: every selected calendar of the user now.
 
         A calendar another sync holds is waited for, up to one lease length (a live holder finishes, a dead
-        one's lease runs out), then synced; still held after that, it is reported as `sync_in_progress`."""
+        one's lease runs out), then synced; still held after that, it is reported as `sync_in_progress`. What
+        is waited for is every selected calendar not synced yet, not only those leased when asked: a holder
+        that lets go between the claim and the look at the leases is claimed at the next turn."""
         reports = await self.sync_claimed(await self.claim_now(user_id))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (self.lease.length + self.lease.poll).total_seconds()
         while True:
             done = {report.calendar_id for report in reports}
-            busy = [c for c in await leases.leased(self.db, self.clock(), user_id=user_id) if c not in done]
-            if not busy or loop.time() >= deadline:
+            waiting = [c for c in await leases.selected(self.db, user_id) if c not in done]
+            if not waiting or loop.time() >= deadline:
                 break
-            await asyncio.sleep(self.lease.poll.total_seconds())
-            reports += await self.sync_claimed(await self.claim_now(user_id, only=busy))
-        return reports + [CalendarReport(calendar_id, error=SYNC_IN_PROGRESS) for calendar_id in busy]
+            claimed = await self.claim_now(user_id, only=waiting)
+            if not claimed:
+                await asyncio.sleep(self.lease.poll.total_seconds())
+            reports += await self.sync_claimed(claimed)
+        return reports + [CalendarReport(calendar_id, error=SYNC_IN_PROGRESS) for calendar_id in waiting]
 
     async def sync_claimed(
         self, calendar_ids: Sequence[str], *, each: Callable[[CalendarReport], object] | None = None

@@ -100,6 +100,12 @@ async def claim_due(
     return ids
 
 
+async def selected(db: Database, user_id: str) -> list[str]:
+    """The user's syncable calendars, leased or not."""
+    async with db.session() as session:
+        return list(await session.scalars(syncable(user_id).order_by(col(RemoteCalendar.id))))
+
+
 async def leased(db: Database, now: datetime, *, user_id: str | None = None,
                  only: Collection[str] | None = None) -> list[str]:
     """Syncable calendars whose lease has not run out: some live process is syncing them."""

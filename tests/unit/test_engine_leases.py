@@ -154,3 +154,24 @@ async def test_a_manual_sync_says_when_a_live_sync_holds_a_calendar(db: Database
     assert reports[0].tally.blocked_slots == 1
     assert (await row(db, held)).lease_owner == "busy-process"  # left to its holder
 
+
+
+async def test_a_manual_sync_syncs_a_calendar_whose_holder_let_go_just_after_the_claim(
+    db: Database, secret_box: SecretBox
+) -> None:
+    """The scheduler's tick held it when the user asked, and released it before a look at the leases: the
+    calendar is synced all the same, never left out of the answer (seen: an empty `calendars` list)."""
+    user_id, (calendar_id,) = await john(db, secret_box, 1)
+    assert await leases.claim_due(db, "the-tick", NOW, lease=timedelta(seconds=30)) == [calendar_id]
+    syncing = engine(db, secret_box, Calendars(1), Clock(), LeasePolicy(timedelta(seconds=30),
+                                                                        poll=timedelta(seconds=0.01)))
+    claim_now = syncing.claim_now
+
+    async def tick_finishes_right_after(*args: Any, **kwargs: Any) -> list[str]:
+        claimed = await claim_now(*args, **kwargs)
+        await leases.release(db, calendar_id, "the-tick", next_due=NOW + INTERVAL)
+        return claimed
+
+    syncing.claim_now = tick_finishes_right_after  # type: ignore[method-assign]
+    (report,) = await syncing.sync_user(user_id)
+    assert (report.calendar_id, report.error, report.tally.blocked_slots) == (calendar_id, None, 1)
