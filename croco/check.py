@@ -16,7 +16,7 @@ from storage.enums import Provider
 from storage.secrets import SecretBox, SecretKeyError
 from sync.channels import can_push
 from sync.connect_links import callback_path
-from sync.providers.base import GoogleConfig, is_loopback
+from sync.providers.base import is_loopback
 from sync.providers.google.oauth import GoogleOAuth, InsecureEndpoint
 
 
@@ -102,10 +102,8 @@ def check_google(settings: Settings) -> list[Finding]:
             Level.WARNING, "google", f"CROCO_PUBLIC_URL is neither https nor a loopback address: Google refuses the "
             f"redirect URI {redirect}, so Croco offers no Google sign-in until it is https"))
     else:
-        config = GoogleConfig(settings.google_client_id, settings.google_client_secret.get_secret_value(),
-                              settings.google_api_url, settings.google_auth_url, settings.google_token_url)
         try:
-            GoogleOAuth(config, redirect)
+            GoogleOAuth(settings.provider_config.google, redirect)
         except InsecureEndpoint as exc:
             findings.append(Finding(Level.ERROR, "google", f"Google sign-in cannot work: {exc}"))
     if loopback and not is_loopback(settings.google_api_url):

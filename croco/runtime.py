@@ -25,7 +25,7 @@ from storage.types import Clock, utcnow
 from sync.engine import SyncEngine
 from sync.leases import LeasePolicy
 from sync.outbox import NoticeSink
-from sync.providers.base import GoogleConfig, ProviderConfig, ProviderFactory
+from sync.providers.base import ProviderConfig, ProviderFactory
 from sync.providers.google.provider import GoogleShared
 from sync.providers.registry import open_provider
 
@@ -74,11 +74,7 @@ class Runtime:
 
     @property
     def provider_config(self) -> ProviderConfig:
-        settings = self.settings
-        google = GoogleConfig(settings.google_client_id, settings.google_client_secret.get_secret_value(),
-                              settings.google_api_url, settings.google_auth_url, settings.google_token_url)
-        return ProviderConfig(icloud_url=settings.icloud_url, timeout_seconds=settings.http_timeout_seconds,
-                              google=google)
+        return self.settings.provider_config
 
     def providers(self) -> ProviderFactory:
         """Every factory hands its Google providers the process's one `GoogleShared`."""

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sync.providers.base import GoogleConfig, MicrosoftConfig, ProviderConfig
+
 
 class Settings(BaseSettings):
     """Everything has a default so `croco serve` runs with no configuration at all.
@@ -62,6 +64,16 @@ class Settings(BaseSettings):
         pairs = {"google": (self.google_client_id, self.google_client_secret),
                  "microsoft": (self.microsoft_client_id, self.microsoft_client_secret)}
         return frozenset(name for name, (client_id, secret) in pairs.items() if client_id and secret.get_secret_value())
+
+    @property
+    def provider_config(self) -> ProviderConfig:
+        """The providers' clients and base URLs, as every provider of the process is opened with them."""
+        google = GoogleConfig(self.google_client_id, self.google_client_secret.get_secret_value(),
+                              self.google_api_url, self.google_auth_url, self.google_token_url)
+        microsoft = MicrosoftConfig(self.microsoft_client_id, self.microsoft_client_secret.get_secret_value(),
+                                    self.microsoft_authority, self.microsoft_graph_url)
+        return ProviderConfig(icloud_url=self.icloud_url, timeout_seconds=self.http_timeout_seconds, google=google,
+                              microsoft=microsoft)
 
     @property
     def effective_database_url(self) -> str:

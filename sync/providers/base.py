@@ -325,12 +325,23 @@ class GoogleConfig:
 
 
 @dataclass(frozen=True)
+class MicrosoftConfig:
+    """Microsoft's OAuth client, its authority (https, with the tenant) and the Graph base URL (API.md)."""
+
+    client_id: str = ""
+    client_secret: str = field(default="", repr=False)
+    authority: str = "https://login.microsoftonline.com/common"
+    graph_url: str = "https://graph.microsoft.com/v1.0/"
+
+
+@dataclass(frozen=True)
 class ProviderConfig:
     """Process-wide provider settings (base URLs and timeouts), injectable for tests and the demo."""
 
     icloud_url: str = "https://caldav.icloud.com/"
     timeout_seconds: float = 20.0
     google: GoogleConfig = GoogleConfig()
+    microsoft: MicrosoftConfig = MicrosoftConfig()
 
 
 class ProviderFactory(Protocol):
