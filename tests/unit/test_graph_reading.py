@@ -158,8 +158,6 @@ def test_our_event_is_known_by_its_extended_property() -> None:
     (json.dumps([{k: v for k, v in event().items() if k != "end"}]), "event has no end"),
     (json.dumps([event(end={"dateTime": "2026-03-04T08:00:00.0000000", "timeZone": "UTC"})]), "end is before start"),
     (json.dumps([event(start={"dateTime": "on Tuesday", "timeZone": "UTC"})]), "unreadable start or end"),
-    (json.dumps([event(start={"dateTime": "2026-03-04T09:00:00.0000000", "timeZone": "Pacific Standard Time"})]),
-     "unknown time zone 'Pacific Standard Time'"),
 ])
 def test_bad_data_fails_with_its_reason(resources: str, reason: str) -> None:
     with pytest.raises(BadRemoteData) as failed:
@@ -195,3 +193,13 @@ def test_the_later_delta_entry_for_an_id_wins() -> None:
 def test_the_reader_can_run_in_a_worker_process() -> None:
     reader = pickle.loads(pickle.dumps(read_item))
     assert reader(RemoteItem("item1", 'W/"e1"', json.dumps(sample("michel.json"))), MARCH).etag == 'W/"e1"'
+
+
+def test_a_zone_the_tz_database_does_not_know_is_read_as_the_users_and_told() -> None:
+    """DESIGN section 4: unknown zones fall back to the user's zone and are reported, never fail the item."""
+    windows = event(start={"dateTime": "2026-03-04T09:00:00.0000000", "timeZone": "Pacific Standard Time"},
+                    end={"dateTime": "2026-03-04T10:00:00.0000000", "timeZone": "Pacific Standard Time"})
+    mapped = events(RemoteItem("pst1", None, json.dumps([windows])), MARCH)
+    (occurrence,) = mapped.events
+    assert occurrence.start == datetime(2026, 3, 4, 9, tzinfo=MARCH.timezone).astimezone(UTC)
+    assert mapped.warnings == ("unknown time zone 'Pacific Standard Time' read as the user's time zone",)

@@ -12,8 +12,8 @@ as Google's and iCalendar's declined rules do.
 
 Times: the provider asks for `Prefer: outlook.timezone="UTC"`, so `start`/`end` come as `{dateTime:
 "2026-03-02T08:00:00.0000000", timeZone: "UTC"}`. Another IANA zone is read in that zone; a zone we cannot
-name (a Windows name such as "Pacific Standard Time", `tzone://Microsoft/Custom`) is BadRemoteData rather than
-a guess, because it means the header was not honoured and a guessed zone would move a busy slot by hours.
+name (a Windows name such as "Pacific Standard Time", `tzone://Microsoft/Custom`) is read as the user's zone
+with a logged warning, as DESIGN section 4 says of unknown TZIDs: the sync goes on, and the guess is told.
 `isAllDay` is whole days in the user's time zone. Occurrence keys are `originalStart` as a UTC instant, so a
 moved occurrence keeps the key of its slot.
 """
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -29,6 +30,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sync.events import Attendee, ItemEvents, RemoteEvent, RemoteObject, Response
 from sync.providers.base import BadRemoteData, ReadContext, RemoteItem
+
+log = logging.getLogger(__name__)
 
 MARKER_PROPERTY_ID = "String {66f5a359-4659-4830-9070-00047ec6ac6e} Name croco_appointment"
 """Our single-value extended property (M2): its value is the appointment an event of ours shows. The GUID is
@@ -87,8 +90,11 @@ def _etag(members: list[Event]) -> str | None:
 
 
 def read_item(item: RemoteItem, context: ReadContext) -> RemoteObject:
-    """`events` as the planner needs it."""
-    return events(item, context).remote_object()
+    """`events` as the planner needs it; what had to be guessed is logged."""
+    mapped = events(item, context)
+    for warning in mapped.warnings:
+        log.warning("calendar item read with a guess", extra={"remote_id": item.remote_id, "warning": warning})
+    return mapped.remote_object()
 
 
 def events(item: RemoteItem, context: ReadContext) -> ItemEvents:
@@ -113,7 +119,7 @@ def events(item: RemoteItem, context: ReadContext) -> ItemEvents:
     first = live[0] if live else resources[0]
     return ItemEvents(
         remote_id, item.etag, str(first.get("iCalUId") or ""), _our_appointment(first), cancelled=not live,
-        last_modified=max(updated) if updated else None, events=tuple(mapped),
+        last_modified=max(updated) if updated else None, events=tuple(mapped), warnings=tuple(_unknown_zones(live)),
     )
 
 
@@ -149,17 +155,29 @@ def _instant(remote_id: str, value: dict[str, Any], zone: ZoneInfo, all_day: boo
     if all_day:
         return datetime.combine(date(moment.year, moment.month, moment.day), time(), zone).astimezone(UTC)
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=_zone(remote_id, value.get("timeZone")))
+        moment = moment.replace(tzinfo=_zone(value.get("timeZone"), zone))
     return moment.astimezone(UTC)
 
 
-def _zone(remote_id: str, name: object) -> ZoneInfo:
+def _zone(name: object, user_zone: ZoneInfo) -> ZoneInfo:
     if not name or name == "UTC":
         return ZoneInfo("UTC")  # what `Prefer: outlook.timezone="UTC"` gives, and Graph's default (M1)
+    return _named_zone(str(name)) or user_zone
+
+
+def _named_zone(name: str) -> ZoneInfo | None:
     try:
-        return ZoneInfo(str(name))
+        return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise BadRemoteData(remote_id, f"unknown time zone {str(name)[:64]!r}") from None
+        return None
+
+
+def _unknown_zones(resources: list[Event]) -> list[str]:
+    """Zones read as the user's because the tz database does not know them (DESIGN section 4)."""
+    names = {str(bound.get("timeZone")) for event in resources for bound in (event.get("start"), event.get("end"))
+             if isinstance(bound, dict) and bound.get("timeZone") not in (None, "", "UTC")}
+    return [f"unknown time zone {name[:64]!r} read as the user's time zone"
+            for name in sorted(names) if _named_zone(name) is None]
 
 
 def _key(event: Event) -> str:
