@@ -646,7 +646,8 @@ class GraphEmulator:
         context = _Context(self.accounts[token.email], args, call)
         handler: Callable[[_Context], Any] = getattr(self, "_" + method.replace(".", "_"))
         result = handler(context)
-        return await result if asyncio.iscoroutine(result) else result
+        answer: _Answer = await result if asyncio.iscoroutine(result) else result
+        return answer
 
     async def _batch(self, request: web.Request) -> web.Response:
         """M5: JSON batching, at most 20 requests, each answered (and throttled) on its own."""

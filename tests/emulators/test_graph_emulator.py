@@ -340,3 +340,63 @@ async def test_a_subscription_whose_endpoint_does_not_echo_is_refused(
     status, _, error = await call(client, "POST", f"{trusted.graph_url}/subscriptions", json_body=body)
 
     assert status == 400 and error["error"]["code"] == "ValidationError" and not trusted.subscriptions
+
+
+async def test_delta_removes_a_deleted_occurrence_and_an_event_changed_outside_the_window(
+        trusted: GraphEmulator, client: aiohttp.ClientSession) -> None:
+    calendar = trusted.accounts[ANNA].default_calendar_id
+    series = trusted.put_event(calendar, event_body("Daily", 8, day=4) | {"recurrence": {
+        "pattern": {"type": "daily", "interval": 1},
+        "range": {"type": "endDate", "startDate": "2027-01-04", "endDate": "2027-01-06"}}})
+    later = trusted.put_event(calendar, event_body("Later", 9) | {
+        "start": {"dateTime": "2027-06-01T09:00:00", "timeZone": "UTC"},
+        "end": {"dateTime": "2027-06-01T10:00:00", "timeZone": "UTC"}})
+    url = f"{trusted.graph_url}/me/calendars/{calendar}/calendarView/delta"
+    first, delta_link, _ = await delta_round(client, url, WINDOW, page_size=10)
+    assert [item["seriesMasterId"] for item in first] == [series["id"]] * 3
+    cancelled = first[1]["id"]
+
+    status, _, _ = await call(client, "DELETE", f"{trusted.graph_url}/me/events/{cancelled}")
+    trusted.put_event(calendar, {"id": later["id"], "subject": "Later, renamed"})
+    changes, _, _ = await delta_round(client, delta_link)
+
+    assert status == 204
+    assert changes == [{"id": cancelled, "@removed": {"reason": "deleted"}},
+                       {"id": later["id"], "@removed": {"reason": "deleted"}}]  # M1: outside the window too
+
+
+async def test_a_subscription_is_renewed_deleted_and_capped_at_its_maximum_lifetime(
+        trusted: GraphEmulator, client: aiohttp.ClientSession, receiver: tuple[Receiver, str]) -> None:
+    _, url = receiver
+
+    def expiry(minutes: int) -> str:
+        return (datetime.now(UTC) + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    body = {"changeType": "created,updated,deleted", "notificationUrl": url, "resource": "me/events"}
+    too_long, _, _ = await call(client, "POST", f"{trusted.graph_url}/subscriptions",
+                                json_body=body | {"expirationDateTime": expiry(10_090)})
+    _, _, created = await call(client, "POST", f"{trusted.graph_url}/subscriptions",
+                              json_body=body | {"expirationDateTime": expiry(60)})
+    subscription_url = f"{trusted.graph_url}/subscriptions/{created['id']}"
+    _, _, renewed = await call(client, "PATCH", subscription_url, json_body={"expirationDateTime": expiry(10_000)})
+    deleted, _, _ = await call(client, "DELETE", subscription_url)
+    trusted.put_event(trusted.accounts[ANNA].default_calendar_id, event_body("Unheard", 9))
+
+    assert too_long == 400  # M4: 10,080 minutes at most
+    assert renewed["expirationDateTime"] > created["expirationDateTime"] and deleted == 204
+    assert not trusted.subscriptions
+
+
+async def test_a_503_from_the_token_endpoint_raises_in_msal_which_then_replays_it_for_retry_after(
+        trusted: GraphEmulator) -> None:
+    app, _, _ = await signed_in(trusted)
+    (account,) = await asyncio.to_thread(app.get_accounts)
+    trusted.fail(Failure(503, "temporarily_unavailable", retry_after=30), method="token")
+    calls_before = trusted.count("token")
+
+    for _ in range(2):
+        with pytest.raises(msal.exceptions.MsalServiceError, match="503"):
+            await asyncio.to_thread(app.acquire_token_silent_with_error, [CALENDAR_SCOPE], account,
+                                    force_refresh=True)
+
+    assert trusted.count("token") == calls_before + 1  # msal answers the retry itself until Retry-After passes
