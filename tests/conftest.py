@@ -1,5 +1,5 @@
 """Shared fixtures: a migrated database on SQLite and, when CROCO_TEST_DATABASE_URL is set, PostgreSQL; a
-started Google emulator (`google`).
+started Google emulator (`google`) and Microsoft identity + Graph emulator (`graph`).
 
 Every PostgreSQL test gets a schema of its own (dropped afterwards), so reruns and parallel runs never see
 each other's rows.
@@ -20,6 +20,7 @@ from storage import migrate
 from storage.db import Database
 from storage.secrets import SecretBox, generate_key
 from tests.emulators.google import GoogleEmulator
+from tests.emulators.graph import GraphEmulator
 
 pytest_plugins = ["tests.caldav_servers"]
 
@@ -73,6 +74,16 @@ def secret_box() -> SecretBox:
 async def google() -> AsyncIterator[GoogleEmulator]:
     """A Google Calendar API and OAuth emulator on a free loopback port (tests/emulators/google.py)."""
     emulator = GoogleEmulator()
+    await emulator.start()
+    yield emulator
+    await emulator.close()
+
+
+@pytest.fixture
+async def graph() -> AsyncIterator[GraphEmulator]:
+    """A Microsoft identity platform and Graph v1.0 emulator over HTTPS on a free loopback port
+    (tests/emulators/graph.py); tests trusting it set REQUESTS_CA_BUNDLE to `graph.ca_bundle_path`."""
+    emulator = GraphEmulator()
     await emulator.start()
     yield emulator
     await emulator.close()
