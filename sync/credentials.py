@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Connection
 from storage.secrets import SecretBox, UndecryptableSecret
-from sync.providers.base import AppPassword, CalendarProvider, Credentials, OAuthTokens
+from sync.providers.base import AppPassword, CalendarProvider, Credentials, OAuthTokens, TokenCache
 
-APP_PASSWORD, OAUTH = "app_password", "oauth"
+APP_PASSWORD, OAUTH, MSAL_CACHE = "app_password", "oauth", "msal_cache"
 
 
 def seal(box: SecretBox, credentials: Credentials) -> bytes:
@@ -25,6 +25,8 @@ def seal(box: SecretBox, credentials: Credentials) -> bytes:
         case OAuthTokens(access_token, refresh_token, expires_at, scope):
             return box.seal({"kind": OAUTH, "access_token": access_token, "refresh_token": refresh_token,
                              "expires_at": expires_at.isoformat(), "scope": list(scope)})
+        case TokenCache(serialized, home_account_id):
+            return box.seal({"kind": MSAL_CACHE, "cache": serialized, "home_account_id": home_account_id})
 
 
 def unseal(box: SecretBox, token: bytes) -> Credentials:
@@ -42,6 +44,8 @@ def _credentials(document: dict[str, Any]) -> Credentials:
     if kind == OAUTH:
         return OAuthTokens(str(document["access_token"]), str(document["refresh_token"]),
                            datetime.fromisoformat(document["expires_at"]), tuple(map(str, document["scope"])))
+    if kind == MSAL_CACHE:
+        return TokenCache(str(document["cache"]), str(document["home_account_id"]))
     raise ValueError(kind)
 
 

@@ -88,7 +88,17 @@ class OAuthTokens:
     scope: tuple[str, ...] = ()
 
 
-Credentials = AppPassword | OAuthTokens
+@dataclass(frozen=True)
+class TokenCache:
+    """Microsoft: msal's `SerializableTokenCache` as it serializes (its access and refresh tokens inside), and the
+    home account id it holds them for. Graph rotates the refresh token on every refresh, so the whole cache is
+    what is stored (encrypted) and handed back by `rotated_credentials()` each time it changed."""
+
+    serialized: str = field(repr=False)
+    home_account_id: str
+
+
+Credentials = AppPassword | OAuthTokens | TokenCache
 
 
 @dataclass(frozen=True)
