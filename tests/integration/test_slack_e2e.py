@@ -26,8 +26,6 @@ from zoneinfo import ZoneInfo
 import aiohttp
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.wait import WebDriverWait
 
 from bot.blocks import settings as settings_blocks
 from bot.blocks.notices import ACTIONS_BLOCK
@@ -41,6 +39,7 @@ from tests.ics import michel, vevent
 from tests.integration.serving import croco_serve
 from tests.integration.test_serve import _clean_env, free_port
 from tests.web.test_connect_browser import chrome as chrome  # noqa: F401  (the session fixture, re-exported)
+from tests.web.test_connect_browser import submit
 
 TOKEN = "slack-e2e-token"
 PARIS = ZoneInfo("Europe/Paris")
@@ -124,10 +123,8 @@ def connect_in_browser(driver: WebDriver, link: str, account: CalDAVServer) -> s
         element = driver.find_element(By.ID, field_id)
         element.clear()
         element.send_keys(value)
-    (button,) = driver.find_elements(By.XPATH, '//button[normalize-space()="Connect"]')
-    button.click()
-    WebDriverWait(driver, WAIT).until(EC.staleness_of(button))
-    return str(WebDriverWait(driver, WAIT).until(EC.presence_of_element_located((By.TAG_NAME, "main"))).text)
+    submit(driver, "Connect")
+    return str(driver.find_element(By.TAG_NAME, "main").text)
 
 
 def option_for(view: dict[str, Any], block_id: str, name: str) -> str | None:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -124,8 +125,12 @@ def heading(driver: WebDriver) -> str:
 def submit(driver: WebDriver, verb: str) -> None:
     (button,) = driver.find_elements(By.XPATH, f'//button[normalize-space()="{verb}"]')
     assert button.aria_role == "button"
+    before = driver.execute_script("return performance.timeOrigin")
     button.click()
-    WebDriverWait(driver, WAIT_SECONDS).until(EC.staleness_of(button))  # the next page replaced the form
+    # The next page replaced the form: a new document has a new time origin. Asking the old button whether it
+    # went stale can fail with an inspector error while the document is being swapped (seen under load).
+    WebDriverWait(driver, WAIT_SECONDS, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script("return performance.timeOrigin") != before)
     WebDriverWait(driver, WAIT_SECONDS).until(EC.presence_of_element_located((By.TAG_NAME, "h1")))
 
 
