@@ -16,8 +16,8 @@ from storage.enums import Provider
 from storage.secrets import SecretBox, SecretKeyError
 from sync.channels import can_push
 from sync.connect_links import callback_path
-from sync.providers.base import is_loopback
-from sync.providers.google.oauth import GoogleOAuth, InsecureEndpoint
+from sync.providers.base import InsecureEndpoint, is_loopback
+from sync.providers.google.oauth import GoogleOAuth
 
 
 class Level(StrEnum):
