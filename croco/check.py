@@ -16,8 +16,9 @@ from storage.enums import Provider
 from storage.secrets import SecretBox, SecretKeyError
 from sync.channels import can_push
 from sync.connect_links import callback_path
-from sync.providers.base import is_loopback
-from sync.providers.google.oauth import GoogleOAuth, InsecureEndpoint
+from sync.providers.base import InsecureEndpoint, is_loopback
+from sync.providers.google.oauth import GoogleOAuth
+from sync.providers.microsoft.oauth import MicrosoftOAuth
 
 
 class Level(StrEnum):
@@ -79,10 +80,24 @@ def check_settings(settings: Settings) -> list[Finding]:
 
     findings.extend(check_slack(settings))
     findings.extend(check_google(settings))
-    findings.append(_pair(
-        "microsoft", settings.microsoft_client_id, settings.microsoft_client_secret, "Microsoft 365 / Outlook"
-    ))
+    findings.extend(check_microsoft(settings))
     return findings
+
+
+def check_microsoft(settings: Settings) -> list[Finding]:
+    """Beyond its client id and secret, connecting Microsoft accounts needs the redirect URI registered (as a
+    Web platform one, M6: 90-day refresh tokens) and an https authority, the only kind msal accepts."""
+    pair = _pair("microsoft", settings.microsoft_client_id, settings.microsoft_client_secret,
+                 "Microsoft 365 / Outlook")
+    if "microsoft" not in settings.oauth_clients:
+        return [pair]
+    redirect = settings.public_url.rstrip("/") + callback_path(Provider.MICROSOFT)
+    try:
+        MicrosoftOAuth(settings.provider_config.microsoft, redirect)
+    except InsecureEndpoint as exc:
+        return [Finding(Level.ERROR, "microsoft", f"Microsoft sign-in cannot work: {exc}")]
+    return [Finding(Level.OK, "microsoft", f"Microsoft 365 / Outlook is configured: register {redirect} as a Web "
+                                           "redirect URI of its app registration (exactly this address)")]
 
 
 def check_google(settings: Settings) -> list[Finding]:

@@ -35,7 +35,7 @@ from sync.providers.base import (
     Credentials,
     ExchangedAccount,
     InvalidCredentials,
-    OAuthTokens,
+    OAuthGrant,
     ProviderError,
     ProviderFactory,
     RemoteCalendarInfo,
@@ -105,7 +105,7 @@ async def connect(
 
 
 async def check_login(
-    providers: ProviderFactory, provider: Provider, login: Login | OAuthTokens, url: str | None
+    providers: ProviderFactory, provider: Provider, login: Login | OAuthGrant, url: str | None
 ) -> list[RemoteCalendarInfo]:
     """The account's calendars, which proves the credentials work; no transaction may be open meanwhile.
     OAuth tokens alone will do: the account's address may only be known from its calendars (Google)."""
@@ -158,7 +158,7 @@ def account_of(login: Login) -> str:
     return login.username if isinstance(login, AppPassword) else login.account
 
 
-def _credentials_of(login: Login | OAuthTokens) -> Credentials:
+def _credentials_of(login: Login | OAuthGrant) -> Credentials:
     return login.tokens if isinstance(login, ExchangedAccount) else login
 
 

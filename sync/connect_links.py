@@ -8,7 +8,7 @@ transaction that saves the connection (and writes the `connected` notice, the DM
 submissions of one link connect once. A reconnect link renews
 the connection it names instead of adding one (the button on a `connection_broken` notice).
 
-Google (Microsoft later, behind the same `OAuthClient`) gets its consent page instead, valid 10 minutes: the
+Google and Microsoft (behind the same `OAuthClient`) get its consent page instead, valid 10 minutes: the
 link's token travels as the OAuth `state`, signed (`<token>.<mac>`), so a forged state is refused before any
 database read; the PKCE verifier is sealed in the link. The callback exchanges the code and lists the
 calendars outside any transaction, then spends the link and saves the connection like the form does,
@@ -42,13 +42,15 @@ from sync.providers.base import (
     AppPassword,
     ConsentFailed,
     ExchangedAccount,
+    InsecureEndpoint,
     OAuthClient,
     ProviderConfig,
     ProviderFactory,
     RemoteCalendarInfo,
     Unreachable,
 )
-from sync.providers.google.oauth import GoogleOAuth, InsecureEndpoint
+from sync.providers.google.oauth import GoogleOAuth
+from sync.providers.microsoft.oauth import MicrosoftOAuth
 
 log = logging.getLogger(__name__)
 
@@ -107,12 +109,12 @@ class ConnectLinks:
     def oauth(self, provider: Provider) -> OAuthClient:
         """The provider's consent flow; Invalid `provider_not_configured` when it cannot offer one."""
         if provider not in self.oauth_clients:
-            raise _not_configured(provider, configured=False)
-        if provider != Provider.GOOGLE:
-            raise _not_configured(provider, configured=True)
+            raise _not_configured(provider)
+        config, timeout = self.provider_config, self.provider_config.timeout_seconds
         try:
-            return GoogleOAuth(self.provider_config.google, self.redirect_uri(provider),
-                               timeout_seconds=self.provider_config.timeout_seconds)
+            if provider == Provider.GOOGLE:
+                return GoogleOAuth(config.google, self.redirect_uri(provider), timeout_seconds=timeout)
+            return MicrosoftOAuth(config.microsoft, self.redirect_uri(provider), timeout_seconds=timeout)
         except InsecureEndpoint as exc:
             raise Invalid(f"{provider} is not usable: {exc}", code="provider_not_configured") from None
 
@@ -125,7 +127,11 @@ class ConnectLinks:
             url, verifier, expires_at = f"{self.public_url}/connect/{token}", None, self.clock() + FORM_LIFETIME
         else:
             verifier = tokens.token_urlsafe(64)  # 86 characters of the unreserved set: RFC 7636 wants 43-128
-            url, expires_at = await oauth.consent_url(self._state(token), verifier), self.clock() + OAUTH_LIFETIME
+            try:
+                url = await oauth.consent_url(self._state(token), verifier)
+            except Unreachable as exc:  # msal reads the authority's metadata first
+                raise Invalid(str(exc), code="unreachable") from None
+            expires_at = self.clock() + OAUTH_LIFETIME
         async with self.db.write() as session:
             await accounts.get_user(session, user_id)
             if connection_id is not None:
@@ -185,7 +191,7 @@ class ConnectLinks:
         try:
             granted = await oauth.exchange(code, verifier)
             calendars = await accounts.check_login(self.providers, provider, granted, None)
-            login = ExchangedAccount(oauth.account(calendars), granted)
+            login = ExchangedAccount(await oauth.account(granted, calendars), granted)
         except (ConsentFailed, Unreachable) as exc:
             error = exc.error if isinstance(exc, ConsentFailed) else "unreachable"
             log.info("consent not completed", extra={"user_id": row.user_id, "provider": provider, "error": error})
@@ -262,10 +268,7 @@ def _gone() -> Gone:
     return Gone("this link is unknown, expired or already used: ask for a new one")
 
 
-def _not_configured(provider: Provider, *, configured: bool) -> Invalid:
-    if configured:  # the consent page comes with the provider's own issue
-        message = f"connecting {provider} accounts is not available in this version"
-    else:
-        prefix = OAUTH_SETTINGS[provider]
-        message = f"{provider} is not configured: set {prefix}_CLIENT_ID and {prefix}_CLIENT_SECRET"
-    return Invalid(message, code="provider_not_configured")
+def _not_configured(provider: Provider) -> Invalid:
+    prefix = OAUTH_SETTINGS[provider]
+    return Invalid(f"{provider} is not configured: set {prefix}_CLIENT_ID and {prefix}_CLIENT_SECRET",
+                   code="provider_not_configured")

@@ -29,7 +29,8 @@ HINTS = {
 @dataclass(frozen=True)
 class ProviderChoice:
     """A provider's line: `url` is its connect link; None when this Croco cannot connect it (`configured`
-    then says whether an admin set its OAuth client, which the provider still lacks in this version)."""
+    then says whether an admin set its OAuth client, whose sign-in is unusable: an http authority, or one
+    that cannot be reached)."""
 
     provider: Provider
     url: str | None = None
@@ -38,7 +39,7 @@ class ProviderChoice:
 
 
 def unavailable_words(choice: ProviderChoice) -> str:
-    return "not available on this Croco yet" if choice.configured else "not configured on this Croco"
+    return "not available on this Croco right now" if choice.configured else "not configured on this Croco"
 
 
 def connect_view(choices: Sequence[ProviderChoice], *, now: datetime) -> View:

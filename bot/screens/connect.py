@@ -19,7 +19,7 @@ from sync.errors import Invalid
 log = logging.getLogger(__name__)
 TITLE = "Connect a calendar"
 PROVIDERS = (Provider.GOOGLE, Provider.MICROSOFT, Provider.ICLOUD, Provider.CALDAV)
-NOT_CONFIGURED = "provider_not_configured"
+UNAVAILABLE = frozenset({"provider_not_configured", "unreachable"})  # its OAuth authority cannot be asked
 
 
 async def screen(ctx: BotContext, person: Person, args: str) -> View:
@@ -31,7 +31,7 @@ async def _choice(ctx: BotContext, user_id: str, provider: Provider) -> blocks.P
     try:
         link = await ctx.connect_links.issue(user_id, provider)
     except Invalid as exc:
-        if exc.code != NOT_CONFIGURED:
+        if exc.code not in UNAVAILABLE:
             raise
         return blocks.ProviderChoice(provider, configured=provider in ctx.oauth_clients)
     return blocks.ProviderChoice(provider, link.url, link.expires_at)

@@ -101,12 +101,16 @@ class TokenCache:
 Credentials = AppPassword | OAuthTokens | TokenCache
 
 
+OAuthGrant = OAuthTokens | TokenCache
+"""What an OAuth code exchange gives: Google's tokens, or msal's token cache (Microsoft)."""
+
+
 @dataclass(frozen=True)
 class ExchangedAccount:
     """The result of an OAuth code exchange: the account's address (the connection's `account`) and its tokens."""
 
     account: str
-    tokens: OAuthTokens
+    tokens: OAuthGrant
 
 
 @dataclass(frozen=True)
@@ -304,6 +308,16 @@ class ConsentFailed(ProviderError):
         self.error = error
 
 
+def code_refused(service: str, error: str) -> ConsentFailed:
+    """The token endpoint's refusal of a sign-in code, by its OAuth error code alone (anything but a plain code
+    is not repeated); the description the server sent with it is never kept."""
+    code = error if error.replace("_", "").isalnum() and len(error) <= 64 else "error"
+    if code == "invalid_grant":
+        return ConsentFailed(code, f"{service} refused the sign-in code (invalid_grant): it was used already or "
+                                   "has expired, so sign in again")
+    return ConsentFailed(code, f"{service} refused to exchange the sign-in code ({code})")
+
+
 class OAuthClient(Protocol):
     """What connecting a Google or Microsoft account through its consent page takes (sync/connect_links.py):
     the page to send the person to, and the code it sends back exchanged for tokens. PKCE: the verifier is
@@ -312,13 +326,18 @@ class OAuthClient(Protocol):
     async def consent_url(self, state: str, code_verifier: str) -> str:
         ...
 
-    async def exchange(self, code: str, code_verifier: str) -> OAuthTokens:
+    async def exchange(self, code: str, code_verifier: str) -> OAuthGrant:
         """Raises ConsentFailed (the code is refused) or Unreachable."""
         ...
 
-    def account(self, calendars: list[RemoteCalendarInfo]) -> str:
-        """The connection's `account`, read from the calendars the new tokens list; ConsentFailed if none says."""
+    async def account(self, grant: OAuthGrant, calendars: list[RemoteCalendarInfo]) -> str:
+        """The connection's `account`, from the calendars the new grant lists (Google) or from the identity the
+        grant belongs to (Microsoft's `/me`); ConsentFailed if none says, Unreachable if it cannot be asked."""
         ...
+
+
+class InsecureEndpoint(ValueError):
+    """A configured URL is plain http where only https will do. The message names the setting."""
 
 
 @dataclass(frozen=True)

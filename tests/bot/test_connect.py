@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
+import pytest
 from sqlalchemy import func, select
 
 from bot.ids import Action
@@ -14,8 +15,10 @@ from storage.models import Connection, ConnectLink
 from sync.providers.base import GoogleConfig, ProviderConfig
 from tests.bot.conftest import ANN, SlackWorld
 from tests.emulators.google import CLIENT_ID, CLIENT_SECRET, GoogleEmulator
+from tests.emulators.graph import GraphEmulator
 from tests.web.conftest import GOOD_PASSWORD, NOW
 from tests.web.test_oauth_google import google_providers
+from tests.web.test_oauth_microsoft import StandInCalendars, microsoft_config
 
 
 async def connect_modal(world: SlackWorld, count: int = 1) -> dict[str, Any]:
@@ -84,7 +87,7 @@ async def test_a_configured_google_button_opens_its_consent_page_and_connects_wh
 ) -> None:
     google.add_account("ann@example.com")
     links = world.web.connect_links
-    world.bot.oauth_clients = links.oauth_clients = frozenset({"google", "microsoft"})
+    world.bot.oauth_clients = links.oauth_clients = frozenset({"google"})
     links.provider_config = ProviderConfig(google=GoogleConfig(CLIENT_ID, CLIENT_SECRET, google.root_url,
                                                                google.auth_url, google.token_url))
     links.providers = google_providers(links.provider_config)
@@ -95,7 +98,7 @@ async def test_a_configured_google_button_opens_its_consent_page_and_connects_wh
     query = parse_qs(urlsplit(button["url"]).query)
     assert query["redirect_uri"] == [f"{world.web.public_url}/oauth/google/callback"]
     assert query["code_challenge_method"] == ["S256"] and query["access_type"] == ["offline"]
-    assert "not available on this Croco yet" in lines["microsoft"]["text"]["text"]  # its consent comes later
+    assert "not configured on this Croco" in lines["microsoft"]["text"]["text"]
     said = " ".join(e["text"] for b in view["blocks"] if b["type"] == "context" for e in b["elements"])
     assert "expires in 10 minutes" in said  # the soonest: consent links last 10 minutes, forms 15
 
@@ -108,11 +111,42 @@ async def test_a_configured_google_button_opens_its_consent_page_and_connects_wh
     assert [(c["provider"], c["account"]) for c in connections] == [("google", "ann@example.com")]
 
 
-async def test_a_configured_microsoft_client_is_told_apart_from_a_missing_one(world: SlackWorld) -> None:
-    world.bot.oauth_clients = world.web.connect_links.oauth_clients = frozenset({"microsoft"})
+async def test_a_configured_microsoft_button_opens_its_consent_page_and_connects_who_asked(
+    world: SlackWorld, graph: GraphEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(graph.ca_bundle_path))
+    graph.add_account("ann@contoso.com")
+    links = world.web.connect_links
+    world.bot.oauth_clients = links.oauth_clients = frozenset({"microsoft"})
+    links.provider_config, links.providers = microsoft_config(graph), StandInCalendars()
     lines = provider_lines(await connect_modal(world))
-    assert "not available on this Croco yet" in lines["microsoft"]["text"]["text"]
+    button = lines["microsoft"]["accessory"]
+    assert button["text"]["text"] == "Connect" and button["url"].startswith(graph.authority + "/oauth2/v2.0/authorize?")
+    query = parse_qs(urlsplit(button["url"]).query)
+    assert query["redirect_uri"] == [f"{world.web.public_url}/oauth/microsoft/callback"]
+    assert query["code_challenge_method"] == ["S256"] and "offline_access" in query["scope"][0].split()
     assert "not configured on this Croco" in lines["google"]["text"]["text"]
+
+    async with aiohttp.ClientSession() as browser, \
+            browser.get(button["url"], allow_redirects=False, ssl=graph.client_ssl_context()) as consented:
+        callback = urlsplit(consented.headers["Location"])
+    page = await world.api.get(f"{callback.path}?{callback.query}", headers={"Authorization": ""})
+    assert page.status == 200 and "Outlook / Microsoft 365 connected" in await page.text()
+    users = (await (await world.api.get("/api/v1/users", params={"slack_user_id": ANN.id})).json())["items"]
+    connections = (await (await world.api.get(f"/api/v1/users/{users[0]['id']}/connections")).json())["items"]
+    assert [(c["provider"], c["account"]) for c in connections] == [("microsoft", "ann@contoso.com")]
+
+
+async def test_a_configured_but_unusable_microsoft_client_is_told_apart_from_a_missing_one(
+    world: SlackWorld, graph: GraphEmulator
+) -> None:
+    links = world.web.connect_links
+    world.bot.oauth_clients = links.oauth_clients = frozenset({"microsoft"})
+    links.provider_config = microsoft_config(graph, authority=graph.authority.replace("https:", "http:"))
+    lines = provider_lines(await connect_modal(world))
+    assert "not available on this Croco right now" in lines["microsoft"]["text"]["text"]
+    assert "not configured on this Croco" in lines["google"]["text"]["text"]
+    assert graph.requests == []
 
 
 async def test_the_modal_says_when_the_links_expire_and_they_do(world: SlackWorld) -> None:

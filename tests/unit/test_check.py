@@ -155,3 +155,27 @@ def test_google_without_its_client_says_nothing_of_redirects_or_push(tmp_path: P
 def test_a_public_url_that_is_not_https_says_whether_push_works(tmp_path: Path, public_url: str, says: str) -> None:
     (finding,) = [f for f in check_settings(_settings(tmp_path, public_url=public_url)) if f.topic == "public_url"]
     assert finding.level is Level.WARNING and says in finding.message
+
+
+MICROSOFT_CLIENT = {"microsoft_client_id": "0000-1111", "microsoft_client_secret": SecretStr("s3cret")}
+
+
+def _microsoft(settings: Settings) -> list[tuple[Level, str]]:
+    return [(f.level, f.message) for f in check_settings(settings) if f.topic == "microsoft"]
+
+
+def test_microsoft_names_the_redirect_uri_to_register(tmp_path: Path) -> None:
+    assert _microsoft(_settings(tmp_path, public_url="https://croco.example.com/", **MICROSOFT_CLIENT)) == [
+        (Level.OK, "Microsoft 365 / Outlook is configured: register https://croco.example.com/oauth/microsoft/callback"
+                   " as a Web redirect URI of its app registration (exactly this address)")]
+
+
+def test_an_http_microsoft_authority_is_an_error_naming_the_setting(tmp_path: Path) -> None:
+    errors = _errors(_settings(tmp_path, microsoft_authority="http://127.0.0.1:9/common", **MICROSOFT_CLIENT))
+    assert errors["microsoft"] == ("Microsoft sign-in cannot work: CROCO_MICROSOFT_AUTHORITY must be an https URL "
+                                   "(msal accepts no other)")
+
+
+def test_microsoft_without_its_client_says_nothing_of_redirects(tmp_path: Path) -> None:
+    assert _microsoft(_settings(tmp_path, microsoft_authority="http://127.0.0.1:9/common")) == [
+        (Level.OK, "Microsoft 365 / Outlook is not configured; users cannot connect it")]

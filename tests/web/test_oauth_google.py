@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import socket
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -67,6 +68,7 @@ class Site:
     context: WebContext
     clock: ManualClock
     public_url: str
+    provider: str = "google"
     pages: list[str] = field(default_factory=list)  # every page served, to look for secrets in
 
     async def user(self, person: dict[str, str] = JOHN) -> str:
@@ -74,7 +76,7 @@ class Site:
 
     async def consent_link(self, user_id: str, **fields: str) -> str:
         body = await created(await self.api.post(f"/api/v1/users/{user_id}/connect-links",
-                                                 json={"provider": "google"} | fields))
+                                                 json={"provider": self.provider} | fields))
         assert set(body) == {"url", "expires_at"}
         assert datetime.fromisoformat(body["expires_at"]) == self.clock.now + timedelta(minutes=10)
         return str(body["url"])
@@ -84,7 +86,7 @@ class Site:
         async with self.browser.get(url, allow_redirects=False) as answer:
             assert answer.status == 302, await answer.text()
             location = answer.headers["Location"]
-        assert location.startswith(f"{self.public_url}/oauth/google/callback?")
+        assert location.startswith(f"{self.public_url}/oauth/{self.provider}/callback?")
         return location
 
     async def callback(self, url: str, status: int) -> str:
@@ -101,7 +103,7 @@ class Site:
         async with self.browser.get(await self.consent_link(user_id, **fields)) as answer:
             text = await answer.text()
             assert answer.status == status, text
-            assert str(answer.url).startswith(f"{self.public_url}/oauth/google/callback?")
+            assert str(answer.url).startswith(f"{self.public_url}/oauth/{self.provider}/callback?")
         self.pages.append(text)
         return text
 
@@ -114,20 +116,26 @@ class Site:
 
 
 @asynccontextmanager
-async def served(db: Database, secret_box: SecretBox, google: GoogleEmulator,
-                 config: ProviderConfig | None = None) -> AsyncIterator[Site]:
-    config = config or google_config(google)
+async def served(db: Database, secret_box: SecretBox, google: GoogleEmulator | None,
+                 config: ProviderConfig | None = None, *, provider: str = "google",
+                 providers: ProviderFactory | None = None, trust: ssl.SSLContext | None = None) -> AsyncIterator[Site]:
+    """The app serving `provider`'s flow: Google's with the real registry by default; `trust` is what the
+    browser trusts besides the usual (an https emulator's certificate)."""
+    if config is None:
+        assert google is not None
+        config = google_config(google)
     listening = socket.socket()
     listening.bind(("127.0.0.1", 0))  # bound first, so the redirect URI can name the port
     public_url = f"http://127.0.0.1:{listening.getsockname()[1]}"
     clock = ManualClock(NOW)
     context = WebContext(db=db, secrets=secret_box, api_token=TOKEN, webhook_secret="whsec",
-                         providers=google_providers(config), public_url=public_url, clock=clock,
-                         oauth_clients=frozenset({"google"}), provider_config=config)
+                         providers=providers or google_providers(config), public_url=public_url, clock=clock,
+                         oauth_clients=frozenset({provider}), provider_config=config)
     server = TestServer(create_app(context), socket_factory=lambda *_: listening)
-    async with TestClient(server) as client, aiohttp.ClientSession() as browser:
+    connector = aiohttp.TCPConnector(ssl=trust) if trust is not None else None
+    async with TestClient(server) as client, aiohttp.ClientSession(connector=connector) as browser:
         client.session.headers["Authorization"] = f"Bearer {TOKEN}"
-        yield Site(client, browser, context, clock, public_url)
+        yield Site(client, browser, context, clock, public_url, provider)
 
 
 @pytest.fixture

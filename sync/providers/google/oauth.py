@@ -30,9 +30,12 @@ from oauthlib.oauth2 import OAuth2Error
 from sync.providers.base import (
     ConsentFailed,
     GoogleConfig,
+    InsecureEndpoint,
+    OAuthGrant,
     OAuthTokens,
     RemoteCalendarInfo,
     Unreachable,
+    code_refused,
     is_loopback,
 )
 
@@ -62,10 +65,6 @@ _ENVIRONMENT = threading.Lock()
 """Guards the variable while oauthlib reads it: two flows at once never see each other's setting, and it is
 back as it was when the lock is released. Held across a blocking request, so it is never waited for on the
 event loop (both calls run in threads)."""
-
-
-class InsecureEndpoint(ValueError):
-    """A configured URL is plain http where only https will do. The message names the setting."""
 
 
 def _needs_insecure_transport(urls: Mapping[str, str]) -> bool:
@@ -134,25 +133,17 @@ class GoogleOAuth:
             with self._transport():
                 flow.fetch_token(code=code, timeout=self.timeout_seconds)
         except OAuth2Error as exc:  # its description is the server's text: only the error code goes on
-            raise _refused(exc.error) from None
+            raise code_refused("Google", exc.error) from None
         except (requests.RequestException, ValueError):
             raise Unreachable("Google's token endpoint cannot be reached or did not answer like one") from None
         return _tokens(flow.credentials)
 
-    def account(self, calendars: list[RemoteCalendarInfo]) -> str:
+    async def account(self, grant: OAuthGrant, calendars: list[RemoteCalendarInfo]) -> str:
         """The primary calendar's id, which is the account's email (API.md)."""
         primary = next((c.remote_id for c in calendars if c.primary), None)
         if primary is None:
             raise ConsentFailed("no_primary_calendar", "Google listed no primary calendar for this account")
         return primary
-
-
-def _refused(error: str) -> ConsentFailed:
-    code = error if error.replace("_", "").isalnum() and len(error) <= 64 else "error"
-    if code == "invalid_grant":
-        return ConsentFailed(code, "Google refused the sign-in code (invalid_grant): it was used already or has "
-                                   "expired, so sign in again")
-    return ConsentFailed(code, f"Google refused to exchange the sign-in code ({code})")
 
 
 def _tokens(credentials: google.oauth2.credentials.Credentials) -> OAuthTokens:
