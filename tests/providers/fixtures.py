@@ -2,7 +2,8 @@
 
 The contract tests seed a calendar with these and check what the provider's reader gives back (times, busy,
 title, guests, cancelled), so a backend needs only a writer: CalDAV servers and the in-memory fake store the
-iCalendar text of `ical()`; the Google emulator stores the same fields as its API's JSON (`google_events()`).
+iCalendar text of `ical()`; the Google emulator stores the same fields as its API's JSON (`google_events()`), the
+Graph emulator as Graph's (`graph_event()`, then `graph_occurrence_edits()` for a series' exceptions).
 """
 
 from __future__ import annotations
