@@ -27,6 +27,7 @@ from sync.leases import LeasePolicy
 from sync.outbox import NoticeSink
 from sync.providers.base import ProviderConfig, ProviderFactory
 from sync.providers.google.provider import GoogleShared
+from sync.providers.microsoft.provider import MicrosoftShared
 from sync.providers.registry import open_provider
 
 log = logging.getLogger(__name__)
@@ -77,13 +78,20 @@ class Runtime:
         return self.settings.provider_config
 
     def providers(self) -> ProviderFactory:
-        """Every factory hands its Google providers the process's one `GoogleShared`."""
-        return functools.partial(open_provider, config=self.provider_config, google=self.google)
+        """Every factory hands its Google providers the process's one `GoogleShared`, its Microsoft providers
+        the one `MicrosoftShared`."""
+        return functools.partial(open_provider, config=self.provider_config, google=self.google,
+                                 microsoft=self.microsoft)
 
     @functools.cached_property
     def google(self) -> GoogleShared:
         """The thread pool every blocking Google call runs on, and each account's request budget."""
         return GoogleShared()
+
+    @functools.cached_property
+    def microsoft(self) -> MicrosoftShared:
+        """The HTTP session every Graph call goes over, and each mailbox's four request slots (M5)."""
+        return MicrosoftShared()
 
     def engine(self) -> SyncEngine:
         return SyncEngine(
@@ -103,6 +111,8 @@ class Runtime:
             self.read_pool.shutdown(wait=False, cancel_futures=True)
         if "google" in self.__dict__:
             self.google.close()
+        if "microsoft" in self.__dict__:
+            await self.microsoft.close()
         await self.db.dispose()
 
 

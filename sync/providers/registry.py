@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from sync.providers.base import AppPassword, CalendarProvider, Credentials, OAuthTokens, ProviderConfig
+from sync.providers.base import AppPassword, CalendarProvider, Credentials, OAuthTokens, ProviderConfig, TokenCache
 from sync.providers.caldav.provider import CALDAV, ICLOUD, open_caldav
 from sync.providers.google.provider import GoogleShared, open_google
-
-NOT_YET = ("microsoft",)
+from sync.providers.microsoft.provider import MicrosoftShared, open_microsoft
 
 
 def open_provider(
     provider: str, credentials: Credentials, server_url: str | None, *, config: ProviderConfig,
-    account_email: str | None = None, google: GoogleShared | None = None,
+    account_email: str | None = None, google: GoogleShared | None = None, microsoft: MicrosoftShared | None = None,
 ) -> CalendarProvider:
     """A provider for one connection. iCloud is CalDAV at `config.icloud_url` unless the connection says
     otherwise, so tests and the demo point it at a local server. `account_email` is the address the account
     is invited under (declined invitations are free); without it, a username that is an email is used.
     Google providers share `google` (the process's thread pool and request budgets; by default one made
-    for the process)."""
+    for the process), and so do Microsoft providers `microsoft` (the HTTP session and each mailbox's slots)."""
     if provider == "google":
         if not isinstance(credentials, OAuthTokens):
             raise ValueError("a google connection needs OAuth tokens, not a username and password")
@@ -31,6 +30,8 @@ def open_provider(
         if not server_url:
             raise ValueError("a CalDAV connection needs the server URL")
         return open_caldav(credentials, server_url, config, profile=CALDAV, account_email=account_email)
-    if provider in NOT_YET:
-        raise ValueError(f"the {provider} provider is not available yet")
+    if provider == "microsoft":
+        if not isinstance(credentials, TokenCache):
+            raise ValueError("a microsoft connection needs msal's token cache")
+        return open_microsoft(credentials, config, microsoft)
     raise ValueError(f"unknown calendar provider {provider!r}")

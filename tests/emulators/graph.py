@@ -887,12 +887,29 @@ class GraphEmulator:
                 if _instant(stored["start"]) < high and _instant(stored["end"]) > low:
                     items.append(self._render(stored, zone, None))
                 continue
-            margin = timedelta(days=31)  # ours: an exception moved further than a month is missed
-            for start in _Series(stored).between(low - margin, high + margin):
-                occurrence = self._occurrence(stored, start.astimezone(UTC).strftime("%Y%m%dT%H%M%S"), zone)
-                if occurrence is not None and _instant(occurrence["start"]) < high and _instant(occurrence["end"]) > low:
-                    items.append(occurrence)
+            items += self._series_items(stored, low, high, zone)
         return items
+
+    def _series_items(self, master: Mapping[str, Any], low: datetime, high: datetime,
+                      zone: ZoneInfo) -> list[dict[str, Any]]:
+        """A series' occurrences and exceptions overlapping [low, high), deleted ones left out."""
+        items = []
+        margin = timedelta(days=31)  # ours: an exception moved further than a month is missed
+        for start in _Series(master).between(low - margin, high + margin):
+            occurrence = self._occurrence(master, start.astimezone(UTC).strftime("%Y%m%dT%H%M%S"), zone)
+            if occurrence is not None and _instant(occurrence["start"]) < high and _instant(occurrence["end"]) > low:
+                items.append(occurrence)
+        return items
+
+    def _events_instances(self, context: _Context) -> _Answer:
+        """Graph: `/events/{seriesMasterId}/instances?startDateTime&endDateTime`, occurrences and exceptions
+        in the range (cancelled ones too, deleted ones not); 404 once the master is gone."""
+        _, stored, key = self._find(context)
+        if key is not None or stored["type"] != "seriesMaster":
+            raise _GraphError(400, "ErrorInvalidRequest", "The event is not a series master.")
+        low = _parse_query_instant(context.call.query.get("startDateTime"), "startDateTime")
+        high = _parse_query_instant(context.call.query.get("endDateTime"), "endDateTime")
+        return _Answer(200, {"value": self._series_items(stored, low, high, self._zone_of(context))})
 
     # calendarView delta (M1) ---------------------------------------------------------------------------
 
@@ -1125,6 +1142,7 @@ def _route(http_method: str, parts: list[str]) -> tuple[str, dict[str, str]]:
         ("GET", ["me", "calendarView", "delta"], "delta"),  # M1: the primary calendar on v1.0
         ("GET", ["me", "calendars", "{calendar}", "calendarView", "delta"], "delta"),
         ("GET", ["me", "events", "{event}"], "events.get"),
+        ("GET", ["me", "events", "{event}", "instances"], "events.instances"),
         ("PATCH", ["me", "events", "{event}"], "events.update"),
         ("DELETE", ["me", "events", "{event}"], "events.delete"),
         ("GET", ["me", "calendars", "{calendar}", "events", "{event}"], "events.get"),

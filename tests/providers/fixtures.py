@@ -2,7 +2,8 @@
 
 The contract tests seed a calendar with these and check what the provider's reader gives back (times, busy,
 title, guests, cancelled), so a backend needs only a writer: CalDAV servers and the in-memory fake store the
-iCalendar text of `ical()`; the Google emulator stores the same fields as its API's JSON (`google_events()`).
+iCalendar text of `ical()`; the Google emulator stores the same fields as its API's JSON (`google_events()`), the
+Graph emulator as Graph's (`graph_event()`, then `graph_occurrence_edits()` for a series' exceptions).
 """
 
 from __future__ import annotations
@@ -156,3 +157,67 @@ def _google_time(moment: datetime | date) -> dict[str, str]:
         return {"date": moment.isoformat()}
     zone = moment.tzinfo
     return {"dateTime": moment.isoformat()} | ({"timeZone": zone.key} if isinstance(zone, ZoneInfo) else {})
+
+
+_GRAPH_RESPONSES = {Response.NEEDS_ACTION: "none", Response.ACCEPTED: "accepted",
+                    Response.TENTATIVE: "tentativelyAccepted", Response.DECLINED: "declined"}
+_GRAPH_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def graph_event(event: SeedEvent, owner: str) -> dict[str, Any]:
+    """The event an Outlook client would write for `event` in `owner`'s calendar: a single instance, or a
+    series master with its weekly patternedRecurrence (its exceptions are `graph_occurrence_edits`)."""
+    resource: dict[str, Any] = {
+        "subject": event.title, "start": _graph_time(event.start), "end": _graph_time(event.end),
+        "isAllDay": not isinstance(event.start, datetime), "showAs": "busy" if event.busy else "free",
+        "isCancelled": event.cancelled,
+    }
+    if event.organizer and event.organizer != owner:
+        resource |= {"organizer": {"emailAddress": {"address": event.organizer}}, "isOrganizer": False,
+                     "responseStatus": {"response": "none"}}
+    for attendee in event.attendees:
+        if attendee.email == owner and event.organizer != owner:
+            resource["responseStatus"] = {"response": _GRAPH_RESPONSES[attendee.response]}
+    if event.attendees:
+        resource["attendees"] = [
+            {"emailAddress": {"address": a.email} | ({"name": a.name} if a.name else {}),
+             "type": "resource" if a.resource else "required", "status": {"response": _GRAPH_RESPONSES[a.response]}}
+            for a in event.attendees]
+    series = event.weekly
+    if series is not None:
+        resource["recurrence"] = {
+            "pattern": {"type": "weekly", "interval": 1, "daysOfWeek": [_GRAPH_DAYS[event.start.weekday()]]},
+            "range": {"type": "numbered", "startDate": event.start.isoformat()[:10],
+                      "numberOfOccurrences": series.count}}
+    return resource
+
+
+def graph_occurrence_edits(event: SeedEvent) -> dict[str, dict[str, Any] | None]:
+    """Per occurrence (its original start in UTC, `YYYYMMDDTHHMMSS`, as occurrence ids end): None to delete
+    it, else the changes that make it an exception (moved, retitled, cancelled)."""
+    series = event.weekly
+    if series is None:
+        return {}
+    assert isinstance(event.start, datetime) and isinstance(event.end, datetime)
+    edits: dict[str, dict[str, Any] | None] = {}
+    for n in sorted(series.skipped | set(series.moved) | series.cancelled):
+        original = event.start + timedelta(weeks=n)  # wall-clock times
+        key = f"{original.astimezone(UTC):%Y%m%dT%H%M%S}"
+        if n in series.skipped:
+            edits[key] = None
+            continue
+        shift = series.moved.get(n, timedelta())
+        changes: dict[str, Any] = {"isCancelled": n in series.cancelled}
+        if n in series.moved:
+            changes |= {"subject": f"{event.title} (moved)", "start": _graph_time(original + shift),
+                        "end": _graph_time(event.end + timedelta(weeks=n) + shift)}
+        edits[key] = changes
+    return edits
+
+
+def _graph_time(moment: datetime | date) -> dict[str, str]:
+    if not isinstance(moment, datetime):
+        return {"dateTime": f"{moment.isoformat()}T00:00:00", "timeZone": "UTC"}
+    zone = moment.tzinfo
+    return {"dateTime": moment.replace(tzinfo=None).isoformat(), "timeZone": zone.key if isinstance(zone, ZoneInfo)
+            else "UTC"}

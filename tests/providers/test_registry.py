@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sync.providers.base import AppPassword, BatchCreator, OAuthTokens, ProviderConfig, ProviderFactory
+from sync.providers.base import AppPassword, BatchCreator, OAuthTokens, ProviderConfig, ProviderFactory, TokenCache
 from sync.providers.caldav.provider import CalDAVProvider
 from sync.providers.google.provider import GoogleProvider, GoogleShared
+from sync.providers.microsoft.provider import MicrosoftProvider, MicrosoftShared
 from sync.providers.registry import open_provider
 
 CONFIG = ProviderConfig(icloud_url="http://127.0.0.1:9/icloud/")
@@ -29,8 +30,12 @@ def test_caldav_needs_its_server_url() -> None:
         open_provider("caldav", CREDENTIALS, None, config=CONFIG)
 
 
-def test_microsoft_is_not_available_yet() -> None:
-    with pytest.raises(ValueError, match="the microsoft provider is not available yet"):
+def test_microsoft_takes_msals_cache_and_never_shows_it() -> None:
+    cache = TokenCache('{"RefreshToken": {"k": {"secret": "M.C5_BAY.refresh-5e6f"}}}', "oid.tid")
+    provider = open_provider("microsoft", cache, None, config=CONFIG, microsoft=MicrosoftShared())
+    assert isinstance(provider, MicrosoftProvider) and "oid.tid" in repr(provider) and "5e6f" not in repr(provider)
+    assert provider.rotated_credentials() is None  # nothing refreshed yet
+    with pytest.raises(ValueError, match="a microsoft connection needs msal's token cache"):
         open_provider("microsoft", CREDENTIALS, None, config=CONFIG)
 
 
