@@ -10,15 +10,19 @@ the engine skips and reports it while the rest of the calendar syncs.
 from __future__ import annotations
 
 import ipaddress
+import json
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from storage.enums import Access
-from sync.events import RemoteObject
+from sync.events import ItemEvents, RemoteObject
+
+log = logging.getLogger(__name__)
 
 MAX_CURSOR_LENGTH = 4000
 """A cursor is stored in `RemoteCalendar.sync_cursor` (VARCHAR(4000)); providers never return a longer one."""
@@ -193,6 +197,25 @@ ItemSink = Callable[[tuple[RemoteItem, ...]], None]
 
 ReadResults = list[RemoteObject | tuple[str, str]]
 """Per item: what it reads as, or (remote id, why it was skipped)."""
+
+
+def told(mapped: ItemEvents) -> RemoteObject:
+    """What a reader gives the planner: the item's objects, with whatever had to be guessed logged (never
+    the event's content). Every provider's reader ends here."""
+    for warning in mapped.warnings:
+        log.warning("calendar item read with a guess", extra={"remote_id": mapped.remote_id, "warning": warning})
+    return mapped.remote_object()
+
+
+def json_events(remote_id: str, data: str) -> list[dict[str, Any]]:
+    """An item of a JSON provider (Google, Graph): the list of event resources it was stored as."""
+    try:
+        resources = json.loads(data)
+    except ValueError:
+        raise BadRemoteData(remote_id, "malformed JSON") from None
+    if not isinstance(resources, list) or not resources or not all(isinstance(e, dict) for e in resources):
+        raise BadRemoteData(remote_id, "not a list of events")
+    return resources
 
 
 def read_items(reader: Reader, items: tuple[RemoteItem, ...], context: ReadContext) -> ReadResults:

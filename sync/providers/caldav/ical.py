@@ -15,7 +15,6 @@ so a user who moves to another zone keeps the same occurrences rather than getti
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -25,7 +24,7 @@ import recurring_ical_events
 from icalendar import Calendar, Component, Event
 
 from sync.events import Attendee, ItemEvents, RemoteEvent, RemoteObject, Response
-from sync.providers.base import BadRemoteData, EventDraft, ReadContext, RemoteItem
+from sync.providers.base import BadRemoteData, EventDraft, ReadContext, RemoteItem, told
 
 MARKER = "X-CROCO-APPOINTMENT"
 UID_SUFFIX = "@croco"
@@ -40,16 +39,12 @@ _VOLATILE = {"PRODID", "METHOD", "DTSTAMP", "LAST-MODIFIED", "CREATED", "REV", "
 IGNORE_PROPS); the UID is the item's identity, compared on its own."""
 
 
-log = logging.getLogger(__name__)
 
 
 def read_object(item: RemoteItem, context: ReadContext, *, account_email: str | None = None) -> RemoteObject:
     """`events` as the planner needs it; what had to be guessed is logged. Module-level and free of
     credentials, so the engine can run it in worker processes."""
-    mapped = events(item, context, account_email=account_email)
-    for warning in mapped.warnings:
-        log.warning("calendar item read with a guess", extra={"remote_id": item.remote_id, "warning": warning})
-    return mapped.remote_object()
+    return told(events(item, context, account_email=account_email))
 
 
 def events(item: RemoteItem, context: ReadContext, *, account_email: str | None = None) -> ItemEvents:

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sync.events import Attendee, ItemEvents, RemoteEvent, RemoteObject, Response
-from sync.providers.base import BadRemoteData, ReadContext, RemoteItem
+from sync.providers.base import BadRemoteData, ReadContext, RemoteItem, json_events, told
 
 MARKER = "croco_appointment"
 """Our private extended property (`extendedProperties.private`): the appointment an event of ours shows."""
@@ -37,23 +36,19 @@ _RESPONSES = {"accepted": Response.ACCEPTED, "tentative": Response.TENTATIVE, "d
 _VOLATILE = frozenset({"etag", "updated", "created", "htmlLink", "kind", "sequence", "iCalUID"})
 """Left out of the content hash: Google rewrites them without the event changing for a person."""
 
-log = logging.getLogger(__name__)
 
 Event = dict[str, Any]
 
 
 def read_item(item: RemoteItem, context: ReadContext) -> RemoteObject:
     """`events` as the planner needs it; what had to be guessed is logged (never the event's content)."""
-    mapped = events(item, context)
-    for warning in mapped.warnings:
-        log.warning("calendar item read with a guess", extra={"remote_id": item.remote_id, "warning": warning})
-    return mapped.remote_object()
+    return told(events(item, context))
 
 
 def events(item: RemoteItem, context: ReadContext) -> ItemEvents:
     """The occurrences of one item inside the window; BadRemoteData if an event in it cannot be read."""
     remote_id = item.remote_id
-    resources = _parse(remote_id, item.data)
+    resources = json_events(remote_id, item.data)
     live = [event for event in resources if not _cancelled(event)]
     warnings: list[str] = []
     digest = hashlib.sha256(json.dumps([_stable(e) for e in resources], sort_keys=True).encode()).hexdigest()
@@ -75,16 +70,6 @@ def events(item: RemoteItem, context: ReadContext) -> ItemEvents:
         remote_id, item.etag, str(first.get("iCalUID") or ""), _our_appointment(first), cancelled=not live,
         last_modified=max(updated) if updated else None, events=tuple(mapped), warnings=tuple(dict.fromkeys(warnings)),
     )
-
-
-def _parse(remote_id: str, data: str) -> list[Event]:
-    try:
-        resources = json.loads(data)
-    except ValueError:
-        raise BadRemoteData(remote_id, "malformed JSON") from None
-    if not isinstance(resources, list) or not resources or not all(isinstance(e, dict) for e in resources):
-        raise BadRemoteData(remote_id, "not a list of events")
-    return resources
 
 
 def _cancelled(event: Event) -> bool:

@@ -22,16 +22,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sync.events import Attendee, ItemEvents, RemoteEvent, RemoteObject, Response
-from sync.providers.base import BadRemoteData, ReadContext, RemoteItem
-
-log = logging.getLogger(__name__)
+from sync.providers.base import BadRemoteData, ReadContext, RemoteItem, json_events, told
 
 MARKER_PROPERTY_ID = "String {66f5a359-4659-4830-9070-00047ec6ac6e} Name croco_appointment"
 """Our single-value extended property (M2): its value is the appointment an event of ours shows. The GUID is
@@ -91,16 +88,13 @@ def _etag(members: list[Event]) -> str | None:
 
 def read_item(item: RemoteItem, context: ReadContext) -> RemoteObject:
     """`events` as the planner needs it; what had to be guessed is logged."""
-    mapped = events(item, context)
-    for warning in mapped.warnings:
-        log.warning("calendar item read with a guess", extra={"remote_id": item.remote_id, "warning": warning})
-    return mapped.remote_object()
+    return told(events(item, context))
 
 
 def events(item: RemoteItem, context: ReadContext) -> ItemEvents:
     """The occurrences of one item inside the window; BadRemoteData if an event in it cannot be read."""
     remote_id = item.remote_id
-    resources = _parse(remote_id, item.data)
+    resources = json_events(remote_id, item.data)
     live = [event for event in resources if not event.get("isCancelled")]
     digest = hashlib.sha256(json.dumps([_stable(e) for e in resources], sort_keys=True).encode()).hexdigest()
     mapped = []
@@ -121,16 +115,6 @@ def events(item: RemoteItem, context: ReadContext) -> ItemEvents:
         remote_id, item.etag, str(first.get("iCalUId") or ""), _our_appointment(first), cancelled=not live,
         last_modified=max(updated) if updated else None, events=tuple(mapped), warnings=tuple(_unknown_zones(live)),
     )
-
-
-def _parse(remote_id: str, data: str) -> list[Event]:
-    try:
-        resources = json.loads(data)
-    except ValueError:
-        raise BadRemoteData(remote_id, "malformed JSON") from None
-    if not isinstance(resources, list) or not resources or not all(isinstance(e, dict) for e in resources):
-        raise BadRemoteData(remote_id, "not a list of events")
-    return resources
 
 
 def _bounds(remote_id: str, event: Event, zone: ZoneInfo) -> tuple[datetime, datetime, bool]:
