@@ -290,7 +290,7 @@ async def test_a_forged_state_is_refused_without_reading_the_database(site: Site
     callback = await site.consent(await site.consent_link(await site.user()))
     token, _, signature = _query(callback)["state"].partition(".")
     secrets = site.context.secrets
-    forged = {"signature": f"{token}.{'0' * len(signature)}", "token": f"{token[:-1]}A.{signature}",
+    forged = {"signature": f"{token}.{'0' * len(signature)}", "token": f"{token[:-1]}{'B' if token.endswith('A') else 'A'}.{signature}",
               "unsigned": token, "other-purpose": f"{token}.{secrets.mac('push-channel', token)}"}[forge]
     with statements(site.context.db) as sent:
         page = await site.callback(_with(callback, state=forged), 400)
