@@ -5,10 +5,12 @@ Watched: a selected calendar (linked or conflict) of a working connection whose 
 `PushProvider`, while CROCO_PUBLIC_URL is one the provider can call (https, or a loopback address for an
 emulator). Otherwise no channel, and the poll alone keeps calendars fresh.
 
-Channels expire (Google: about 7 days) and cannot be renewed in place: `PushChannels.renew` makes a new
-channel with a new id a day ahead, then stops the old one. A notification only marks its calendar due
-(`mark_due`); the scheduler's sync tick does the work. The channel's token is our signature of the calendar
-row's id, echoed in every notification: not a secret from the provider, but unforgeable for anyone else.
+Channels expire (Google: about 7 days; Graph: under 7 days, M4) and are renewed a day ahead by
+`PushChannels.renew`: a Graph subscription is extended in place (`RenewablePush`); a Google channel cannot
+be, so a new one with a new id is made, then the old one stopped. A notification only records what it says
+(`take_notification`): the scheduler's sync tick, or the next run of this job, does the work. The channel's
+token (Graph: the `clientState`) is our signature of the calendar row's id, echoed in every notification:
+not a secret from the provider, but unforgeable for anyone else.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from sync.providers.base import (
     PushChannel,
     PushProvider,
     RateLimited,
+    RenewablePush,
     Unreachable,
     is_loopback,
 )
@@ -49,23 +52,31 @@ RENEW_AHEAD = timedelta(days=1)
 """A channel expiring sooner than this is replaced: a day of retries before it lapses."""
 TICK_SECONDS = 300.0
 """How often `renew` runs (`croco serve`); saving settings also runs it at once (`WebContext.settings_saved`)."""
-CHANGED_STATES = frozenset({"exists", "not_exists"})
-"""Google's resource states saying the calendar changed; `sync` only says the channel now works."""
+class Change(StrEnum):
+    """What a notification says of its calendar, each provider's words mapped to ours (web/webhooks.py)."""
+
+    NONE = "none"  # a handshake (Google's `sync` message): the channel works, nothing changed
+    CHANGED = "changed"  # the calendar changed, or changes were lost (Graph's `missed`): sync it
+    REAUTHORIZE = "reauthorize"  # the channel needs renewing now (Graph's `reauthorizationRequired`)
+    REMOVED = "removed"  # the server ended the channel (Graph's `subscriptionRemoved`): a new one, and a sync
 
 
 class Notified(StrEnum):
-    """What a notification did (the web layer answers 200 to the first two, 4xx to the others)."""
+    """What a notification did (the web layer answers 2xx to the first three, 4xx to the others)."""
 
-    MARKED_DUE = "marked_due"
-    ACKNOWLEDGED = "acknowledged"  # the channel's `sync` message: nothing changed
+    MARKED_DUE = "marked_due"  # the calendar syncs at the next tick: run it now
+    CHANNEL_DUE = "channel_due"  # the channel job has work now (and the calendar may be due too)
+    ACKNOWLEDGED = "acknowledged"  # nothing to do
     UNKNOWN_CHANNEL = "unknown_channel"
     BAD_TOKEN = "bad_token"
 
 
-async def mark_due(db: Database, secrets: SecretBox, provider: str, channel_id: str, token: str, state: str,
-                   now: datetime) -> Notified:
-    """A webhook's only work: find the channel's calendar (one indexed read), check the token, and for a
-    change make the calendar due `now` (one update). A due time already earlier is kept."""
+async def take_notification(db: Database, secrets: SecretBox, provider: str, channel_id: str, token: str,
+                            change: Change, now: datetime) -> Notified:
+    """A webhook's only work: find the channel's calendar (one indexed read), check the token, and record what
+    the notification says (one update). A change makes the calendar due `now` (a due time already earlier is
+    kept); a channel to renew is made to expire `now`, and one the server ended loses its resource id, so the
+    channel job (`PushChannels.renew`) renews or replaces it at its next run."""
     async with db.session() as session:
         found = (await session.execute(
             select(col(RemoteCalendar.id), col(Connection.provider))
@@ -77,15 +88,21 @@ async def mark_due(db: Database, secrets: SecretBox, provider: str, channel_id: 
     calendar_id = found.id
     if not secrets.verify_mac(TOKEN_PURPOSE, calendar_id, token):
         return Notified.BAD_TOKEN
-    if state not in CHANGED_STATES:
+    if change is Change.NONE:
         return Notified.ACKNOWLEDGED
+    this_calendar = col(RemoteCalendar.id) == calendar_id
     async with db.write() as session:
+        if change is Change.REAUTHORIZE:
+            await session.execute(update(RemoteCalendar).where(this_calendar).values(push_channel_expires_at=now))
+            return Notified.CHANNEL_DUE
         await session.execute(
             update(RemoteCalendar)
-            .where(col(RemoteCalendar.id) == calendar_id,
-                   or_(col(RemoteCalendar.due_at).is_(None), col(RemoteCalendar.due_at) > now))
+            .where(this_calendar, or_(col(RemoteCalendar.due_at).is_(None), col(RemoteCalendar.due_at) > now))
             .values(due_at=now)
         )
+        if change is Change.REMOVED:
+            await session.execute(update(RemoteCalendar).where(this_calendar).values(push_resource_id=None))
+            return Notified.CHANNEL_DUE
     return Notified.MARKED_DUE
 
 
@@ -122,6 +139,7 @@ class Upkeep:
     stopped: list[str]
     failed: list[str]
     broken: list[str] = field(default_factory=list)  # refused our credentials: its other calendars wait
+    renewed: list[str] = field(default_factory=list)  # extended in place (`RenewablePush`)
 
 
 @dataclass(frozen=True)
@@ -217,6 +235,8 @@ class PushChannels:
             push = self._push_of(calendar, opened)
             if push is None:
                 return
+            if old is not None and isinstance(push, RenewablePush) and await self._renew(calendar, push, old, upkeep):
+                return
             new_id, address = str(uuid.uuid4()), push_address(self.public_url, calendar.connection.provider)
             # The `sync` message may come before the watch's answer (G4): the id is stored first.
             before, pending = _stored(row), (new_id, None, None)
@@ -245,6 +265,18 @@ class PushChannels:
             if isinstance(exc, InvalidCredentials):  # told now, not at the next sync an hour away
                 await accounts.break_connection(self.db, calendar.connection.id, str(exc))
                 upkeep.broken.append(calendar.connection.id)
+
+    async def _renew(self, calendar: _Calendar, push: RenewablePush, old: PushChannel, upkeep: Upkeep) -> bool:
+        """Extend the live channel in place (one request, no gap); False when the server no longer has it, so a
+        new one is made."""
+        renewed = await push.renew_watch(old, LIFETIME)
+        if renewed is None:
+            return False
+        if await self._swap(calendar.row.id, _stored(calendar.row),
+                            (renewed.channel_id, renewed.resource_id, renewed.expires_at)):
+            upkeep.renewed.append(calendar.row.id)
+            log.info("push channel renewed", extra=calendar.log_extra | {"expires_at": renewed.expires_at.isoformat()})
+        return True  # or another process changed the row meanwhile: its channel stands
 
     async def _retire(self, calendar: _Calendar, opened: dict[str, CalendarProvider], upkeep: Upkeep) -> None:
         """Stop the channel of a calendar no longer watched and forget it; a server that cannot be reached

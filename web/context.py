@@ -70,6 +70,10 @@ class WebContext:
     def settings_saved(self) -> None:
         """Saved settings may select calendars to watch: their push channels are made now, so a change made in
         them right after arrives by push (the Slack app calls this too)."""
+        self.channels_soon()
+
+    def channels_soon(self) -> None:
+        """Run the push-channel job now (a channel to make, renew or replace), not at its next run minutes later."""
         if self.run_channels is not None:
             self.run_channels()
 

@@ -313,6 +313,17 @@ class PushProvider(Protocol):
 
 
 @runtime_checkable
+class RenewablePush(Protocol):
+    """A push provider whose channels can be extended in place (Graph's subscriptions, M4), rather than
+    replaced by a new channel as Google's must be."""
+
+    async def renew_watch(self, channel: PushChannel, lifetime: timedelta) -> PushChannel | None:
+        """Extend a live channel to at most `lifetime` from now (this also reauthorizes it); None when the
+        server no longer has it, so a new one is made."""
+        ...
+
+
+@runtime_checkable
 class BatchCreator(Protocol):
     """A provider that can create several events in one request (Google's batch, Graph's `$batch`)."""
 

@@ -16,7 +16,7 @@ from storage.enums import ConnectionStatus
 from storage.models import ConflictCalendar, Connection, Notice, RemoteCalendar, User
 from storage.secrets import SecretBox
 from sync import channels, credentials, leases
-from sync.channels import Notified, PushChannels, Upkeep
+from sync.channels import Change, Notified, PushChannels, Upkeep
 from sync.engine import SyncEngine
 from sync.providers.base import (
     CalendarGone,
@@ -282,7 +282,8 @@ async def test_the_sync_message_arriving_before_the_watch_answer_is_accepted(wor
     class Eager(MemoryProvider):
         async def watch(self, calendar_id: str, channel_id: str, address: str, token: str,
                         lifetime: timedelta) -> PushChannel:
-            answers.append(await channels.mark_due(world.db, world.box, "google", channel_id, token, "sync", NOW))
+            answers.append(await channels.take_notification(world.db, world.box, "google", channel_id, token,
+                                                            Change.NONE, NOW))
             return await super().watch(calendar_id, channel_id, address, token, lifetime)
 
     eager = Eager(clock=world.clock)
@@ -365,7 +366,8 @@ async def test_a_notification_during_the_sync_keeps_the_calendar_due(world: Worl
     token = channels.channel_token(world.box, world.calendars[0].id)
     claimed = await leases.claim_due(world.db, "this-process", NOW)
     # the change lands after the sync read the calendar, before it gave the calendar back
-    assert await channels.mark_due(world.db, world.box, "google", channel_id, token, "exists", NOW) == Notified.MARKED_DUE
+    notified = await channels.take_notification(world.db, world.box, "google", channel_id, token, Change.CHANGED, NOW)
+    assert notified == Notified.MARKED_DUE
     await engine(world).sync_claimed(claimed)
     assert (await world.row(0)).due_at == NOW  # due again at once, not in an hour
     assert (await world.row(1)).due_at == NOW + SAFETY_POLL

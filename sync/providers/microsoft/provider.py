@@ -16,6 +16,9 @@
   existed (written before a crash); else POST with `transactionId` = the appointment id, so a retry whose
   reply was lost returns the first event (M2). Update is PATCH, delete DELETE, both with If-Match (412 is
   PreconditionFailed; a 404 on delete is done, on update PreconditionFailed);
+- change notifications (M4): `watch` subscribes to one calendar's events with lifecycle events to the same
+  webhook and our token as `clientState`; `renew_watch` PATCHes the expiry (which reauthorizes too);
+  `stop_watching` deletes the subscription (404: already gone);
 - throttling (M5): at most 4 concurrent requests per mailbox in the whole process (`MicrosoftShared`); 429 and
   503 honour Retry-After: a short wait is waited, a long one (or one too many) is RateLimited. 401 is
   InvalidCredentials, a missing calendar CalendarGone, a network failure Unreachable. Messages are ours: never
@@ -31,7 +34,7 @@ import logging
 import re
 import ssl
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -40,6 +43,7 @@ import msal
 import requests
 
 from storage.enums import Access
+from storage.types import Clock, utcnow
 from sync.events import RemoteObject
 from sync.providers.base import (
     MAX_CURSOR_LENGTH,
@@ -52,6 +56,7 @@ from sync.providers.base import (
     PreconditionFailed,
     ProviderConfig,
     ProviderError,
+    PushChannel,
     RateLimited,
     ReadContext,
     Reader,
@@ -76,6 +81,8 @@ SHORT_WAIT = 10.0  # seconds: a Retry-After up to this is waited here, a longer 
 DEFAULT_RETRY_AFTER = 5.0
 FULL_LISTING_ATTEMPTS = 3
 PUBLIC_CLOUD = "login.microsoftonline.com"
+MAX_SUBSCRIPTION = timedelta(minutes=10_080 - 30)
+"""Graph keeps an event subscription under 10,080 minutes (M4); half an hour less allows for clock skew."""
 
 _SERIES_MEMBERS = frozenset({"occurrence", "exception"})
 _WORD = re.compile(r"[A-Za-z_]{1,60}")
@@ -129,9 +136,9 @@ class _Answer:
 class MicrosoftProvider:
     def __init__(
         self, credentials: TokenCache, config: ProviderConfig, shared: MicrosoftShared, *,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, now: Clock = utcnow,
     ) -> None:
-        self._config, self._shared, self._sleep = config, shared, sleep
+        self._config, self._shared, self._sleep, self._now = config, shared, sleep, now
         self._base = config.microsoft.graph_url.rstrip("/") + "/"
         self._home_account_id = credentials.home_account_id
         self._cache = msal.SerializableTokenCache()
@@ -322,6 +329,36 @@ class MicrosoftProvider:
         if answer.status != 404:  # already deleted: done
             self._checked(answer)
 
+    # Change notifications (M4) ----------------------------------------------------------------------
+
+    async def watch(self, calendar_id: str, channel_id: str, address: str, token: str,
+                    lifetime: timedelta) -> PushChannel:
+        """A subscription to the calendar's events, with lifecycle events to the same address. Graph names
+        the subscription itself (`channel_id` is not used) and validates `address` before it answers."""
+        body = {"changeType": "created,updated,deleted", "notificationUrl": address,
+                "lifecycleNotificationUrl": address, "resource": f"me/calendars/{calendar_id}/events",
+                "expirationDateTime": self._expiry(lifetime), "clientState": token}
+        return _subscription(await self._json("POST", self._base + "subscriptions", json_body=body))
+
+    async def renew_watch(self, channel: PushChannel, lifetime: timedelta) -> PushChannel | None:
+        """PATCH the expiry, which also reauthorizes the subscription (M4); a 404 means Graph dropped it."""
+        answer = await self._request("PATCH", self._subscription_url(channel),
+                                     json_body={"expirationDateTime": self._expiry(lifetime)})
+        if answer.status == 404:
+            return None
+        return _subscription(self._checked(answer))
+
+    async def stop_watching(self, channel: PushChannel) -> None:
+        answer = await self._request("DELETE", self._subscription_url(channel))
+        if answer.status != 404:  # expired or removed already
+            self._checked(answer)
+
+    def _subscription_url(self, channel: PushChannel) -> str:
+        return f"{self._base}subscriptions/{quote(channel.resource_id, safe='')}"
+
+    def _expiry(self, lifetime: timedelta) -> str:
+        return _iso(self._now() + min(lifetime, MAX_SUBSCRIPTION))
+
     def _event_url(self, event_id: str) -> str:
         return f"{self._base}me/events/{quote(event_id, safe='')}"
 
@@ -394,6 +431,12 @@ def default_shared() -> MicrosoftShared:
 def open_microsoft(credentials: TokenCache, config: ProviderConfig,
                    shared: MicrosoftShared | None = None) -> MicrosoftProvider:
     return MicrosoftProvider(credentials, config, shared or default_shared())
+
+
+def _subscription(found: dict[str, Any]) -> PushChannel:
+    """Our channel for a Graph subscription: its id is both what notifications name and what deleting needs."""
+    expires = datetime.fromisoformat(str(found["expirationDateTime"]).replace("Z", "+00:00"))
+    return PushChannel(str(found["id"]), str(found["id"]), expires.astimezone(UTC))
 
 
 def _event_body(draft: EventDraft) -> dict[str, Any]:
