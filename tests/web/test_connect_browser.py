@@ -44,19 +44,25 @@ WAIT_SECONDS = 10
 T = TypeVar("T")
 
 
-@pytest.fixture(scope="session")
-def chrome() -> Iterator[WebDriver]:
+def headless_chrome(*arguments: str) -> Iterator[WebDriver]:
+    """Debian's Chromium, headless, with `arguments` added; quit when the generator closes."""
     missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
     if missing:
         pytest.fail(f"{' and '.join(missing)} missing: these tests need Debian's Chromium, install it with "
                     "`apt-get install chromium chromium-driver` (.ci/run does)", pytrace=False)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1024,900"):
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1024,900",
+                     *arguments):
         options.add_argument(argument)
     driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
     yield driver
     driver.quit()
+
+
+@pytest.fixture(scope="session")
+def chrome() -> Iterator[WebDriver]:
+    yield from headless_chrome()
 
 
 @dataclass
