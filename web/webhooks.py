@@ -50,8 +50,8 @@ async def microsoft_notification(request: web.Request) -> web.Response:
       waits 10 s at most), with no database read.
     - Otherwise the body holds up to a batch of notifications; each is recorded (`take_notification`: one
       indexed read, one update) and answered 202 within Graph's 3 s. A `clientState` that does not match is
-      refused 403 (Graph's own always match). One of a subscription we no longer know (replaced, or its
-      calendar deselected) is acknowledged and dropped: it would otherwise be retried for 4 hours."""
+      refused 403, and a batch naming no subscription we know is 404 (API.md): Graph's own always match, and
+      a subscription we no longer want was deleted, so neither is retried for long."""
     ctx = request.app[CONTEXT]
     validation = request.query.get("validationToken")
     if validation is not None:
@@ -72,6 +72,8 @@ async def microsoft_notification(request: web.Request) -> web.Response:
             change, ctx.clock()))
     if Notified.BAD_TOKEN in outcomes:
         raise ApiError(403, "the clientState does not match", code="bad_token")
+    if all(outcome is Notified.UNKNOWN_CHANNEL for outcome in outcomes):
+        raise ApiError(404, "no such subscription", code="unknown_channel")
     _act_on(ctx, outcomes)
     return web.Response(status=202)
 
