@@ -97,7 +97,8 @@ def check_microsoft(settings: Settings) -> list[Finding]:
     except InsecureEndpoint as exc:
         return [Finding(Level.ERROR, "microsoft", f"Microsoft sign-in cannot work: {exc}")]
     return [Finding(Level.OK, "microsoft", f"Microsoft 365 / Outlook is configured: register {redirect} as a Web "
-                                           "redirect URI of its app registration (exactly this address)")]
+                                           "redirect URI of its app registration (exactly this address)"),
+            *check_push(settings, "microsoft")]
 
 
 def check_google(settings: Settings) -> list[Finding]:
@@ -121,18 +122,28 @@ def check_google(settings: Settings) -> list[Finding]:
             GoogleOAuth(settings.provider_config.google, redirect)
         except InsecureEndpoint as exc:
             findings.append(Finding(Level.ERROR, "google", f"Google sign-in cannot work: {exc}"))
-    if loopback and not is_loopback(settings.google_api_url):
-        findings.append(Finding(
-            Level.WARNING, "push", "Google cannot call a loopback CROCO_PUBLIC_URL: its watch requests are refused and "
-            f"Google calendars are only polled (every {settings.sync_interval_seconds} s); use an https public URL"))
-    elif can_push(public):
-        kind = "https" if https else "a loopback address (an emulator)"
-        findings.append(Finding(Level.OK, "push", f"Google push channels will be created: CROCO_PUBLIC_URL is {kind}"))
-    else:
-        findings.append(Finding(
-            Level.WARNING, "push", "no Google push channels: CROCO_PUBLIC_URL is neither https nor loopback, so "
-            f"Google calendars are only polled (every {settings.sync_interval_seconds} s)"))
-    return findings
+    return findings + check_push(settings, "google")
+
+
+PUSH_KINDS = {"google": ("Google", "push channels"), "microsoft": ("Microsoft", "change-notification subscriptions")}
+
+
+def check_push(settings: Settings, provider: str) -> list[Finding]:
+    """Whether a configured provider will call us on changes: only at an https public URL, or a loopback one
+    when the provider itself is a loopback emulator (the real one cannot reach it); else calendars are polled."""
+    name, channels = PUSH_KINDS[provider]
+    public, api_url = settings.public_url.rstrip("/"), {"google": settings.google_api_url,
+                                                        "microsoft": settings.microsoft_graph_url}[provider]
+    if is_loopback(public) and not is_loopback(api_url):
+        return [Finding(
+            Level.WARNING, "push", f"{name} cannot call a loopback CROCO_PUBLIC_URL: its {channels} are refused and "
+            f"{name} calendars are only polled (every {settings.sync_interval_seconds} s); use an https public URL")]
+    if can_push(public):
+        kind = "https" if urlparse(public).scheme == "https" else "a loopback address (an emulator)"
+        return [Finding(Level.OK, "push", f"{name} {channels} will be created: CROCO_PUBLIC_URL is {kind}")]
+    return [Finding(
+        Level.WARNING, "push", f"no {name} {channels}: CROCO_PUBLIC_URL is neither https nor loopback, so "
+        f"{name} calendars are only polled (every {settings.sync_interval_seconds} s)")]
 
 
 def check_slack(settings: Settings) -> list[Finding]:

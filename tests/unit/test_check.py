@@ -170,6 +170,26 @@ def test_microsoft_names_the_redirect_uri_to_register(tmp_path: Path) -> None:
                    " as a Web redirect URI of its app registration (exactly this address)")]
 
 
+@pytest.mark.parametrize(("public_url", "graph_url", "says"), [
+    ("https://croco.example.com", "https://graph.microsoft.com/v1.0/",
+     (Level.OK, "Microsoft change-notification subscriptions will be created: CROCO_PUBLIC_URL is https")),
+    ("http://127.0.0.1:8080", "https://graph.microsoft.com/v1.0/",
+     (Level.WARNING, "Microsoft cannot call a loopback CROCO_PUBLIC_URL: its change-notification subscriptions are "
+                     "refused and Microsoft calendars are only polled (every 120 s); use an https public URL")),
+    ("http://127.0.0.1:8080", "https://127.0.0.1:9443/v1.0/",
+     (Level.OK, "Microsoft change-notification subscriptions will be created: CROCO_PUBLIC_URL is a loopback "
+                "address (an emulator)")),
+    ("http://croco.internal:8080", "https://graph.microsoft.com/v1.0/",
+     (Level.WARNING, "no Microsoft change-notification subscriptions: CROCO_PUBLIC_URL is neither https nor "
+                     "loopback, so Microsoft calendars are only polled (every 120 s)")),
+])
+def test_microsoft_says_whether_graph_can_notify_us(tmp_path: Path, public_url: str, graph_url: str,
+                                                    says: tuple[Level, str]) -> None:
+    settings = _settings(tmp_path, public_url=public_url, microsoft_graph_url=graph_url, sync_interval_seconds=120,
+                         **MICROSOFT_CLIENT)
+    assert [(f.level, f.message) for f in check_settings(settings) if f.topic == "push"] == [says]
+
+
 def test_an_http_microsoft_authority_is_an_error_naming_the_setting(tmp_path: Path) -> None:
     errors = _errors(_settings(tmp_path, microsoft_authority="http://127.0.0.1:9/common", **MICROSOFT_CLIENT))
     assert errors["microsoft"] == ("Microsoft sign-in cannot work: CROCO_MICROSOFT_AUTHORITY must be an https URL "
