@@ -43,7 +43,6 @@ import msal
 import requests
 
 from storage.enums import Access
-from storage.types import Clock, utcnow
 from sync.events import RemoteObject
 from sync.providers.base import (
     MAX_CURSOR_LENGTH,
@@ -136,7 +135,8 @@ class _Answer:
 class MicrosoftProvider:
     def __init__(
         self, credentials: TokenCache, config: ProviderConfig, shared: MicrosoftShared, *,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, now: Clock = utcnow,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._config, self._shared, self._sleep, self._now = config, shared, sleep, now
         self._base = config.microsoft.graph_url.rstrip("/") + "/"
