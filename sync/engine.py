@@ -64,6 +64,7 @@ from sync.plan import (
     PushAction,
     PushedDeletedRemotely,
     RecordPush,
+    Relist,
     RestorePush,
     SetSlots,
     SkipItem,
@@ -141,6 +142,7 @@ class _Cycle:
     tally: state.Tally
     now: datetime
     restores: list[RestorePush] = field(default_factory=list)  # written after the commit
+    relist: bool = False  # the listing removed items it never gave us: the next listing is a full one
 
 
 class SyncEngine:
@@ -217,14 +219,17 @@ class SyncEngine:
         extra = {"user_id": context.user.id, "calendar_id": calendar_id, "provider": context.connection.provider}
         try:
             provider = self._provider(context.connection, context.user)
-            restores = await self._pull(context, provider, report)
+            restores, relist = await self._pull(context, provider, report)
+            if relist:  # once, and now: the user sees the deleted occurrence go in this sync, not the next
+                restores, _ = await self._pull(context, provider, report, full=True)
             if context.role.linked:
                 restored = await self._restore(context, provider, restores)
                 await self._push(context, provider, report)
                 if report.tally.pushed or restored:
                     # Move the cursor past our own writes: a server may leave out an item created and
                     # deleted after a token (RFC 6578), so a copy the user deletes later must be newer.
-                    # Restores this pull plans (edited again meanwhile) wait for the next cycle.
+                    # Restores this pull plans (edited again meanwhile) wait for the next cycle, and so does a
+                    # full listing it asks for (its cursor dropped): at most one extra listing per sync.
                     await self._pull(context, provider, CalendarReport(calendar_id))
         except InvalidCredentials as exc:
             report.error = str(exc)
@@ -246,15 +251,16 @@ class SyncEngine:
     # Pull --------------------------------------------------------------------------------------------
 
     async def _pull(
-        self, context: _Context, provider: CalendarProvider, report: CalendarReport
-    ) -> list[RestorePush]:
-        """Plan and apply one listing; returns the restores to write once its transaction has committed."""
+        self, context: _Context, provider: CalendarProvider, report: CalendarReport, *, full: bool = False
+    ) -> tuple[list[RestorePush], bool]:
+        """Plan and apply one listing (`full`: from no cursor); returns the restores to write once its transaction
+        has committed, and whether the plan asks for a full listing (R5 `Relist`: its cursor is dropped)."""
         calendar, now = context.calendar, self.clock()
-        relist = calendar.last_full_sync_at is None or now - calendar.last_full_sync_at > FULL_RESYNC_EVERY
+        relist = full or calendar.last_full_sync_at is None or now - calendar.last_full_sync_at > FULL_RESYNC_EVERY
         changes, listing = await pull_listing(provider, calendar.remote_id, None if relist else calendar.sync_cursor,
                                               ReadContext(ZoneInfo(context.user.timezone), context.user.email,
                                                           context.window_start, context.window_end), self.pool)
-        report.tally.fetched = len(changes.changed)
+        report.tally.fetched += len(changes.changed)
 
         async with self.db.write() as session:
             known = await state.load_known(
@@ -278,13 +284,15 @@ class SyncEngine:
             if not result.held:
                 row.removals_held_of, row.removals_confirmed = None, False
                 if not cycle.restores:
-                    row.sync_cursor = changes.cursor
+                    row.sync_cursor = None if cycle.relist else changes.cursor
                     if changes.full:
                         row.last_full_sync_at = now
             row.last_synced_at, row.last_error = now, None
             await credentials.keep_rotated(session, self.secrets, context.connection.id, provider)
+        # A later pull of this sync (after our writes) lists from here, not again from before this listing.
+        calendar.sync_cursor, calendar.last_full_sync_at = row.sync_cursor, row.last_full_sync_at
         report.tally.removed += result.removed
-        return cycle.restores
+        return cycle.restores, cycle.relist
 
     async def _apply(self, session: AsyncSession, context: _Context, cycle: _Cycle, action: PlanAction) -> None:
         user, calendar, tally, now, bookings = context.user, context.calendar, cycle.tally, cycle.now, cycle.bookings
@@ -333,6 +341,11 @@ class SyncEngine:
                 tally.skipped.append((item_id, reason))
                 await notify(session, user.id, ItemSkipped(calendar.id, item_id, reason),
                              dedupe_key=f"skipped:{calendar.id}:{item_id}:{reason}")
+            case Relist(item_ids):
+                cycle.relist = True
+                log.info("removals name no stored item, listing in full", extra={
+                    "user_id": user.id, "calendar_id": calendar.id, "provider": context.connection.provider,
+                    "removed": len(item_ids)})
             case HoldRemovals(removing, known_count):
                 row = await session.get(RemoteCalendar, calendar.id)
                 assert row is not None

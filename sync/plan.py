@@ -184,6 +184,18 @@ class SkipItem:
 
 
 @dataclass(frozen=True)
+class Relist:
+    """R5 for removals naming no stored item: Graph names a deleted occurrence of a series by the occurrence's id
+    (opaque), while the series is stored as one item under its master's id. Only a full listing, reconciled by
+    id, shows which occurrence went, so the calendar is listed again in full. Never planned for a full listing,
+    so relisting cannot repeat itself. CalDAV hrefs and Google ids name what we store: there an unknown removal is
+    an event we never stored (outside the window, or created and deleted between two syncs), and costs one full
+    listing for nothing. Cancelled objects are not counted: a reader files a cancelled member under its series."""
+
+    item_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class HoldRemovals:
     """Mass-deletion guard: removals are held until the user confirms."""
 
@@ -193,7 +205,7 @@ class HoldRemovals:
 
 PlanAction = (
     SetSlots | ImportOccurrence | UpdateImport | CancelImport | DropImport | RecordPush | RestorePush
-    | ApplyRemoteEdit | PushedDeletedRemotely | ForgetPush | SkipItem | HoldRemovals
+    | ApplyRemoteEdit | PushedDeletedRemotely | ForgetPush | SkipItem | Relist | HoldRemovals
 )
 
 
@@ -242,10 +254,13 @@ def plan(
     gone = [item_id for item_id in dict.fromkeys(removed) if item_id in known_ids]
     removals = [action for item_id in gone for action in _removed(role, known, item_id)]
 
+    unknown = () if listing.full else tuple(i for i in dict.fromkeys(listing.removed) if i not in known_ids)
+    relist = (Relist(unknown),) if unknown else ()
+
     known_count, removing = held_basis or len(known_ids), len(gone)
     if not confirmed_removals and known_count >= MASS_DELETION_MINIMUM and removing * 2 > known_count:
-        return Plan((*actions, HoldRemovals(removing, known_count)), held=True)
-    return Plan((*actions, *removals), removed=len(gone))
+        return Plan((*actions, HoldRemovals(removing, known_count)), held=True)  # the cursor stays: they come back
+    return Plan((*actions, *removals, *relist), removed=len(gone))
 
 
 def _foreign(role: CalendarRole, known: Known, obj: RemoteObject) -> Iterable[PlanAction]:

@@ -25,6 +25,7 @@ from sync.plan import (
     PushedCopy,
     PushedDeletedRemotely,
     RecordPush,
+    Relist,
     RestorePush,
     SetSlots,
     SkipItem,
@@ -136,6 +137,17 @@ def test_recurring_instance_removed_cancels_only_that_occurrence() -> None:
     assert plan(TWO_WAY_LINKED, known, changed(event("weekly.ics", monday))).actions == (
         CancelImport("ap2", "weekly.ics"),
     )
+
+
+def test_r5_removal_naming_no_stored_item_relists_the_calendar_once() -> None:
+    """Graph's delta names a deleted occurrence of a series by its own id, the series being one stored item."""
+    known = Known(slots={"weekly": (MICHEL, moved(MICHEL, 24 * 7)), "michel.ics": (MICHEL,)})
+    listing = Listing(removed=("michel.ics", "weekly_20260309T130000", "weekly_20260309T130000"))
+    assert plan(CONFLICT_ONLY, known, listing).actions == (
+        SetSlots("michel.ics", ()), Relist(("weekly_20260309T130000",)),
+    )
+    full = Listing(changed=(event("weekly", MICHEL), event("michel.ics")), removed=listing.removed[1:], full=True)
+    assert plan(CONFLICT_ONLY, known, full).actions == (SetSlots("weekly", (MICHEL,)),)  # never again
 
 
 def test_switching_to_one_way_drops_imports_quietly_and_blocks_instead() -> None:
