@@ -596,7 +596,7 @@ class ListingReader:
             self.cancel()
         objects = tuple(r for r in results if isinstance(r, RemoteObject))
         skipped = tuple(r for r in results if isinstance(r, tuple))
-        return Listing(objects, changes.removed, skipped, changes.full)
+        return Listing(objects, changes.removed, skipped, changes.full, changes.removals_name_occurrences)
 
     def cancel(self) -> None:
         """Drop the reads not started yet (the transfer failed); one already running is left to finish."""

@@ -31,6 +31,7 @@ class Listing:
     removed: tuple[str, ...] = ()
     skipped: tuple[tuple[str, str], ...] = ()  # (item_id, reason) for bad remote data
     full: bool = False
+    removals_name_occurrences: bool = False  # ChangeSet's: an unknown removal may be an occurrence (Graph)
 
 
 @dataclass(frozen=True)
@@ -188,9 +189,9 @@ class Relist:
     """R5 for removals naming no stored item: Graph names a deleted occurrence of a series by the occurrence's id
     (opaque), while the series is stored as one item under its master's id. Only a full listing, reconciled by
     id, shows which occurrence went, so the calendar is listed again in full. Never planned for a full listing,
-    so relisting cannot repeat itself. CalDAV hrefs and Google ids name what we store: there an unknown removal is
-    an event we never stored (outside the window, or created and deleted between two syncs), and costs one full
-    listing for nothing. Cancelled objects are not counted: a reader files a cancelled member under its series."""
+    so relisting cannot repeat itself. Only for providers whose removals may name occurrences
+    (`Listing.removals_name_occurrences`): CalDAV hrefs and Google ids name what we store, and there an unknown
+    removal is an event we never stored (outside the window, or created and deleted between two syncs)."""
 
     item_ids: tuple[str, ...]
 
@@ -254,7 +255,8 @@ def plan(
     gone = [item_id for item_id in dict.fromkeys(removed) if item_id in known_ids]
     removals = [action for item_id in gone for action in _removed(role, known, item_id)]
 
-    unknown = () if listing.full else tuple(i for i in dict.fromkeys(listing.removed) if i not in known_ids)
+    unknown = (tuple(i for i in dict.fromkeys(listing.removed) if i not in known_ids)
+               if listing.removals_name_occurrences and not listing.full else ())
     relist = (Relist(unknown),) if unknown else ()
 
     known_count, removing = held_basis or len(known_ids), len(gone)

@@ -147,6 +147,9 @@ class ChangeSet:
     removed: tuple[str, ...]
     cursor: str | None
     full: bool
+    removals_name_occurrences: bool = False
+    """A removal may name one occurrence of a series listed as one item (Graph's delta, M1): one naming nothing
+    stored makes the engine list the calendar again in full (plan's `Relist`)."""
 
 
 @dataclass(frozen=True)

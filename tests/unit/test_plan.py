@@ -142,12 +142,20 @@ def test_recurring_instance_removed_cancels_only_that_occurrence() -> None:
 def test_r5_removal_naming_no_stored_item_relists_the_calendar_once() -> None:
     """Graph's delta names a deleted occurrence of a series by its own id, the series being one stored item."""
     known = Known(slots={"weekly": (MICHEL, moved(MICHEL, 24 * 7)), "michel.ics": (MICHEL,)})
-    listing = Listing(removed=("michel.ics", "weekly_20260309T130000", "weekly_20260309T130000"))
+    listing = Listing(removed=("michel.ics", "weekly_20260309T130000", "weekly_20260309T130000"),
+                      removals_name_occurrences=True)
     assert plan(CONFLICT_ONLY, known, listing).actions == (
         SetSlots("michel.ics", ()), Relist(("weekly_20260309T130000",)),
     )
-    full = Listing(changed=(event("weekly", MICHEL), event("michel.ics")), removed=listing.removed[1:], full=True)
+    full = Listing(changed=(event("weekly", MICHEL), event("michel.ics")), removed=listing.removed[1:], full=True,
+                   removals_name_occurrences=True)
     assert plan(CONFLICT_ONLY, known, full).actions == (SetSlots("weekly", (MICHEL,)),)  # never again
+
+
+def test_r5_removal_naming_no_stored_item_is_nothing_where_removals_name_what_we_store() -> None:
+    """CalDAV hrefs and Google ids: an unknown removal is an event never stored (deleted outside the window)."""
+    known = Known(slots={"michel.ics": (MICHEL,)})
+    assert plan(CONFLICT_ONLY, known, Listing(removed=("never-seen.ics",))).actions == ()
 
 
 def test_switching_to_one_way_drops_imports_quietly_and_blocks_instead() -> None:

@@ -254,7 +254,7 @@ class MicrosoftProvider:
             removed += gone
         delta_link = page.get("@odata.deltaLink")
         cursor = DELTA + delta_link if delta_link and len(DELTA + delta_link) <= MAX_CURSOR_LENGTH else None
-        return ChangeSet(tuple(items), tuple(removed), cursor, full=link is None)
+        return ChangeSet(tuple(items), tuple(removed), cursor, full=link is None, removals_name_occurrences=True)
 
     async def _with_marker(self, event: Event) -> Event:
         """A single event an app created with a transactionId, read again with our marker (delta has none)."""
