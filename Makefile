@@ -38,6 +38,7 @@ bench: install
 	$(BIN)/python bench/availability.py
 	$(BIN)/python -m bench.slack
 	$(BIN)/python -m bench.google
+	$(BIN)/python -m bench.microsoft
 
 clean:
 	rm -rf $(VENV) .croco .pytest_cache .mypy_cache .ruff_cache
