@@ -99,6 +99,9 @@ class MicrosoftShared:
         self._ssl = ssl_context
         self._session: aiohttp.ClientSession | None = None
         self._slots: dict[str, asyncio.Semaphore] = {}
+        self.http_cache: dict[str, Any] = {}
+        """msal's cache of the authority's discovery answers (24 hours), shared: every provider opened builds a
+        new msal app, which would otherwise fetch the OpenID configuration again, about once a sync."""
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -171,7 +174,7 @@ class MicrosoftProvider:
                 authority = self._config.microsoft.authority
                 self._app = msal.ConfidentialClientApplication(
                     self._config.microsoft.client_id, client_credential=self._config.microsoft.client_secret,
-                    authority=authority, token_cache=self._cache,
+                    authority=authority, token_cache=self._cache, http_cache=self._shared.http_cache,
                     instance_discovery=urlsplit(authority).hostname == PUBLIC_CLOUD,
                     timeout=self._config.timeout_seconds,
                 )
