@@ -17,73 +17,16 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import aiohttp
-from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.emulators.google import CLIENT_ID, CLIENT_SECRET, GoogleEmulator
-from tests.integration.serving import croco_serve
+from tests.integration.serving import TOKEN, WAIT, Serve, connect_through_the_browser, croco_serve
 from tests.integration.test_serve import _clean_env, free_port
 from tests.web.test_connect_browser import chrome as chrome  # noqa: F401  (the session fixture, re-exported)
 
-TOKEN = "google-e2e-token"
 JOHN = "john@example.com"
 TEAM = "team@group.calendar.google.com"
 PARIS = ZoneInfo("Europe/Paris")
-WAIT = 20.0
-"""Seconds a pushed change may take to show (API.md: synced within 5 s of the notification)."""
-
-
-class Serve:
-    """`croco serve` seen from outside, with the integrator's token."""
-
-    def __init__(self, http: aiohttp.ClientSession, base: str) -> None:
-        self.http, self.base = http, base
-
-    async def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        async with self.http.request(method, f"{self.base}/api/v1{path}", json=body,
-                                     headers={"Authorization": f"Bearer {TOKEN}"}) as response:
-            assert response.status in (200, 201), await response.text()
-            return await response.json()
-
-    async def sync(self, user_id: str) -> None:
-        synced = (await self.api("POST", f"/users/{user_id}/sync"))["calendars"]
-        assert synced and [c["error"] for c in synced] == [None] * len(synced), synced
-
-    async def eventually(self, path: str, condition: Any) -> Any:
-        """GET `path` until `condition(body)` holds (serve works on its own clock), at most WAIT seconds."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + WAIT
-        while True:
-            body = await self.api("GET", path)
-            if condition(body) or loop.time() > deadline:
-                return body
-            await asyncio.sleep(0.1)
-
-
-def consent(driver: WebDriver, url: str) -> str:
-    """The person opens the connect link, Google's consent page sends them back: serve's callback page text."""
-    driver.get(url)
-    WebDriverWait(driver, WAIT).until(EC.presence_of_element_located((By.TAG_NAME, "h1")))
-    return str(driver.find_element(By.TAG_NAME, "main").text)
-
-
-async def connect_through_the_browser(serve: Serve, google: GoogleEmulator, driver: WebDriver) -> tuple[str, str]:
-    """The connect link, consent on the emulator, the callback: John's user id and his primary calendar's id."""
-    user = await serve.api("POST", "/users", {"name": "John", "email": JOHN, "timezone": "Europe/Paris"})
-    link = await serve.api("POST", f"/users/{user['id']}/connect-links", {"provider": "google"})
-    assert link["url"].startswith(google.auth_url)
-    page = await asyncio.to_thread(consent, driver, link["url"])
-    assert "connected" in page and "Team" in page, page
-    (connection,) = (await serve.api("GET", f"/users/{user['id']}/connections"))["items"]
-    assert (connection["provider"], connection["account"], connection["status"]) == ("google", JOHN, "ok")
-    calendars = {c["name"]: c for c in (await serve.api("GET", f"/users/{user['id']}/calendars"))["items"]}
-    assert {name: c["access"] for name, c in calendars.items()} == {JOHN: "full", "Team": "read"}
-    primary = calendars[JOHN]["id"]
-    await serve.api("PUT", f"/users/{user['id']}/sync-settings", {"linked_calendar_id": primary})
-    return str(user["id"]), primary
 
 
 async def book_and_push_once(serve: Serve, google: GoogleEmulator, user_id: str, day: datetime) -> str:
@@ -144,7 +87,8 @@ async def test_a_google_account_connects_syncs_pushes_once_and_hears_of_changes_
                      CROCO_GOOGLE_TOKEN_URL=google.token_url)
     async with croco_serve(tmp_path, port, env) as http:
         serve = Serve(http, base)
-        user_id, _ = await connect_through_the_browser(serve, google, chrome)
+        user_id = await connect_through_the_browser(serve, chrome, "google", consent_at=google.auth_url, account=JOHN,
+                                                    calendars={JOHN: "full", "Team": "read"}, linked=JOHN)
         await book_and_push_once(serve, google, user_id, day)
         await a_change_in_google_arrives_by_push(serve, google, user_id, day)
     log = (tmp_path / "serve.log").read_text()

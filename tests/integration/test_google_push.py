@@ -8,7 +8,7 @@ import asyncio
 import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer, unused_port
@@ -22,37 +22,18 @@ from sync.providers.google.provider import GoogleShared
 from sync.providers.registry import open_provider
 from tests.emulators.google import GoogleEmulator
 from tests.factories import add_connection, add_user, select_calendars
+from tests.integration.serving import WatchedCalendar
 from tests.providers.support import google_config, oauth_tokens
-from tests.web.conftest import TOKEN, Client
+from tests.web.conftest import TOKEN
 from web.app import create_app
 from web.context import WebContext
 
 JOHN = "john@example.com"
-FAR = datetime(2200, 1, 1, tzinfo=UTC)
 
 
-@dataclass
-class World:
+@dataclass(kw_only=True)
+class World(WatchedCalendar):
     google: GoogleEmulator
-    db: Database
-    context: WebContext
-    api: Client
-    calendar_id: str
-    connection_id: str
-    syncs_asked: list[None]
-
-    async def calendar(self) -> RemoteCalendar:
-        async with self.db.session() as session:
-            found = await session.get(RemoteCalendar, self.calendar_id)
-        assert found is not None
-        return found
-
-    async def renew(self, *, days: float = 0) -> None:
-        await self.context.channels.renew(utcnow() + timedelta(days=days))
-
-    async def not_due(self) -> None:
-        async with self.db.write() as session:
-            await session.execute(update(RemoteCalendar).values(due_at=FAR))
 
 
 def meeting(start: datetime) -> dict[str, object]:
@@ -78,7 +59,8 @@ async def serve(google: GoogleEmulator, db: Database, secret_box: SecretBox, *,
     try:
         async with TestClient(TestServer(create_app(context), port=port)) as client:
             client.session.headers["Authorization"] = f"Bearer {TOKEN}"
-            yield World(google, db, context, client, calendar.id, connection.id, syncs_asked)
+            yield World(google=google, db=db, context=context, api=client, calendar_id=calendar.id,
+                        connection_id=connection.id, syncs_asked=syncs_asked)
     finally:
         shared.close()
 

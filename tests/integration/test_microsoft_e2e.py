@@ -22,8 +22,7 @@ import pytest
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.emulators.graph import CLIENT_ID, CLIENT_SECRET, GraphEmulator, Subscription
-from tests.integration.serving import croco_serve
-from tests.integration.test_google_e2e import TOKEN, WAIT, Serve, consent
+from tests.integration.serving import TOKEN, WAIT, Serve, connect_through_the_browser, croco_serve
 from tests.integration.test_serve import _clean_env, free_port
 from tests.web.test_connect_browser import headless_chrome
 
@@ -39,21 +38,6 @@ def chrome() -> Iterator[WebDriver]:
 
 def utc_text(moment: datetime) -> dict[str, str]:
     return {"dateTime": moment.astimezone(ZoneInfo("UTC")).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}
-
-
-async def connect_through_the_browser(serve: Serve, graph: GraphEmulator, driver: WebDriver) -> str:
-    """The connect link, consent on the emulator, the callback, the default calendar linked: John's user id."""
-    user = await serve.api("POST", "/users", {"name": "John", "email": JOHN, "timezone": "Europe/Paris"})
-    link = await serve.api("POST", f"/users/{user['id']}/connect-links", {"provider": "microsoft"})
-    assert link["url"].startswith(graph.authority)
-    page = await asyncio.to_thread(consent, driver, link["url"])
-    assert "connected" in page and "Team" in page, page
-    (connection,) = (await serve.api("GET", f"/users/{user['id']}/connections"))["items"]
-    assert (connection["provider"], connection["account"], connection["status"]) == ("microsoft", JOHN, "ok")
-    calendars = {c["name"]: c for c in (await serve.api("GET", f"/users/{user['id']}/calendars"))["items"]}
-    assert {name: c["access"] for name, c in calendars.items()} == {"Calendar": "full", "Team": "read"}
-    await serve.api("PUT", f"/users/{user['id']}/sync-settings", {"linked_calendar_id": calendars["Calendar"]["id"]})
-    return str(user["id"])
 
 
 async def book_and_push_once(serve: Serve, graph: GraphEmulator, user_id: str, calendar: str,
@@ -117,7 +101,10 @@ async def test_a_microsoft_account_connects_syncs_pushes_once_and_hears_of_chang
                      REQUESTS_CA_BUNDLE=str(graph.ca_bundle_path), SSL_CERT_FILE=str(graph.ca_bundle_path))
     async with croco_serve(tmp_path, port, env) as http:
         serve = Serve(http, base)
-        user_id, calendar = await connect_through_the_browser(serve, graph, chrome), john.default_calendar_id
+        user_id = await connect_through_the_browser(serve, chrome, "microsoft", consent_at=graph.authority,
+                                                    account=JOHN, calendars={"Calendar": "full", "Team": "read"},
+                                                    linked="Calendar")
+        calendar = john.default_calendar_id
         await book_and_push_once(serve, graph, user_id, calendar, day)
         await a_change_in_outlook_arrives_by_notification(serve, graph, user_id, calendar, day)
     log = (tmp_path / "serve.log").read_text()
