@@ -22,6 +22,7 @@ from storage.db import Database
 from storage.models import RemoteCalendar
 from storage.types import utcnow
 from tests.bot.test_serve_notices import ready
+from tests.integration.test_serve import _clean_env
 from tests.web.conftest import Client
 from web.context import WebContext
 
@@ -138,3 +139,10 @@ async def connect_through_the_browser(serve: Serve, driver: WebDriver, provider:
     assert {name: c["access"] for name, c in listed.items()} == calendars
     await serve.api("PUT", f"/users/{user['id']}/sync-settings", {"linked_calendar_id": listed[linked]["id"]})
     return str(user["id"])
+
+
+def serve_env(database_url: str, public_url: str, **provider: str) -> dict[str, str]:
+    """Serve's environment for an end-to-end test: our token and database, `public_url` for the callbacks and the
+    webhooks, an hour between polls (only a notification brings a change in sooner), and `provider`'s settings."""
+    return _clean_env(CROCO_API_TOKEN=TOKEN, CROCO_DATABASE_URL=database_url, CROCO_PUBLIC_URL=public_url,
+                      CROCO_SYNC_INTERVAL_SECONDS="3600", CROCO_PUSH_SAFETY_POLL_SECONDS="3600", **provider)

@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.emulators.google import CLIENT_ID, CLIENT_SECRET, GoogleEmulator
-from tests.integration.serving import TOKEN, WAIT, Serve, connect_through_the_browser, croco_serve
-from tests.integration.test_serve import _clean_env, free_port
+from tests.integration.serving import WAIT, Serve, connect_through_the_browser, croco_serve, serve_env
+from tests.integration.test_serve import free_port
 from tests.web.test_connect_browser import chrome as chrome  # noqa: F401  (the session fixture, re-exported)
 
 JOHN = "john@example.com"
@@ -80,11 +80,9 @@ async def test_a_google_account_connects_syncs_pushes_once_and_hears_of_changes_
     day = datetime.now(PARIS) + timedelta(days=3)
     port = free_port()  # picked first: CROCO_PUBLIC_URL (the callback and the webhook) names it
     base = f"http://127.0.0.1:{port}"
-    env = _clean_env(CROCO_API_TOKEN=TOKEN, CROCO_DATABASE_URL=database_url, CROCO_PUBLIC_URL=base,
-                     CROCO_SYNC_INTERVAL_SECONDS="3600", CROCO_PUSH_SAFETY_POLL_SECONDS="3600",
-                     CROCO_GOOGLE_CLIENT_ID=CLIENT_ID, CROCO_GOOGLE_CLIENT_SECRET=CLIENT_SECRET,
-                     CROCO_GOOGLE_API_URL=google.root_url, CROCO_GOOGLE_AUTH_URL=google.auth_url,
-                     CROCO_GOOGLE_TOKEN_URL=google.token_url)
+    env = serve_env(database_url, base, CROCO_GOOGLE_CLIENT_ID=CLIENT_ID, CROCO_GOOGLE_CLIENT_SECRET=CLIENT_SECRET,
+                    CROCO_GOOGLE_API_URL=google.root_url, CROCO_GOOGLE_AUTH_URL=google.auth_url,
+                    CROCO_GOOGLE_TOKEN_URL=google.token_url)
     async with croco_serve(tmp_path, port, env) as http:
         serve = Serve(http, base)
         user_id = await connect_through_the_browser(serve, chrome, "google", consent_at=google.auth_url, account=JOHN,

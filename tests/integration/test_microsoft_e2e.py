@@ -22,8 +22,8 @@ import pytest
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.emulators.graph import CLIENT_ID, CLIENT_SECRET, GraphEmulator, Subscription
-from tests.integration.serving import TOKEN, WAIT, Serve, connect_through_the_browser, croco_serve
-from tests.integration.test_serve import _clean_env, free_port
+from tests.integration.serving import WAIT, Serve, connect_through_the_browser, croco_serve, serve_env
+from tests.integration.test_serve import free_port
 from tests.web.test_connect_browser import headless_chrome
 
 JOHN = "john@contoso.com"
@@ -94,11 +94,9 @@ async def test_a_microsoft_account_connects_syncs_pushes_once_and_hears_of_chang
     day = datetime.now(PARIS) + timedelta(days=3)
     port = free_port()  # picked first: CROCO_PUBLIC_URL (the callback and the webhook) names it
     base = f"http://127.0.0.1:{port}"
-    env = _clean_env(CROCO_API_TOKEN=TOKEN, CROCO_DATABASE_URL=database_url, CROCO_PUBLIC_URL=base,
-                     CROCO_SYNC_INTERVAL_SECONDS="3600", CROCO_PUSH_SAFETY_POLL_SECONDS="3600",
-                     CROCO_MICROSOFT_CLIENT_ID=CLIENT_ID, CROCO_MICROSOFT_CLIENT_SECRET=CLIENT_SECRET,
-                     CROCO_MICROSOFT_AUTHORITY=graph.authority, CROCO_MICROSOFT_GRAPH_URL=graph.graph_url,
-                     REQUESTS_CA_BUNDLE=str(graph.ca_bundle_path), SSL_CERT_FILE=str(graph.ca_bundle_path))
+    env = serve_env(database_url, base, CROCO_MICROSOFT_CLIENT_ID=CLIENT_ID, CROCO_MICROSOFT_CLIENT_SECRET=CLIENT_SECRET,
+                    CROCO_MICROSOFT_AUTHORITY=graph.authority, CROCO_MICROSOFT_GRAPH_URL=graph.graph_url,
+                    REQUESTS_CA_BUNDLE=str(graph.ca_bundle_path), SSL_CERT_FILE=str(graph.ca_bundle_path))
     async with croco_serve(tmp_path, port, env) as http:
         serve = Serve(http, base)
         user_id = await connect_through_the_browser(serve, chrome, "microsoft", consent_at=graph.authority,

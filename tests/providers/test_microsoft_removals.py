@@ -43,15 +43,8 @@ async def test_a_deleted_occurrence_frees_its_slot_in_the_same_sync(
 async def test_a_deleted_occurrence_cancels_its_imported_appointment_two_way(
     world: World, db: Database, secret_box: SecretBox  # noqa: F811
 ) -> None:
-    series = seed_graph(world.graph, world.calendar, JOHN, WEEKLY)
-    synced = await connect(world, db, secret_box)
+    series, synced = await linked_series(world, db, secret_box, SyncMode.TWO_WAY)
     (calendar,) = synced.calendars
-    connection, _ = await synced.stored()
-    async with db.write() as session:
-        settings = await session.get(SyncSettings, connection.user_id)
-        assert settings is not None
-        settings.linked_calendar_id, settings.mode = calendar.id, SyncMode.TWO_WAY
-    assert (await synced.engine.sync_calendar(calendar.id)).error is None
     assert await appointments(synced) == [(start, AppointmentStatus.BOOKED) for start in MONDAYS]
 
     world.graph.delete_event(world.calendar, f"{series}_20260316T080000")
@@ -60,6 +53,20 @@ async def test_a_deleted_occurrence_cancels_its_imported_appointment_two_way(
     assert await appointments(synced) == [(start, AppointmentStatus.CANCELLED if start == MONDAYS[2]
                                            else AppointmentStatus.BOOKED) for start in MONDAYS]
     assert await synced.rows(BlockedSlot) == []
+
+
+async def linked_series(world: World, db: Database, secret_box: SecretBox, mode: SyncMode) -> tuple[str, Synced]:
+    """The weekly series in John's calendar, connected, that calendar linked in `mode`, and synced once."""
+    series = seed_graph(world.graph, world.calendar, JOHN, WEEKLY)
+    synced = await connect(world, db, secret_box)
+    (calendar,) = synced.calendars
+    connection, _ = await synced.stored()
+    async with db.write() as session:
+        settings = await session.get(SyncSettings, connection.user_id)
+        assert settings is not None
+        settings.linked_calendar_id, settings.mode = calendar.id, mode
+    assert (await synced.engine.sync_calendar(calendar.id)).error is None
+    return series, synced
 
 
 async def slot_starts(synced: Synced) -> list[datetime]:
@@ -75,15 +82,9 @@ async def test_a_deleted_occurrence_and_a_push_in_one_sync_leave_the_next_sync_i
     world: World, db: Database, secret_box: SecretBox  # noqa: F811
 ) -> None:
     """The pull after our writes lists from where the full listing left off, not from before the deletion."""
-    series = seed_graph(world.graph, world.calendar, JOHN, WEEKLY)
-    synced = await connect(world, db, secret_box)
+    series, synced = await linked_series(world, db, secret_box, SyncMode.ONE_WAY)
     (calendar,) = synced.calendars
     connection, _ = await synced.stored()
-    async with db.write() as session:
-        settings = await session.get(SyncSettings, connection.user_id)
-        assert settings is not None
-        settings.linked_calendar_id = calendar.id
-    assert (await synced.engine.sync_calendar(calendar.id)).error is None
 
     world.graph.delete_event(world.calendar, f"{series}_20260309T080000")
     async with db.write() as session:
