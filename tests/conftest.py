@@ -1,5 +1,6 @@
 """Shared fixtures: a migrated database on SQLite and, when CROCO_TEST_DATABASE_URL is set, PostgreSQL; a
-started Google emulator (`google`) and Microsoft identity + Graph emulator (`graph`).
+started Google emulator (`google`) and Microsoft identity + Graph emulator (`graph`, with `graph_shared` for
+the real Graph providers).
 
 Every PostgreSQL test gets a schema of its own (dropped afterwards), so reruns and parallel runs never see
 each other's rows.
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from storage import migrate
 from storage.db import Database
 from storage.secrets import SecretBox, generate_key
+from sync.providers.microsoft.provider import MicrosoftShared
 from tests.emulators.google import GoogleEmulator
 from tests.emulators.graph import GraphEmulator
 
@@ -93,3 +95,13 @@ async def graph() -> AsyncIterator[GraphEmulator]:
     await emulator.start()
     yield emulator
     await emulator.close()
+
+
+@pytest.fixture
+async def graph_shared(graph: GraphEmulator, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[MicrosoftShared]:
+    """The Graph providers' shared session as the runtime makes it, trusting the emulator, and msal trusting
+    it too (REQUESTS_CA_BUNDLE): what the real Microsoft side of Croco needs to run against `graph`."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(graph.ca_bundle_path))
+    shared = MicrosoftShared(ssl_context=graph.client_ssl_context())
+    yield shared
+    await shared.close()

@@ -7,18 +7,17 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
-import pytest
 from sqlalchemy import func, select
 
 from bot.ids import Action
 from storage.models import Connection, ConnectLink
 from sync.providers.base import GoogleConfig, ProviderConfig
+from sync.providers.microsoft.provider import MicrosoftShared
 from tests.bot.conftest import ANN, SlackWorld
 from tests.emulators.google import CLIENT_ID, CLIENT_SECRET, GoogleEmulator
 from tests.emulators.graph import GraphEmulator
 from tests.web.conftest import GOOD_PASSWORD, NOW
-from tests.web.test_oauth_google import google_providers
-from tests.web.test_oauth_microsoft import StandInCalendars, microsoft_config
+from tests.web.oauth_sites import microsoft_config, registry
 
 
 async def connect_modal(world: SlackWorld, count: int = 1) -> dict[str, Any]:
@@ -90,7 +89,7 @@ async def test_a_configured_google_button_opens_its_consent_page_and_connects_wh
     world.bot.oauth_clients = links.oauth_clients = frozenset({"google"})
     links.provider_config = ProviderConfig(google=GoogleConfig(CLIENT_ID, CLIENT_SECRET, google.root_url,
                                                                google.auth_url, google.token_url))
-    links.providers = google_providers(links.provider_config)
+    links.providers = registry(links.provider_config)
     view = await connect_modal(world)
     lines = provider_lines(view)
     button = lines["google"]["accessory"]
@@ -112,13 +111,13 @@ async def test_a_configured_google_button_opens_its_consent_page_and_connects_wh
 
 
 async def test_a_configured_microsoft_button_opens_its_consent_page_and_connects_who_asked(
-    world: SlackWorld, graph: GraphEmulator, monkeypatch: pytest.MonkeyPatch
+    world: SlackWorld, graph: GraphEmulator, graph_shared: MicrosoftShared
 ) -> None:
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(graph.ca_bundle_path))
     graph.add_account("ann@contoso.com")
     links = world.web.connect_links
     world.bot.oauth_clients = links.oauth_clients = frozenset({"microsoft"})
-    links.provider_config, links.providers = microsoft_config(graph), StandInCalendars()
+    links.provider_config = microsoft_config(graph)
+    links.providers = registry(links.provider_config, graph_shared)
     lines = provider_lines(await connect_modal(world))
     button = lines["microsoft"]["accessory"]
     assert button["text"]["text"] == "Connect" and button["url"].startswith(graph.authority + "/oauth2/v2.0/authorize?")

@@ -15,10 +15,8 @@ marks behaviour that file is silent on, done as Google does it.
 from __future__ import annotations
 
 import asyncio
-import base64
 import email.message
 import email.parser
-import hashlib
 import itertools
 import json
 import re
@@ -29,7 +27,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -37,6 +35,19 @@ import googleapiclient
 from aiohttp import web
 from dateutil import rrule
 from multidict import CIMultiDict, MultiDict
+
+from tests.emulators.common import (
+    Answer,
+    Code,
+    OAuthEmulator,
+    Request,
+    Token,
+    b64url,
+    client_form,
+    pkce_matches,
+    real_now,
+    with_query,
+)
 
 CLIENT_ID = "croco-test.apps.googleusercontent.com"
 CLIENT_SECRET = "croco-test-client-secret"
@@ -84,17 +95,6 @@ class Failure:
     reason: str = "backendError"
     times: int = 1
     retry_after: int | None = None
-
-
-@dataclass(frozen=True)
-class Request:
-    """One API call as the emulator saw it (a batch's inner calls each count; token calls are `token`)."""
-
-    method: str
-    http_method: str
-    path: str
-    params: dict[str, str]
-    account: str | None
 
 
 @dataclass(frozen=True)
@@ -181,23 +181,9 @@ class _Listing:
 
 
 @dataclass
-class _Code:
-    email: str
-    redirect_uri: str
-    scopes: tuple[str, ...]
-    challenge: str | None
-    challenge_method: str
-    offline: bool
-    expires_at: datetime
-    used: bool = False
-
-
-@dataclass
-class _Token:
-    email: str
-    scopes: tuple[str, ...]
-    expires_at: datetime | None = None
-    revoked: bool = False
+class _Code(Code):
+    offline: bool = False
+    """G7: whether the consent gives a refresh token."""
 
 
 class _ApiError(Exception):
@@ -217,13 +203,6 @@ class _ApiError(Exception):
 
 
 @dataclass(frozen=True)
-class _Answer:
-    status: int
-    body: dict[str, Any] | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class _Call:
     http_method: str
     path: str
@@ -239,10 +218,6 @@ class _Context:
     query: MultiDict[str]
     headers: Mapping[str, str]
     body: dict[str, Any]
-
-
-def _real_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _rfc3339(moment: datetime) -> str:
@@ -362,18 +337,12 @@ class _Series:
         return shown | ({"timeZone": zone_name} if zone_name else {})
 
 
-class GoogleEmulator:
-    def __init__(self, *, clock: Callable[[], datetime] = _real_now) -> None:
-        self.clock = clock
-        self.accounts: dict[str, Account] = {}
-        self.consent_as: str | None = None
-        """Who approves at the authorize page; None means the one account there is."""
-        self.deny_next_consent: str | None = None
+class GoogleEmulator(OAuthEmulator[Account, Failure, Notification]):
+    def __init__(self, *, clock: Callable[[], datetime] = real_now) -> None:
+        super().__init__(clock=clock)
         self.page_size_cap = 2500
         self.channel_lifetime = timedelta(days=7)  # G4: about 7 days in practice
-        self.requests: list[Request] = []
         self.channels: dict[str, Channel] = {}
-        self.notifications: list[Notification] = []
         self.root_url = ""
         self._calendars: dict[str, _Calendar] = {}
         self._seq = itertools.count(1)
@@ -381,17 +350,11 @@ class GoogleEmulator:
         self._etags = itertools.count(3181161784712000)
         self._message_numbers = itertools.count(5, 3)  # G4: increasing, not sequential (1 is the sync)
         self._codes: dict[str, _Code] = {}
-        self._access: dict[str, _Token] = {}
-        self._refresh: dict[str, _Token] = {}
-        self._failures: dict[str, list[Failure]] = {}
         self._fail_after: dict[str, int] = {}
         self._sync_tokens: dict[str, _SyncState] = {}
         self._listings: dict[str, _Listing] = {}
         self._outboxes: dict[str, asyncio.Queue[str]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
-        self._delivered = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
-        self._http: aiohttp.ClientSession | None = None
 
     # Test controls -------------------------------------------------------------------------------------
 
@@ -415,23 +378,9 @@ class GoogleEmulator:
         granted = tuple(scopes or [CALENDAR_SCOPE])
         return self._issue(email_address, granted, offline=True)
 
-    def revoke(self, email_address: str) -> None:
-        """The user removed the app's access (G7): refreshes answer invalid_grant, access tokens 401."""
-        for token in itertools.chain(self._access.values(), self._refresh.values()):
-            if token.email == email_address:
-                token.revoked = True
-
-    def issued_secrets(self) -> list[str]:
-        """Every access and refresh token handed out so far: a test checks none of them leaked anywhere."""
-        return [*self._access, *self._refresh]
-
     def expire_access_tokens(self) -> None:
         for token in self._access.values():
             token.revoked = True
-
-    def fail(self, failure: Failure, *, method: str) -> None:
-        """The next `failure.times` calls of `method` (discovery names, or `token`) answer this error."""
-        self._failures.setdefault(method, []).extend([failure] * failure.times)
 
     def fail_after_pages(self, calendar_id: str, pages: int = 1) -> None:
         """The next listing of `calendar_id` answers 410 when asked for the page after `pages` pages."""
@@ -440,9 +389,6 @@ class GoogleEmulator:
     def expire_sync_tokens(self, calendar_id: str) -> None:
         """G1: every sync token handed out so far for this calendar answers 410 fullSyncRequired."""
         self._calendars[calendar_id].generation += 1
-
-    def count(self, method: str | None = None) -> int:
-        return sum(1 for request in self.requests if method is None or request.method == method)
 
     def event(self, calendar_id: str, event_id: str) -> dict[str, Any] | None:
         stored = self._calendars[calendar_id].events.get(event_id)
@@ -471,12 +417,6 @@ class GoogleEmulator:
     def expire_channel(self, channel_id: str) -> None:
         self._end_channel(channel_id)
 
-    async def wait_for_notifications(self, count: int, timeout: float = 10) -> list[Notification]:
-        """Wait until `count` notifications have been delivered (and answered) in all."""
-        async with self._delivered:
-            await asyncio.wait_for(self._delivered.wait_for(lambda: len(self.notifications) >= count), timeout)
-        return list(self.notifications)
-
     # Server ------------------------------------------------------------------------------------------
 
     async def start(self) -> str:
@@ -485,12 +425,7 @@ class GoogleEmulator:
         app.router.add_post("/token", self._token)
         app.router.add_post("/batch/calendar/v3", self._batch)
         app.router.add_route("*", "/calendar/v3/{tail:.*}", self._api)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.root_url = f"http://127.0.0.1:{port}/"
+        self.root_url = f"http://127.0.0.1:{await self._serve(app)}/"
         self._http = aiohttp.ClientSession()
         return self.root_url
 
@@ -499,10 +434,7 @@ class GoogleEmulator:
         for channel_id in list(self._workers):
             self._end_channel(channel_id)
         await asyncio.gather(*workers, return_exceptions=True)
-        if self._http is not None:
-            await self._http.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self._stop_serving()
 
     # OAuth (G7) --------------------------------------------------------------------------------------
 
@@ -519,17 +451,15 @@ class GoogleEmulator:
         method = query.get("code_challenge_method", "plain")  # RFC 7636: plain unless said otherwise
         if missing or query.get("response_type") != "code" or method not in ("S256", "plain"):
             return web.Response(status=400, text=f"Error 400: invalid_request {' '.join(missing)}")
-        if self.deny_next_consent is not None:
-            error, self.deny_next_consent = self.deny_next_consent, None
-            raise web.HTTPFound(_with_query(redirect_uri, {"error": error} | state))
-        who = self.consent_as or (next(iter(self.accounts)) if len(self.accounts) == 1 else None)
-        if who not in self.accounts:
+        if (error := self._denial()) is not None:
+            raise web.HTTPFound(with_query(redirect_uri, {"error": error} | state))
+        if (who := self._consenter()) is None:
             return web.Response(status=400, text="no account signed in (set consent_as)")
         code = "4/emu-" + secrets.token_urlsafe(24)
         self._codes[code] = _Code(
             who, redirect_uri, tuple(query["scope"].split()), query.get("code_challenge"), method,
-            offline=self._offline_consent(who, query), expires_at=self.clock() + _CODE_LIFETIME)
-        raise web.HTTPFound(_with_query(redirect_uri, {"code": code, "scope": query["scope"]} | state))
+            self.clock() + _CODE_LIFETIME, offline=self._offline_consent(who, query))
+        raise web.HTTPFound(with_query(redirect_uri, {"code": code, "scope": query["scope"]} | state))
 
     def _offline_consent(self, email_address: str, query: Mapping[str, str]) -> bool:
         """G7: a refresh token comes with access_type=offline; once the account holds one for this client,
@@ -540,15 +470,9 @@ class GoogleEmulator:
         return not holds_one or "consent" in query.get("prompt", "").split()
 
     async def _token(self, request: web.Request) -> web.Response:
-        form = dict(parse_qsl(await request.text()))
-        authorization = request.headers.get("Authorization", "")
-        if authorization.startswith("Basic "):  # RFC 6749 2.3.1: the client's id and secret, form-encoded
-            user, _, password = base64.b64decode(authorization.removeprefix("Basic ")).decode().partition(":")
-            form |= {"client_id": unquote_plus(user), "client_secret": unquote_plus(password)}
+        form = client_form(dict(parse_qsl(await request.text())), request.headers.get("Authorization", ""))
         self.requests.append(Request("token", "POST", "/token", {"grant_type": form.get("grant_type", "")}, None))
-        pending = self._failures.get("token")
-        if pending:
-            failure = pending.pop(0)
+        if (failure := self._next_failure("token")) is not None:
             return _oauth_error(failure.status, failure.reason, "Injected failure")
         if (form.get("client_id"), form.get("client_secret")) != (CLIENT_ID, CLIENT_SECRET):
             return _oauth_error(401, "invalid_client", "Unauthorized")
@@ -564,31 +488,27 @@ class GoogleEmulator:
 
     def _exchange_code(self, form: Mapping[str, str]) -> web.Response:
         code = self._codes.get(form.get("code", ""))
-        if code is None or code.used or code.expires_at <= self.clock():  # codes work once, briefly
+        if code is None or not code.spend(self.clock()):
             return _oauth_error(400, "invalid_grant", "Malformed auth code.")
-        code.used = True
         if form.get("redirect_uri") != code.redirect_uri:
             return _oauth_error(400, "redirect_uri_mismatch", "Bad Request")
         if code.challenge is not None:
             verifier = form.get("code_verifier")
             if verifier is None:
                 return _oauth_error(400, "invalid_grant", "Missing code verifier.")
-            if code.challenge_method == "S256":
-                digest = hashlib.sha256(verifier.encode()).digest()
-                verifier = base64.urlsafe_b64encode(digest).decode().rstrip("=")
-            if not secrets.compare_digest(verifier, code.challenge):
+            if not pkce_matches(code.challenge, code.challenge_method, verifier):
                 return _oauth_error(400, "invalid_grant", "Invalid code verifier.")
         return web.json_response(self._issue(code.email, code.scopes, offline=code.offline))
 
     def _issue(self, email_address: str, scopes: tuple[str, ...], *, offline: bool) -> dict[str, Any]:
         """An access token (3599 s) and, for offline access only, a refresh token (G7)."""
         access = "ya29.emu-" + secrets.token_urlsafe(24)
-        self._access[access] = _Token(email_address, scopes, self.clock() + timedelta(seconds=_TOKEN_LIFETIME))
+        self._access[access] = Token(email_address, scopes, self.clock() + timedelta(seconds=_TOKEN_LIFETIME))
         tokens: dict[str, Any] = {"access_token": access, "expires_in": _TOKEN_LIFETIME,
                                   "scope": " ".join(scopes), "token_type": "Bearer"}
         if offline:
             refresh = "1//emu-" + secrets.token_urlsafe(32)
-            self._refresh[refresh] = _Token(email_address, scopes)
+            self._refresh[refresh] = Token(email_address, scopes)
             tokens["refresh_token"] = refresh
         return tokens
 
@@ -597,39 +517,34 @@ class GoogleEmulator:
     async def _api(self, request: web.Request) -> web.Response:
         call = _Call(request.method, request.raw_path.partition("?")[0], MultiDict(request.query),
                      request.headers, await request.read())
-        answer = self._answer(call)
-        if answer.body is None:
-            return web.Response(status=answer.status, headers=answer.headers)
-        return web.json_response(answer.body, status=answer.status, headers=answer.headers)
+        return self._answer(call).response()
 
-    def _answer(self, call: _Call) -> _Answer:
+    def _answer(self, call: _Call) -> Answer:
         try:
             return self._dispatch(call)
         except _ApiError as error:
-            return _Answer(error.status, error.body(), error.headers)
+            return Answer(error.status, error.body(), error.headers)
 
-    def _dispatch(self, call: _Call) -> _Answer:
+    def _dispatch(self, call: _Call) -> Answer:
         segments = [unquote(part) for part in call.path.removeprefix("/calendar/v3/").split("/")]
         method, args = _route(call.http_method, segments)
-        token = self._access.get(call.headers.get("Authorization", "").removeprefix("Bearer ").strip())
+        token = self._bearer(call.headers)
         self.requests.append(Request(method, call.http_method, call.path, dict(call.query.items()),
                                      token.email if token is not None else None))
-        if token is None or token.revoked or token.expires_at is None or token.expires_at <= self.clock():
+        if token is None or not token.usable(self.clock()):
             raise _ApiError(401, "authError", "Invalid Credentials", summary=_UNAUTHENTICATED,
                             headers={"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/", '
                                                          'error="invalid_token"'})
         if method not in _SCOPES or not _SCOPES[method] & set(token.scopes):  # G7: method-level scopes
             raise _ApiError(403, "insufficientPermissions", "Request had insufficient authentication scopes.")
-        pending = self._failures.get(method)
-        if pending:
-            failure = pending.pop(0)
+        if (failure := self._next_failure(method)) is not None:
             domain, message = _REASONS.get(failure.reason, ("global", failure.reason))
             headers = {"Retry-After": str(failure.retry_after)} \
                 if failure.retry_after is not None and failure.status in (403, 429) else {}
             raise _ApiError(failure.status, failure.reason, message, domain=domain, headers=headers)
         body = json.loads(call.body) if call.body else {}
         context = _Context(self.accounts[token.email], args, call.query, call.headers, body)
-        handler: Callable[[_Context], _Answer] = getattr(self, "_" + method.replace(".", "_"))
+        handler: Callable[[_Context], Answer] = getattr(self, "_" + method.replace(".", "_"))
         return handler(context)
 
     # Calendars and access (G7) ---------------------------------------------------------------------------
@@ -654,10 +569,10 @@ class GoogleEmulator:
             raise _ApiError(403, "requiredAccessLevel", "You need to have reader access to this calendar.")
         return self._calendars[calendar_id], entry
 
-    def _calendarList_list(self, context: _Context) -> _Answer:
+    def _calendarList_list(self, context: _Context) -> Answer:
         query = context.query
         if "pageToken" in query:
-            return _Answer(200, self._next_page(query, ("calendarList", context.account.email)))
+            return Answer(200, self._next_page(query, ("calendarList", context.account.email)))
         minimum = _ROLE_RANK.get(query.get("minAccessRole", "freeBusyReader"))
         if minimum is None:
             raise _ApiError(400, "invalid", "Invalid minAccessRole value.")
@@ -679,7 +594,7 @@ class GoogleEmulator:
         page_size = min(int(query.get("maxResults", "100")), 250)  # Google: default 100, at most 250
         listing = _Listing(("calendarList", context.account.email), items, page_size,
                            {"kind": "calendar#calendarList", "etag": f'"{next(self._etags)}"'})
-        return _Answer(200, self._page(listing, final_sync=False))
+        return Answer(200, self._page(listing, final_sync=False))
 
     # Paging (G1) -------------------------------------------------------------------------------------
 
@@ -715,13 +630,13 @@ class GoogleEmulator:
 
     # Events: reading (G1, G2) --------------------------------------------------------------------------
 
-    def _events_list(self, context: _Context) -> _Answer:
+    def _events_list(self, context: _Context) -> Answer:
         calendar, entry = self._calendar(context, "read")
         query = context.query
         key = ("events", calendar.id, context.account.email,
                tuple(sorted((k, v) for k, v in query.items() if k != "pageToken")))
         if "pageToken" in query:
-            return _Answer(200, self._next_page(query, key))
+            return Answer(200, self._next_page(query, key))
         single = _bool(query.get("singleEvents"))
         if query.get("orderBy") == "startTime" and not single:  # G1: startTime order needs singleEvents
             raise _ApiError(400, "badRequest", "The requested ordering is not available for the particular query.")
@@ -753,7 +668,7 @@ class GoogleEmulator:
                     "accessRole": entry.access_role, "defaultReminders": []}
         sync = _SyncState(calendar.id, started, calendar.generation, window)
         listing = _Listing(key, items, min(max_results, self.page_size_cap, 2500), envelope, calendar.id, sync)
-        return _Answer(200, self._page(listing))
+        return Answer(200, self._page(listing))
 
     def _matches(self, item: Mapping[str, Any], query: MultiDict[str]) -> bool:
         """The filters other than time: eventTypes, extended properties (ANDed, G2), q, iCalUID, updatedMin."""
@@ -910,20 +825,20 @@ class GoogleEmulator:
                 return self._virtual_instance(series, master.resource, occurrence)
         return None
 
-    def _events_get(self, context: _Context) -> _Answer:
+    def _events_get(self, context: _Context) -> Answer:
         calendar, _ = self._calendar(context, "read")
         resource = self._find(calendar, context.args["eventId"])
         if resource is None:
             raise _ApiError(404, "notFound", "Not Found")
-        return _Answer(200, self._render(calendar, resource))  # Google: a deleted event reads as cancelled
+        return Answer(200, self._render(calendar, resource))  # Google: a deleted event reads as cancelled
 
-    def _events_instances(self, context: _Context) -> _Answer:
+    def _events_instances(self, context: _Context) -> Answer:
         calendar, entry = self._calendar(context, "read")
         query = context.query
         key = ("instances", calendar.id, context.args["eventId"],
                tuple(sorted((k, v) for k, v in query.items() if k != "pageToken")))
         if "pageToken" in query:
-            return _Answer(200, self._next_page(query, key))
+            return Answer(200, self._next_page(query, key))
         stored = calendar.events.get(context.args["eventId"])
         if stored is None:
             raise _ApiError(404, "notFound", "Not Found")
@@ -937,11 +852,11 @@ class GoogleEmulator:
                     "updated": _stamp(self.clock()), "timeZone": calendar.time_zone,
                     "accessRole": entry.access_role, "defaultReminders": []}
         page_size = min(int(query.get("maxResults", "250")), self.page_size_cap, 2500)
-        return _Answer(200, self._page(_Listing(key, items, page_size, envelope, calendar.id)))
+        return Answer(200, self._page(_Listing(key, items, page_size, envelope, calendar.id)))
 
     # Events: writing (G2, G3) --------------------------------------------------------------------------
 
-    def _events_insert(self, context: _Context) -> _Answer:
+    def _events_insert(self, context: _Context) -> Answer:
         calendar, _ = self._calendar(context, "write")
         event_id = context.body.get("id")
         if event_id is not None:
@@ -950,24 +865,24 @@ class GoogleEmulator:
             if event_id in calendar.events:  # G3: even a deleted one
                 raise _ApiError(409, "duplicate", "The requested identifier already exists.")
         resource = self._new_event(calendar, context.body, creator=context.account.email)
-        return _Answer(200, self._render(calendar, self._save(calendar, resource)))
+        return Answer(200, self._render(calendar, self._save(calendar, resource)))
 
-    def _events_patch(self, context: _Context) -> _Answer:
+    def _events_patch(self, context: _Context) -> Answer:
         calendar, resource = self._target(context)
         merged = _merged(resource, context.body)
-        return _Answer(200, self._render(calendar, self._save(calendar, self._replaced(calendar, resource, merged))))
+        return Answer(200, self._render(calendar, self._save(calendar, self._replaced(calendar, resource, merged))))
 
-    def _events_update(self, context: _Context) -> _Answer:
+    def _events_update(self, context: _Context) -> Answer:
         calendar, resource = self._target(context)
-        return _Answer(200, self._render(calendar, self._save(calendar,
+        return Answer(200, self._render(calendar, self._save(calendar,
                                                               self._replaced(calendar, resource, context.body))))
 
-    def _events_delete(self, context: _Context) -> _Answer:
+    def _events_delete(self, context: _Context) -> Answer:
         calendar, resource = self._target(context)
         if resource["status"] == "cancelled":
             raise _ApiError(410, "deleted", "Resource has been deleted")  # G3
         self._cancel(calendar, resource)
-        return _Answer(204)
+        return Answer(204)
 
     def _target(self, context: _Context) -> tuple[_Calendar, dict[str, Any]]:
         """The event a write names, checked against If-Match (G3: a stale etag answers 412)."""
@@ -985,7 +900,7 @@ class GoogleEmulator:
         now = _stamp(self.clock())
         fixed = {"kind": "calendar#event", "id": event_id, "created": now,
                  "htmlLink": "https://www.google.com/calendar/event?eid="
-                             + base64.urlsafe_b64encode(f"{event_id} {calendar.id}".encode()).decode().rstrip("="),
+                             + b64url(f"{event_id} {calendar.id}".encode()),
                  "iCalUID": body.get("iCalUID") or f"{event_id}@google.com",
                  "creator": body.get("creator") or {"email": creator},
                  "organizer": body.get("organizer") or {"email": calendar.id, "displayName": calendar.summary}}
@@ -1058,7 +973,7 @@ class GoogleEmulator:
 
     # freebusy.query (G5) -----------------------------------------------------------------------------
 
-    def _freebusy_query(self, context: _Context) -> _Answer:
+    def _freebusy_query(self, context: _Context) -> Answer:
         body = context.body
         for name in ("timeMin", "timeMax"):
             if name not in body:
@@ -1082,7 +997,7 @@ class GoogleEmulator:
                 busy = self._busy(self._calendars[own_id], low, high)
                 calendars[calendar_id] = {"busy": [{"start": _rfc3339(start.astimezone(zone)),
                                                     "end": _rfc3339(end.astimezone(zone))} for start, end in busy]}
-        return _Answer(200, {"kind": "calendar#freeBusy", "timeMin": _rfc3339(low.astimezone(UTC)),
+        return Answer(200, {"kind": "calendar#freeBusy", "timeMin": _rfc3339(low.astimezone(UTC)),
                              "timeMax": _rfc3339(high.astimezone(UTC)), "calendars": calendars})
 
     def _busy(self, calendar: _Calendar, low: datetime, high: datetime) -> list[tuple[datetime, datetime]]:
@@ -1106,7 +1021,7 @@ class GoogleEmulator:
 
     # Push (G4) ---------------------------------------------------------------------------------------
 
-    def _events_watch(self, context: _Context) -> _Answer:
+    def _events_watch(self, context: _Context) -> Answer:
         calendar, _ = self._calendar(context, "read")
         body = context.body
         channel_id = body.get("id")
@@ -1126,15 +1041,15 @@ class GoogleEmulator:
         self._outboxes[channel_id].put_nowait("sync")  # G4: may arrive before the watch answer
         answer = {"kind": "api#channel", "id": channel.id, "resourceId": channel.resource_id,
                   "resourceUri": self._resource_uri(calendar.id), "expiration": str(expiration)}
-        return _Answer(200, answer | ({"token": channel.token} if channel.token is not None else {}))
+        return Answer(200, answer | ({"token": channel.token} if channel.token is not None else {}))
 
-    def _channels_stop(self, context: _Context) -> _Answer:
+    def _channels_stop(self, context: _Context) -> Answer:
         channel = self.channels.get(context.body.get("id", ""))
         if channel is None or channel.resource_id != context.body.get("resourceId") \
                 or channel.account != context.account.email:  # G4: only the same user may stop it
             raise _ApiError(404, "notFound", f"Channel '{context.body.get('id')}' not found for project")
         self._end_channel(channel.id)
-        return _Answer(204)
+        return Answer(204)
 
     def _resource_uri(self, calendar_id: str) -> str:
         return f"{self.root_url}calendar/v3/calendars/{quote(calendar_id, safe='')}/events?alt=json"
@@ -1177,9 +1092,7 @@ class GoogleEmulator:
                     status = response.status
             except (aiohttp.ClientError, TimeoutError):
                 status = None
-            async with self._delivered:
-                self.notifications.append(Notification(channel.id, state, status))
-                self._delivered.notify_all()
+            await self._delivered_one(Notification(channel.id, state, status))
 
     # Batch (G3) ----------------------------------------------------------------------------------------
 
@@ -1285,10 +1198,6 @@ def _merged(old: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
-
-
-def _with_query(url: str, params: Mapping[str, str]) -> str:
-    return url + ("&" if "?" in url else "?") + urlencode(params)
 
 
 def _oauth_error(status: int, error: str, description: str) -> web.Response:

@@ -14,8 +14,6 @@ provider-apis.md as `M1`..`M6`; "Graph:" marks behaviour that file is silent on,
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import ipaddress
 import itertools
 import json
@@ -40,6 +38,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from dateutil import rrule
+
+from tests.emulators.common import (
+    Answer,
+    Code,
+    OAuthEmulator,
+    Request,
+    Token,
+    b64url,
+    client_form,
+    pkce_matches,
+    real_now,
+    with_query,
+)
 
 CLIENT_ID = "00000000-0000-0000-0000-00000000c0c0"
 CLIENT_SECRET = "croco-test-graph-secret"
@@ -85,17 +96,6 @@ class Failure:
     code: str = "TooManyRequests"
     retry_after: int | None = None
     times: int = 1
-
-
-@dataclass(frozen=True)
-class Request:
-    """One call as the emulator saw it; a `$batch`'s inner requests each count under their own method."""
-
-    method: str
-    http_method: str
-    path: str
-    params: dict[str, str]
-    account: str | None
 
 
 @dataclass(frozen=True)
@@ -184,23 +184,9 @@ class _Listing:
 
 
 @dataclass
-class _Code:
-    email: str
-    redirect_uri: str
-    scopes: tuple[str, ...]
-    challenge: str | None
-    challenge_method: str
-    nonce: str | None
-    expires_at: datetime
-    used: bool = False
-
-
-@dataclass
-class _Token:
-    email: str
-    scopes: tuple[str, ...]
-    expires_at: datetime | None = None
-    revoked: bool = False
+class _Code(Code):
+    nonce: str | None = None
+    """M6: the OpenID nonce, returned in the id token."""
 
 
 class _GraphError(Exception):
@@ -214,13 +200,6 @@ class _GraphError(Exception):
         return {"error": {"code": self.code, "message": self.message,
                           "innerError": {"date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
                                          "request-id": str(uuid.uuid4()), "client-request-id": str(uuid.uuid4())}}}
-
-
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    body: dict[str, Any] | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -238,14 +217,6 @@ class _Context:
     account: Account
     args: dict[str, str]
     call: _Call
-
-
-def _real_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
 def _graph_time(moment: datetime) -> str:
@@ -344,32 +315,19 @@ class _Series:
         return found
 
 
-class GraphEmulator:
-    def __init__(self, *, clock: Callable[[], datetime] = _real_now) -> None:
-        self.clock = clock
-        self.accounts: dict[str, Account] = {}
-        self.consent_as: str | None = None
-        """Who approves at the authorize page; None means the one account there is."""
-        self.deny_next_consent: str | None = None
-        """An OAuth error code (`access_denied`) the next authorize answers on the redirect instead of a code."""
-        self.requests: list[Request] = []
+class GraphEmulator(OAuthEmulator[Account, Failure, Notification]):
+    def __init__(self, *, clock: Callable[[], datetime] = real_now) -> None:
+        super().__init__(clock=clock)
         self.subscriptions: dict[str, Subscription] = {}
-        self.notifications: list[Notification] = []
         self.base_url = ""
         self._calendars: dict[str, _Calendar] = {}
         self._seq = itertools.count(1)
         self._codes: dict[str, _Code] = {}
-        self._access: dict[str, _Token] = {}
-        self._refresh: dict[str, _Token] = {}
         self._transactions: dict[tuple[str, str], tuple[str, str]] = {}
-        self._failures: dict[str, list[Failure]] = {}
         self._delta_links: dict[str, _DeltaState] = {}
         self._listings: dict[str, _Listing] = {}
         self._outboxes: dict[str, asyncio.Queue[tuple[str, str, dict[str, Any]]]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
-        self._delivered = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
-        self._http: aiohttp.ClientSession | None = None
         self._directory = Path(tempfile.mkdtemp(prefix="graph-emulator-"))
         self._key_path, self.ca_bundle_path = _self_signed(self._directory)
         """The PEM to trust: tests set REQUESTS_CA_BUNDLE to it for msal (requests)."""
@@ -402,26 +360,9 @@ class GraphEmulator:
         """The tokens a consent would yield, without the browser step."""
         return self._issue(email_address, tuple(scopes or [CALENDAR_SCOPE]), nonce=None)
 
-    def revoke(self, email_address: str) -> None:
-        """The user removed the app's consent: refreshes answer invalid_grant (AADSTS50173), Graph 401."""
-        for token in itertools.chain(self._access.values(), self._refresh.values()):
-            if token.email == email_address:
-                token.revoked = True
-
     def expire_access_tokens(self) -> None:
         for token in self._access.values():
             token.expires_at = self.clock() - timedelta(seconds=1)
-
-    def issued_secrets(self) -> list[str]:
-        """Every access and refresh token handed out: a test checks none of them leaked anywhere."""
-        return [*self._access, *self._refresh]
-
-    def fail(self, failure: Failure, *, method: str) -> None:
-        """The next `failure.times` calls of `method` (see `Request.method`) answer this error."""
-        self._failures.setdefault(method, []).extend([failure] * failure.times)
-
-    def count(self, method: str | None = None) -> int:
-        return sum(1 for request in self.requests if method is None or request.method == method)
 
     def expire_delta_tokens(self, calendar_id: str) -> None:
         """M1: every delta and next link handed out for this calendar answers 410 syncStateNotFound."""
@@ -471,12 +412,6 @@ class GraphEmulator:
         if event == "subscriptionRemoved":
             self.subscriptions.pop(subscription_id)
 
-    async def wait_for_notifications(self, count: int, timeout: float = 10) -> list[Notification]:
-        """Wait until `count` notifications (change and lifecycle) have been delivered and answered."""
-        async with self._delivered:
-            await asyncio.wait_for(self._delivered.wait_for(lambda: len(self.notifications) >= count), timeout)
-        return list(self.notifications)
-
     # Server ------------------------------------------------------------------------------------------
 
     async def start(self) -> str:
@@ -488,12 +423,7 @@ class GraphEmulator:
         app.router.add_route("*", "/v1.0/{tail:.*}", self._api)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(self.ca_bundle_path, self._key_path)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=context)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.base_url = f"https://127.0.0.1:{port}"
+        self.base_url = f"https://127.0.0.1:{await self._serve(app, context)}"
         self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self.client_ssl_context()))
         return self.base_url
 
@@ -502,10 +432,7 @@ class GraphEmulator:
         for worker in workers:
             worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
-        if self._http is not None:
-            await self._http.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self._stop_serving()
         shutil.rmtree(self._directory, ignore_errors=True)
 
     # Identity (M6) -----------------------------------------------------------------------------------
@@ -537,32 +464,25 @@ class GraphEmulator:
             return web.Response(status=400, text="AADSTS900144: The request body must contain redirect_uri.")
         state = {"state": query["state"]} if "state" in query else {}
         if query.get("response_type") != "code":
-            raise web.HTTPFound(_with_query(redirect_uri, {"error": "unsupported_response_type"} | state))
-        if self.deny_next_consent is not None:
-            error, self.deny_next_consent = self.deny_next_consent, None
+            raise web.HTTPFound(with_query(redirect_uri, {"error": "unsupported_response_type"} | state))
+        if (error := self._denial()) is not None:
             description = "AADSTS65004: User declined to consent to access the app."
-            raise web.HTTPFound(_with_query(redirect_uri, {"error": error, "error_description": description}
+            raise web.HTTPFound(with_query(redirect_uri, {"error": error, "error_description": description}
                                             | state))
-        who = self.consent_as or (next(iter(self.accounts)) if len(self.accounts) == 1 else None)
-        if who not in self.accounts:
+        if (who := self._consenter()) is None:
             return web.Response(status=400, text="no account signed in (set consent_as)")
         code = "M.C5_emu." + secrets.token_urlsafe(32)
         self._codes[code] = _Code(who, redirect_uri, tuple(query.get("scope", "").split()),
                                   query.get("code_challenge"), query.get("code_challenge_method", "plain"),
-                                  query.get("nonce"), self.clock() + _CODE_LIFETIME)
+                                  self.clock() + _CODE_LIFETIME, nonce=query.get("nonce"))
         # Graph: the redirect also carries session_state and client_info when asked
-        raise web.HTTPFound(_with_query(redirect_uri, {"code": code} | state | {"session_state": str(uuid.uuid4())}))
+        raise web.HTTPFound(with_query(redirect_uri, {"code": code} | state | {"session_state": str(uuid.uuid4())}))
 
     async def _token(self, request: web.Request) -> web.Response:
-        form = dict(parse_qsl(await request.text()))
-        if request.headers.get("Authorization", "").startswith("Basic "):  # RFC 6749 2.3.1
-            user, _, password = base64.b64decode(request.headers["Authorization"][6:]).decode().partition(":")
-            form |= {"client_id": user, "client_secret": password}
+        form = client_form(dict(parse_qsl(await request.text())), request.headers.get("Authorization", ""))
         self.requests.append(Request("token", "POST", request.path, {"grant_type": form.get("grant_type", "")},
                                      None))
-        pending = self._failures.get("token")
-        if pending:
-            failure = pending.pop(0)
+        if (failure := self._next_failure("token")) is not None:
             headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
             return _aad_error(failure.status, failure.code, headers=headers)
         if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
@@ -581,17 +501,13 @@ class GraphEmulator:
 
     def _exchange_code(self, form: Mapping[str, str]) -> web.Response:
         code = self._codes.get(form.get("code", ""))
-        if code is None or code.used or code.expires_at <= self.clock():  # Graph: a code works once, briefly
+        if code is None or not code.spend(self.clock()):
             return _aad_error(400, "invalid_grant", aadsts="expired_code")
-        code.used = True
         if form.get("redirect_uri") != code.redirect_uri:
             return _aad_error(400, "invalid_grant", aadsts="expired_code")
-        if code.challenge is not None:  # RFC 7636 PKCE
-            verifier = form.get("code_verifier", "")
-            if code.challenge_method == "S256":
-                verifier = _b64url(hashlib.sha256(verifier.encode()).digest())
-            if not secrets.compare_digest(verifier, code.challenge):
-                return _aad_error(400, "invalid_grant", aadsts="bad_verifier")
+        if code.challenge is not None and not pkce_matches(code.challenge, code.challenge_method,
+                                                           form.get("code_verifier", "")):  # RFC 7636
+            return _aad_error(400, "invalid_grant", aadsts="bad_verifier")
         return web.json_response(self._issue(code.email, code.scopes, nonce=code.nonce))
 
     def _issue(self, email_address: str, scopes: tuple[str, ...], *, nonce: str | None) -> dict[str, Any]:
@@ -599,19 +515,19 @@ class GraphEmulator:
         account = self.accounts[email_address]
         granted = tuple(scope for scope in scopes if scope not in ("offline_access", "openid", "profile"))
         access = "EwB4A8l6BAAU.emu-" + secrets.token_urlsafe(32)
-        self._access[access] = _Token(email_address, granted, self.clock() + timedelta(seconds=_TOKEN_LIFETIME))
+        self._access[access] = Token(email_address, granted, self.clock() + timedelta(seconds=_TOKEN_LIFETIME))
         refresh = "M.C5_BAY.emu-" + secrets.token_urlsafe(48)
-        self._refresh[refresh] = _Token(email_address, granted)
+        self._refresh[refresh] = Token(email_address, granted)
         now = int(self.clock().timestamp())
         claims = {"aud": CLIENT_ID, "iss": f"{self.base_url}/{account.tenant_id}/v2.0", "iat": now, "nbf": now,
                   "exp": now + 3600, "name": account.name, "oid": account.object_id,
-                  "preferred_username": account.email, "sub": _b64url(account.object_id.encode())[:43],
+                  "preferred_username": account.email, "sub": b64url(account.object_id.encode())[:43],
                   "tid": account.tenant_id, "ver": "2.0"} | ({"nonce": nonce} if nonce else {})
-        id_token = ".".join([_b64url(b'{"alg":"none","typ":"JWT"}'), _b64url(json.dumps(claims).encode()), ""])
+        id_token = ".".join([b64url(b'{"alg":"none","typ":"JWT"}'), b64url(json.dumps(claims).encode()), ""])
         return {"token_type": "Bearer", "scope": " ".join((*granted, "openid", "profile")),
                 "expires_in": _TOKEN_LIFETIME, "ext_expires_in": _TOKEN_LIFETIME, "access_token": access,
                 "refresh_token": refresh, "id_token": id_token,
-                "client_info": _b64url(json.dumps({"uid": account.object_id, "utid": account.tenant_id}).encode())}
+                "client_info": b64url(json.dumps({"uid": account.object_id, "utid": account.tenant_id}).encode())}
 
     # Dispatch ----------------------------------------------------------------------------------------
 
@@ -619,34 +535,29 @@ class GraphEmulator:
         raw = await request.read()
         call = _Call(request.method, "/" + request.match_info["tail"], dict(request.query), request.headers,
                      json.loads(raw) if raw else {})
-        answer = await self._answer(call)
-        if answer.body is None:
-            return web.Response(status=answer.status, headers=answer.headers)
-        return web.json_response(answer.body, status=answer.status, headers=answer.headers)
+        return (await self._answer(call)).response()
 
-    async def _answer(self, call: _Call) -> _Answer:
+    async def _answer(self, call: _Call) -> Answer:
         try:
             return await self._dispatch(call)
         except _GraphError as error:
-            return _Answer(error.status, error.body(), error.headers)
+            return Answer(error.status, error.body(), error.headers)
 
-    async def _dispatch(self, call: _Call) -> _Answer:
+    async def _dispatch(self, call: _Call) -> Answer:
         method, args = _route(call.http_method, [part for part in call.path.split("/") if part])
-        token = self._access.get(call.headers.get("Authorization", "").removeprefix("Bearer ").strip())
+        token = self._bearer(call.headers)
         self.requests.append(Request(method, call.http_method, call.path, dict(call.query),
                                      token.email if token is not None else None))
-        if token is None or token.revoked or token.expires_at is None or token.expires_at <= self.clock():
+        if token is None or not token.usable(self.clock()):
             raise _GraphError(401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid.",
                               headers={"WWW-Authenticate": 'Bearer realm="", error="invalid_token"'})
-        pending = self._failures.get(method)
-        if pending:
-            failure = pending.pop(0)  # M5: 429 (and 503) carry Retry-After in seconds
+        if (failure := self._next_failure(method)) is not None:  # M5: 429 (and 503) carry Retry-After in seconds
             headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
             raise _GraphError(failure.status, failure.code, "Injected failure.", headers=headers)
         context = _Context(self.accounts[token.email], args, call)
         handler: Callable[[_Context], Any] = getattr(self, "_" + method.replace(".", "_"))
         result = handler(context)
-        answer: _Answer = await result if asyncio.iscoroutine(result) else result
+        answer: Answer = await result if asyncio.iscoroutine(result) else result
         return answer
 
     async def _batch(self, request: web.Request) -> web.Response:
@@ -669,9 +580,9 @@ class GraphEmulator:
 
     # Me and calendars (M3) ---------------------------------------------------------------------------
 
-    def _me_get(self, context: _Context) -> _Answer:
+    def _me_get(self, context: _Context) -> Answer:
         account = context.account
-        return _Answer(200, {"@odata.context": f"{self.graph_url}/$metadata#users/$entity", "id": account.object_id,
+        return Answer(200, {"@odata.context": f"{self.graph_url}/$metadata#users/$entity", "id": account.object_id,
                              "displayName": account.name, "mail": account.email,
                              "userPrincipalName": account.email})
 
@@ -694,19 +605,19 @@ class GraphEmulator:
         calendar = self._calendars[entry.calendar_id]
         owner = calendar.owner
         return {"id": calendar.id, "name": calendar.name, "color": "auto", "hexColor": "",
-                "isDefaultCalendar": entry.is_default, "changeKey": _b64url(calendar.id.encode())[:16],
+                "isDefaultCalendar": entry.is_default, "changeKey": b64url(calendar.id.encode())[:16],
                 "canShare": owner is account, "canViewPrivateItems": owner is account, "canEdit": entry.can_edit,
                 "allowedOnlineMeetingProviders": ["teamsForBusiness"], "isTallyingResponses": True,
                 "isRemovable": not entry.is_default, "owner": {"name": owner.name, "address": owner.email}}
 
-    def _calendars_list(self, context: _Context) -> _Answer:
+    def _calendars_list(self, context: _Context) -> Answer:
         account = context.account
-        return _Answer(200, {"@odata.context": f"{self.graph_url}/$metadata#users('{account.email}')/calendars",
+        return Answer(200, {"@odata.context": f"{self.graph_url}/$metadata#users('{account.email}')/calendars",
                              "value": [self._calendar_resource(account, entry) for entry in account.entries.values()]})
 
-    def _calendars_get(self, context: _Context) -> _Answer:
+    def _calendars_get(self, context: _Context) -> Answer:
         calendar = self._calendar(context)
-        return _Answer(200, self._calendar_resource(context.account, context.account.entries[calendar.id]))
+        return Answer(200, self._calendar_resource(context.account, context.account.entries[calendar.id]))
 
     # Events (M2) -------------------------------------------------------------------------------------
 
@@ -718,7 +629,7 @@ class GraphEmulator:
         match = _EXPAND_FILTER.search(context.call.query.get("$expand", ""))
         return match.group(1) if match else None
 
-    def _events_list(self, context: _Context) -> _Answer:
+    def _events_list(self, context: _Context) -> Answer:
         calendar = self._calendar(context)
         items = list(calendar.events.values())
         filter_text = context.call.query.get("$filter")
@@ -729,17 +640,17 @@ class GraphEmulator:
             items = [stored for stored in items
                      if {"id": match.group(1), "value": match.group(2)} in _ext_props(stored)]
         zone, expand = self._zone_of(context), self._expand(context)
-        return _Answer(200, {"value": [self._render(stored, zone, expand) for stored in items]})
+        return Answer(200, {"value": [self._render(stored, zone, expand) for stored in items]})
 
-    def _events_get(self, context: _Context) -> _Answer:
+    def _events_get(self, context: _Context) -> Answer:
         calendar, stored, key = self._find(context)
         rendered = (self._occurrence(stored, key, self._zone_of(context)) if key is not None
                     else self._render(stored, self._zone_of(context), self._expand(context)))
         if rendered is None:
             raise _GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
-        return _Answer(200, rendered)
+        return Answer(200, rendered)
 
-    def _events_create(self, context: _Context) -> _Answer:
+    def _events_create(self, context: _Context) -> Answer:
         calendar = self._calendar(context, write=True)
         body = context.call.body
         for name in ("start", "end"):
@@ -750,28 +661,28 @@ class GraphEmulator:
             known = self._transactions.get((context.account.email, transaction))
             if known is not None and known[1] in self._calendars[known[0]].events:
                 stored = self._calendars[known[0]].events[known[1]]
-                return _Answer(201, self._render(stored, self._zone_of(context), self._expand(context)))
+                return Answer(201, self._render(stored, self._zone_of(context), self._expand(context)))
         stored = self._new_event(calendar, body)
         if transaction:
             self._transactions[(context.account.email, transaction)] = (calendar.id, stored["id"])
-        return _Answer(201, self._render(stored, self._zone_of(context), self._expand(context)))
+        return Answer(201, self._render(stored, self._zone_of(context), self._expand(context)))
 
-    def _events_update(self, context: _Context) -> _Answer:
+    def _events_update(self, context: _Context) -> Answer:
         calendar, stored, key = self._find(context, write=True)
         self._check_etag(context, stored, key)
         if key is not None:
             self.edit_occurrence(calendar.id, f"{stored['id']}_{key}", _writable(context.call.body))
             occurrence = self._occurrence(stored, key, self._zone_of(context))
             assert occurrence is not None
-            return _Answer(200, occurrence)
+            return Answer(200, occurrence)
         self._patch(calendar, stored, context.call.body)
-        return _Answer(200, self._render(stored, self._zone_of(context), self._expand(context)))
+        return Answer(200, self._render(stored, self._zone_of(context), self._expand(context)))
 
-    def _events_delete(self, context: _Context) -> _Answer:
+    def _events_delete(self, context: _Context) -> Answer:
         calendar, stored, key = self._find(context, write=True)
         self._check_etag(context, stored, key)
         self._delete(calendar, stored["id"] if key is None else f"{stored['id']}_{key}")
-        return _Answer(204)
+        return Answer(204)
 
     def _find(self, context: _Context, *, write: bool = False) -> tuple[_Calendar, dict[str, Any], str | None]:
         """The event in the path (a single instance, a master, or `{masterId}_{start}` for an occurrence)."""
@@ -901,7 +812,7 @@ class GraphEmulator:
                 items.append(occurrence)
         return items
 
-    def _events_instances(self, context: _Context) -> _Answer:
+    def _events_instances(self, context: _Context) -> Answer:
         """Graph: `/events/{seriesMasterId}/instances?startDateTime&endDateTime`, occurrences and exceptions
         in the range (cancelled ones too, deleted ones not); 404 once the master is gone."""
         _, stored, key = self._find(context)
@@ -909,11 +820,11 @@ class GraphEmulator:
             raise _GraphError(400, "ErrorInvalidRequest", "The event is not a series master.")
         low = _parse_query_instant(context.call.query.get("startDateTime"), "startDateTime")
         high = _parse_query_instant(context.call.query.get("endDateTime"), "endDateTime")
-        return _Answer(200, {"value": self._series_items(stored, low, high, self._zone_of(context))})
+        return Answer(200, {"value": self._series_items(stored, low, high, self._zone_of(context))})
 
     # calendarView delta (M1) ---------------------------------------------------------------------------
 
-    def _delta(self, context: _Context) -> _Answer:
+    def _delta(self, context: _Context) -> Answer:
         calendar = self._calendar(context)
         query = context.call.query
         prefer = _prefer(context.call.headers)
@@ -951,7 +862,7 @@ class GraphEmulator:
                            page_size)
         return self._delta_page(calendar, listing)
 
-    def _delta_page(self, calendar: _Calendar, listing: _Listing) -> _Answer:
+    def _delta_page(self, calendar: _Calendar, listing: _Listing) -> Answer:
         page = listing.items[listing.offset:listing.offset + listing.page_size]
         listing.offset += len(page)
         link = f"{self.graph_url}/me/calendars/{calendar.id}/calendarView/delta"
@@ -964,7 +875,7 @@ class GraphEmulator:
             token = secrets.token_urlsafe(24)
             self._delta_links[token] = listing.next_state
             answer["@odata.deltaLink"] = f"{link}?{urlencode({'$deltatoken': token})}"
-        return _Answer(200, answer, {"Preference-Applied": f"odata.maxpagesize={listing.page_size}"})
+        return Answer(200, answer, {"Preference-Applied": f"odata.maxpagesize={listing.page_size}"})
 
     def _sync_state_not_found(self, calendar: _Calendar) -> _GraphError:
         """M1: an expired token: 410 syncStateNotFound, Location carrying an empty $deltatoken."""
@@ -974,7 +885,7 @@ class GraphEmulator:
 
     # Subscriptions (M4) ------------------------------------------------------------------------------
 
-    async def _subscriptions_create(self, context: _Context) -> _Answer:
+    async def _subscriptions_create(self, context: _Context) -> Answer:
         body, account = context.call.body, context.account
         change_types = frozenset(body.get("changeType", "").split(","))
         if not change_types or not change_types <= {"created", "updated", "deleted"}:
@@ -995,26 +906,26 @@ class GraphEmulator:
         self.subscriptions[subscription.id] = subscription
         self._outboxes[subscription.id] = asyncio.Queue()
         self._workers[subscription.id] = asyncio.create_task(self._deliver(subscription.id))
-        return _Answer(201, self._subscription_resource(subscription))
+        return Answer(201, self._subscription_resource(subscription))
 
-    def _subscriptions_update(self, context: _Context) -> _Answer:
+    def _subscriptions_update(self, context: _Context) -> Answer:
         """M4: PATCH expirationDateTime renews (and reauthorizes) the subscription."""
         subscription = self._subscription(context)
         subscription.expiration = self._expiration(context.call.body.get("expirationDateTime"))
-        return _Answer(200, self._subscription_resource(subscription))
+        return Answer(200, self._subscription_resource(subscription))
 
-    def _subscriptions_reauthorize(self, context: _Context) -> _Answer:
+    def _subscriptions_reauthorize(self, context: _Context) -> Answer:
         """M4: reauthorizing does not extend the expiry."""
         self._subscription(context)
-        return _Answer(200)
+        return Answer(200)
 
-    def _subscriptions_delete(self, context: _Context) -> _Answer:
+    def _subscriptions_delete(self, context: _Context) -> Answer:
         subscription = self._subscription(context)
         del self.subscriptions[subscription.id]
-        return _Answer(204)
+        return Answer(204)
 
-    def _subscriptions_get(self, context: _Context) -> _Answer:
-        return _Answer(200, self._subscription_resource(self._subscription(context)))
+    def _subscriptions_get(self, context: _Context) -> Answer:
+        return Answer(200, self._subscription_resource(self._subscription(context)))
 
     def _subscription(self, context: _Context) -> Subscription:
         subscription = self.subscriptions.get(context.args["subscription"])
@@ -1098,9 +1009,7 @@ class GraphEmulator:
                     status = response.status
             except (aiohttp.ClientError, TimeoutError):
                 status = None
-            async with self._delivered:
-                self.notifications.append(Notification(subscription_id, kind, body, status))
-                self._delivered.notify_all()
+            await self._delivered_one(Notification(subscription_id, kind, body, status))
 
 
 def _split_occurrence(event_id: str) -> tuple[str, str | None]:
@@ -1160,10 +1069,6 @@ def _route(http_method: str, parts: list[str]) -> tuple[str, dict[str, str]]:
             return name, {want.strip("{}"): got for want, got in zip(pattern, parts, strict=True)
                           if want.startswith("{")}
     raise _GraphError(400, "BadRequest", f"Resource not found for the segment '{parts[-1] if parts else ''}'.")
-
-
-def _with_query(url: str, params: Mapping[str, str]) -> str:
-    return url + ("&" if "?" in url else "?") + urlencode(params)
 
 
 def _aad_error(status: int, error: str, *, aadsts: str | None = None,

@@ -31,8 +31,8 @@ from storage.db import Database
 from storage.secrets import SecretBox
 from tests.emulators.google import GoogleEmulator
 from tests.web.conftest import GOOD_PASSWORD, TOKEN, Accounts, Client, context
+from tests.web.oauth_sites import JOHN_GOOGLE, google_world, served
 from tests.web.test_api import JOHN, created
-from tests.web.test_oauth_google import JOHN_GOOGLE, TEAM, served
 from web.app import create_app
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -274,8 +274,7 @@ async def test_an_unreachable_server_marks_the_server_url(site: Site, chrome: We
 async def test_the_google_consent_lands_on_our_page_listing_the_calendars(
     db: Database, secret_box: SecretBox, google: GoogleEmulator, chrome: WebDriver
 ) -> None:
-    google.add_account(JOHN_GOOGLE).add_calendar(TEAM, "Team")
-    async with served(db, secret_box, google) as google_site:
+    async with served(db, secret_box, google_world(google)) as google_site:  # John, with a Team calendar
         user_id = await google_site.user()
         consent_link = await google_site.consent_link(user_id)
 
