@@ -25,7 +25,6 @@ import secrets
 import socket
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -42,19 +41,6 @@ from web.context import WebContext
 
 QUOTA = support.Quota("mailbox", 10_000, timedelta(minutes=10), "M5")
 """Graph's Outlook limit (provider-apis.md M5): 10,000 requests per 10 minutes per app and mailbox."""
-
-
-class CountingGraph(GraphEmulator):
-    """The emulator, also counting what it does not record: msal's fetches of the authority's OpenID
-    configuration (in production, requests to login.microsoftonline.com, outside the mailbox's quota)."""
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self.discoveries = 0
-
-    async def _openid_configuration(self, request: web.Request) -> web.Response:
-        self.discoveries += 1
-        return await super()._openid_configuration(request)
 
 
 def discovery_row(discoveries: int, idle: support.Idle) -> support.Row:
@@ -100,7 +86,7 @@ async def served_webhook(bench: support.EngineBench, config: ProviderConfig) -> 
 
 async def main(events: int, calendars: int) -> None:
     clock = support.bench_clock()
-    emulator = CountingGraph()
+    emulator = GraphEmulator()
     await emulator.start()
     os.environ["REQUESTS_CA_BUNDLE"] = str(emulator.ca_bundle_path)  # msal (requests) trusts the emulator
     account = emulator.add_account(support.ACCOUNT)

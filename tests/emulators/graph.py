@@ -319,6 +319,8 @@ class GraphEmulator(OAuthEmulator[Account, Failure, Notification]):
     def __init__(self, *, clock: Callable[[], datetime] = real_now) -> None:
         super().__init__(clock=clock)
         self.subscriptions: dict[str, Subscription] = {}
+        self.discoveries = 0
+        """How often the OpenID configuration was fetched (msal's discovery; not a Graph request, not in `requests`)."""
         self.base_url = ""
         self._calendars: dict[str, _Calendar] = {}
         self._seq = itertools.count(1)
@@ -438,6 +440,7 @@ class GraphEmulator(OAuthEmulator[Account, Failure, Notification]):
     # Identity (M6) -----------------------------------------------------------------------------------
 
     async def _openid_configuration(self, request: web.Request) -> web.Response:
+        self.discoveries += 1
         tenant = request.match_info["tenant"]
         issuer_tenant = "{tenantid}" if tenant in _COMMON_TENANTS else tenant
         return web.json_response({

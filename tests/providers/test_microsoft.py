@@ -327,6 +327,18 @@ async def test_an_idle_cycle_is_one_request_and_every_rotated_refresh_token_is_s
     assert world.graph.count("token") == tokens_before  # the stored access token works: no refresh
 
 
+async def test_providers_opened_one_after_another_ask_the_sign_in_service_for_its_configuration_once(
+    world: World
+) -> None:
+    """Every sync opens a provider, and msal a new app: without the process's shared discovery cache each would
+    fetch the authority's OpenID configuration again, doubling an idle cycle's requests."""
+    world.graph.expire_access_tokens()
+    before = world.graph.discoveries  # connecting asked once already, with msal's app of its own
+    for _ in range(3):
+        assert await world.provider().list_calendars()
+    assert world.graph.discoveries - before == 1
+
+
 async def test_a_revoked_consent_breaks_the_connection_once_and_keeps_its_slots(
     world: World, db: Database, secret_box: SecretBox
 ) -> None:
