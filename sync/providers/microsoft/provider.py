@@ -14,13 +14,15 @@
   token (410 `syncStateNotFound`, M1) starts a full listing;
 - writes: create first looks our event up by its marker (`$filter` on the extended property, M2): found, it
   existed (written before a crash); else POST with `transactionId` = the appointment id, so a retry whose
-  reply was lost returns the first event (M2). Update is PATCH, delete DELETE, both with If-Match (412 is
-  PreconditionFailed; a 404 on delete is done, on update PreconditionFailed);
+  reply was lost returns the first event (M2). create_many does the same for many drafts in `$batch` requests
+  of at most 20 (M5): a round of lookups, then one of POSTs for the drafts not found. Update is PATCH, delete
+  DELETE, both with If-Match (412 is PreconditionFailed; a 404 on delete is done, on update PreconditionFailed);
 - change notifications (M4): `watch` subscribes to one calendar's events with lifecycle events to the same
   webhook and our token as `clientState`; `renew_watch` PATCHes the expiry (which reauthorizes too);
   `stop_watching` deletes the subscription (404: already gone);
 - throttling (M5): at most 4 concurrent requests per mailbox in the whole process (`MicrosoftShared`); 429 and
-  503 honour Retry-After: a short wait is waited, a long one (or one too many) is RateLimited. 401 is
+  503 honour Retry-After: a short wait is waited, a long one (or one too many) is RateLimited; in a batch
+  (each request throttled on its own, M5) only the throttled requests are sent again. 401 is
   InvalidCredentials, a missing calendar CalendarGone, a network failure Unreachable. Messages are ours: never
   Graph's text, never a token.
 """
@@ -34,9 +36,10 @@ import logging
 import re
 import ssl
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
-from urllib.parse import quote, urlsplit
+from typing import Any, TypeVar
+from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
 import msal
@@ -82,12 +85,16 @@ FULL_LISTING_ATTEMPTS = 3
 PUBLIC_CLOUD = "login.microsoftonline.com"
 MAX_SUBSCRIPTION = timedelta(minutes=10_080 - 30)
 """Graph keeps an event subscription under 10,080 minutes (M4); half an hour less allows for clock skew."""
+BATCH_LIMIT = 20  # requests in one $batch (M5)
 
 _SERIES_MEMBERS = frozenset({"occurrence", "exception"})
 _WORD = re.compile(r"[A-Za-z_]{1,60}")
 _EXPAND_MARKER = f"singleValueExtendedProperties($filter=id eq '{MARKER_PROPERTY_ID}')"
 
+_JSON = {"Content-Type": "application/json"}  # JSON batching: a request with a body must name its type
+
 Event = dict[str, Any]
+T = TypeVar("T")
 
 
 class MicrosoftShared:
@@ -123,6 +130,17 @@ class _DeltaExpired(Exception):
     """Graph no longer knows the delta or skip token (M1): start over with a full listing."""
 
 
+@dataclass(frozen=True)
+class _Call:
+    """One Graph request, sent alone or inside a `$batch`; the Authorization header is added as it is sent."""
+
+    method: str
+    url: str
+    params: dict[str, str] | None
+    body: Any
+    headers: dict[str, str]
+
+
 class _Answer:
     def __init__(self, status: int, body: Any, headers: dict[str, str]) -> None:
         self.status, self.body, self.headers = status, body, headers
@@ -133,6 +151,10 @@ class _Answer:
         error = self.body.get("error") if isinstance(self.body, dict) else None
         code = error.get("code") if isinstance(error, dict) else None
         return code if isinstance(code, str) and _WORD.fullmatch(code) else ""
+
+
+_Sender = Callable[[list[_Call], str], Awaitable[list[_Answer]]]
+"""Sends calls with an access token and gives each one's answer, in order."""
 
 
 class MicrosoftProvider:
@@ -308,17 +330,28 @@ class MicrosoftProvider:
     # Writes -------------------------------------------------------------------------------------------
 
     async def create(self, calendar_id: str, draft: EventDraft) -> WriteResult:
-        events_url = f"{self._base}me/calendars/{quote(calendar_id, safe='')}/events"
-        value = draft.appointment_id.replace("'", "''")
-        found = await self._json("GET", events_url, params={
-            "$filter": f"singleValueExtendedProperties/Any(ep: ep/id eq '{MARKER_PROPERTY_ID}' and ep/value eq "
-                       f"'{value}')", "$expand": _EXPAND_MARKER})
-        existing = found.get("value") or []
-        if existing:
-            return WriteResult(existing[0]["id"], existing[0].get("@odata.etag"), existed=True)
-        body = _event_body(draft) | {"transactionId": draft.appointment_id}
-        created = await self._json("POST", events_url, json_body=body)
-        return WriteResult(created["id"], created.get("@odata.etag"))
+        events_url = self._events_url(calendar_id)
+        existing = _existing(self._checked(await self._call(_lookup(events_url, draft))))
+        return existing or _written(self._checked(await self._call(_creation(events_url, draft))))
+
+    async def create_many(self, calendar_id: str, drafts: list[EventDraft]) -> list[WriteResult | ProviderError]:
+        """`create` for each draft in two rounds of `$batch` requests (M5: at most 20 requests each): every
+        marker lookup, then a POST with its `transactionId` for each draft not found; 2 requests per 20 drafts
+        where `create` sends 40. Each draft's failure (a lookup's or a POST's) is its own, in our words.
+
+        The lookup stays: a POST with the same `transactionId` returns the first event only within a dedup
+        window Graph does not publish (M2), so a retry long after a crash, with the first copy written but
+        not recorded, would otherwise write a second copy. The `transactionId` covers what the lookup cannot:
+        a POST whose reply was lost, retried at once (here, or by the engine's next cycle). A batch request
+        failing whole (unreachable, refused) is raised as `create`'s request would be: nothing is lost, as a
+        retry finds what it wrote."""
+        events_url = self._events_url(calendar_id)
+        found = [self._outcome(answer, _existing)
+                 for answer in await self._batched([_lookup(events_url, draft) for draft in drafts])]
+        missing = [n for n, result in enumerate(found) if result is None]
+        created = await self._batched([_creation(events_url, drafts[n]) for n in missing])
+        written = {n: self._outcome(answer, _written) for n, answer in zip(missing, created, strict=True)}
+        return [written[n] if result is None else result for n, result in enumerate(found)]
 
     async def update(self, calendar_id: str, remote_id: str, draft: EventDraft, etag: str | None) -> WriteResult:
         answer = await self._request("PATCH", self._event_url(remote_id), json_body=_event_body(draft), if_match=etag)
@@ -365,6 +398,9 @@ class MicrosoftProvider:
     def _event_url(self, event_id: str) -> str:
         return f"{self._base}me/events/{quote(event_id, safe='')}"
 
+    def _events_url(self, calendar_id: str) -> str:
+        return f"{self._base}me/calendars/{quote(calendar_id, safe='')}/events"
+
     # Calls --------------------------------------------------------------------------------------------
 
     async def _json(self, method: str, url: str, *, params: dict[str, str] | None = None,
@@ -388,35 +424,100 @@ class MicrosoftProvider:
 
     async def _request(self, method: str, url: str, *, params: dict[str, str] | None = None, json_body: Any = None,
                        if_match: str | None = None, page_size: int | None = None) -> _Answer:
-        """One Graph call: in one of the mailbox's slots, retried once after a 401 with a fresh token and after
-        a short Retry-After; a long one is RateLimited."""
-        refreshed = False
-        for attempt in range(1, ATTEMPTS + 1):
-            token = await self._access_token(force_refresh=refreshed)
-            headers = {"Authorization": f"Bearer {token}", "Prefer": 'outlook.timezone="UTC"'}
-            if page_size:
-                headers["Prefer"] += f", odata.maxpagesize={page_size}"
-            if if_match:
-                headers["If-Match"] = if_match
-            answer = await self._send(method, url, params, json_body, headers)
-            if answer.status == 401 and not refreshed:
-                refreshed = True
-                continue
-            if answer.status not in (429, 503):
-                return answer
-            wait = _retry_after(answer.headers)
-            if wait > SHORT_WAIT or attempt == ATTEMPTS:
-                raise RateLimited(f"Microsoft Graph asks us to slow down ({answer.status})", wait)
-            log.info("throttled by Graph, waiting", extra={"status": answer.status, "retry_after": wait})
-            await self._sleep(wait)
-        raise InvalidCredentials("Microsoft refused the account's access token")
+        """One Graph call in UTC times, its answer whatever the status (`_checked` reads it)."""
+        return await self._call(_Call(method, url, params, json_body, _headers(page_size=page_size, if_match=if_match)))
 
-    async def _send(self, method: str, url: str, params: dict[str, str] | None, json_body: Any,
-                    headers: dict[str, str]) -> _Answer:
+    async def _call(self, call: _Call) -> _Answer:
+        """One Graph call on its own (see `_calls`); throttled too long, it is RateLimited."""
+        (answer,) = await self._calls([call], self._send_each)
+        if isinstance(answer, RateLimited):
+            raise answer
+        return answer
+
+    def _outcome(self, answer: _Answer | RateLimited, read: Callable[[dict[str, Any]], T]) -> T | ProviderError:
+        """A batched call's result as `read` makes it of the answer's JSON, or its failure as `_checked` says."""
+        if isinstance(answer, RateLimited):
+            return answer
+        try:
+            return read(self._checked(answer))
+        except ProviderError as exc:
+            return exc
+
+    async def _batched(self, calls: list[_Call]) -> list[_Answer | RateLimited]:
+        """Calls as `$batch` requests of at most 20 (M5), one after the other, each answer in order."""
+        answers: list[_Answer | RateLimited] = []
+        for start in range(0, len(calls), BATCH_LIMIT):
+            answers += await self._calls(calls[start:start + BATCH_LIMIT], self._send_batch)
+        return answers
+
+    async def _calls(self, calls: list[_Call], send: _Sender) -> list[_Answer | RateLimited]:
+        """Calls sent together by `send` (each alone, or as one `$batch`), each answer in order. The ones
+        answered 401 are sent again once with a fresh token (the cached access token may be revoked before it
+        expires), the throttled ones (429, 503) after a short Retry-After; a long one, or one too many, is
+        RateLimited for those calls alone."""
+        answers: dict[int, _Answer | RateLimited] = {}
+        pending = list(range(len(calls)))
+        refresh = refreshed = False
+        for attempt in range(1, ATTEMPTS + 1):
+            token = await self._access_token(force_refresh=refresh)
+            sent = await send([calls[n] for n in pending], token)
+            again: list[int] = []
+            wait = 0.0
+            for n, answer in zip(pending, sent, strict=True):
+                if answer.status == 401 and not refreshed and attempt < ATTEMPTS:
+                    again.append(n)
+                elif answer.status in (429, 503):
+                    delay = _retry_after(answer.headers)
+                    if delay > SHORT_WAIT or attempt == ATTEMPTS:
+                        answers[n] = RateLimited(f"Microsoft Graph asks us to slow down ({answer.status})", delay)
+                    else:
+                        again.append(n)
+                        wait = max(wait, delay)
+                else:
+                    answers[n] = answer
+            if not again:
+                break
+            refresh = not refreshed and any(answer.status == 401 for answer in sent)
+            refreshed = refreshed or refresh
+            if wait:
+                log.info("throttled by Graph, waiting", extra={"retry_after": wait, "throttled": len(again)})
+                await self._sleep(wait)
+            pending = again
+        return [answers[n] for n in range(len(calls))]
+
+    async def _send_each(self, calls: list[_Call], token: str) -> list[_Answer]:
+        return [await self._send(call, token) for call in calls]
+
+    async def _send_batch(self, calls: list[_Call], token: str) -> list[_Answer]:
+        """Calls as one `$batch` POST (M5), in one slot like any request. A batch refused whole for its token
+        or throttled whole counts as each call answered so (`_calls` retries them); any other refusal of the
+        batch is raised, as for any request."""
+        requests = [{"id": str(n), "method": call.method, "url": self._relative(call), "headers": call.headers}
+                    | ({"body": call.body, "headers": call.headers | _JSON} if call.body is not None else {})
+                    for n, call in enumerate(calls)]
+        answer = await self._send(_Call("POST", self._base + "$batch", None, {"requests": requests}, {}), token)
+        if answer.status in (401, 429, 503):
+            return [answer] * len(calls)
+        replies = {str(reply.get("id")): reply for reply in self._checked(answer).get("responses") or []
+                   if isinstance(reply, dict)}
+        try:
+            return [_Answer(int(reply["status"]), reply.get("body"), dict(reply.get("headers") or {}))
+                    for reply in (replies[str(n)] for n in range(len(calls)))]
+        except (KeyError, TypeError, ValueError):
+            raise Unreachable("Microsoft Graph's batch answer left requests unanswered") from None
+
+    def _relative(self, call: _Call) -> str:
+        """A call's URL inside a batch: below the version root, with its query."""
+        query = urlencode(call.params, quote_via=quote, safe="$") if call.params else ""
+        return "/" + call.url.removeprefix(self._base) + (f"?{query}" if query else "")
+
+    async def _send(self, call: _Call, token: str) -> _Answer:
         timeout = aiohttp.ClientTimeout(total=self._config.timeout_seconds)
+        headers = call.headers | {"Authorization": f"Bearer {token}"}
         try:
             async with self._slots, self._shared.session().request(
-                    method, url, params=params, json=json_body, headers=headers, timeout=timeout) as response:
+                    call.method, call.url, params=call.params, json=call.body, headers=headers,
+                    timeout=timeout) as response:
                 body = await response.json(content_type=None) if response.content_length != 0 else None
                 return _Answer(response.status, body, dict(response.headers))
         except (aiohttp.ClientError, TimeoutError, OSError):
@@ -450,6 +551,35 @@ def _event_body(draft: EventDraft) -> dict[str, Any]:
         "end": {"dateTime": _graph_time(draft.end), "timeZone": "UTC"},
         "singleValueExtendedProperties": [{"id": MARKER_PROPERTY_ID, "value": draft.appointment_id}],
     }
+
+
+def _headers(*, page_size: int | None = None, if_match: str | None = None) -> dict[str, str]:
+    headers = {"Prefer": 'outlook.timezone="UTC"' + (f", odata.maxpagesize={page_size}" if page_size else "")}
+    if if_match:
+        headers["If-Match"] = if_match
+    return headers
+
+
+def _lookup(events_url: str, draft: EventDraft) -> _Call:
+    """Our event of this draft, by its marker (M2): a create retried after a crash finds the first copy."""
+    value = draft.appointment_id.replace("'", "''")
+    return _Call("GET", events_url, {
+        "$filter": f"singleValueExtendedProperties/Any(ep: ep/id eq '{MARKER_PROPERTY_ID}' and ep/value eq '{value}')",
+        "$expand": _EXPAND_MARKER}, None, _headers())
+
+
+def _creation(events_url: str, draft: EventDraft) -> _Call:
+    """The POST of our event; its `transactionId` makes a retry whose reply was lost return the first (M2)."""
+    return _Call("POST", events_url, None, _event_body(draft) | {"transactionId": draft.appointment_id}, _headers())
+
+
+def _existing(found: dict[str, Any]) -> WriteResult | None:
+    events = found.get("value") or []
+    return WriteResult(events[0]["id"], events[0].get("@odata.etag"), existed=True) if events else None
+
+
+def _written(created: dict[str, Any]) -> WriteResult:
+    return WriteResult(created["id"], created.get("@odata.etag"))
 
 
 def _window_params(window: TimeWindow) -> dict[str, str]:
