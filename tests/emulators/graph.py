@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -575,7 +575,9 @@ class GraphEmulator(OAuthEmulator[Account, Failure, Notification]):
         for item in inner:
             url = urlsplit("/" + item["url"].lstrip("/"))
             headers = {"Authorization": request.headers.get("Authorization", "")} | item.get("headers", {})
-            call = _Call(item["method"].upper(), url.path, dict(parse_qsl(url.query)), headers, item.get("body") or {})
+            # M5: an inner url is relative to the version root and percent-decoded like a request of its own
+            call = _Call(item["method"].upper(), unquote(url.path), dict(parse_qsl(url.query)), headers,
+                         item.get("body") or {})
             answer = await self._answer(call)
             responses.append({"id": item["id"], "status": answer.status, "headers": dict(answer.headers)}
                              | ({"body": answer.body} if answer.body is not None else {}))
