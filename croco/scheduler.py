@@ -30,6 +30,8 @@ class Ticker:
         self, ticks: dict[str, Tick], every_seconds: float, *, intervals: Mapping[str, float] | None = None
     ) -> None:
         """`intervals` gives some ticks their own period in seconds (notice delivery runs every second)."""
+        self.every_seconds = every_seconds
+        self.last_tick: datetime | None = None  # when a tick last started: the scheduler is alive
         self._running: set[asyncio.Task[None]] = set()
         self._busy: set[str] = set()  # ticks running now
         self._again: set[str] = set()  # ticks asked to run again as soon as they end
@@ -43,6 +45,7 @@ class Ticker:
 
     def start(self) -> None:
         """Run each tick every `every_seconds`, first right away; one instance of a tick at a time."""
+        self.last_tick = datetime.now(UTC)  # alive from now: the first tick is on its way
         self._scheduler.start()
 
     def run_soon(self, name: str) -> None:
@@ -52,6 +55,12 @@ class Ticker:
             self._again.add(name)
         elif self._scheduler.running:
             self._scheduler.modify_job(name, next_run_time=datetime.now(UTC))
+
+    def ticked_within(self, intervals: float) -> bool:
+        """`/healthz`: a tick started less than `intervals` periods ago (a first one starts at once), on the
+        scheduler's own clock (APScheduler's: the wall clock)."""
+        last = self.last_tick
+        return last is not None and (datetime.now(UTC) - last).total_seconds() < intervals * self.every_seconds
 
     async def stop(self) -> None:
         running = set(self._running)
@@ -64,6 +73,7 @@ class Ticker:
             assert task is not None
             self._running.add(task)
             self._busy.add(name)
+            self.last_tick = datetime.now(UTC)
             try:
                 while True:
                     self._again.discard(name)

@@ -169,6 +169,7 @@ async def serve(
         if ticker is not None:
             context.run_sync = functools.partial(ticker.run_soon, "sync")  # a push notification made some due
             context.run_channels = functools.partial(ticker.run_soon, "channels")  # settings chose some to watch
+            context.scheduler = ticker
             ticker.start()
         if ready is not None:
             ready.set()

@@ -6,16 +6,19 @@ import functools
 import hmac
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, Metric, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
-from sync import accounts
+from sync import accounts, telemetry
 from web import connect, oauth, webhooks
 from web.api import CONTEXT, routes
 from web.context import WebContext
@@ -85,14 +88,46 @@ async def text_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 async def healthz(request: web.Request) -> web.Response:
-    up = await request.app[CONTEXT].db.ping()
-    return web.json_response({"status": "ok" if up else "degraded", "database": "ok" if up else "unavailable"},
-                             status=200 if up else 503)
+    """API.md: the database answers, and this process's scheduler ticked within three of its intervals (a process
+    run without one says `disabled`). 503 names the failing part."""
+    ctx = request.app[CONTEXT]
+    parts = {"database": "ok" if await ctx.db.ping() else "unavailable",
+             "scheduler": "disabled" if ctx.scheduler is None
+             else "ok" if ctx.scheduler.ticked_within(3) else "not_ticking"}
+    healthy = all(state in ("ok", "disabled") for state in parts.values())
+    return web.json_response({"status": "ok" if healthy else "degraded", **parts}, status=200 if healthy else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(request.app[METRICS].registry),
-                        headers={"Content-Type": CONTENT_TYPE_LATEST})
+    """This app's HTTP metrics, the process's work (`sync.telemetry.TELEMETRY`), and the gauges the database
+    holds now."""
+    ctx = request.app[CONTEXT]
+    gauges = await telemetry.read_gauges(ctx.db, ctx.clock())
+    body = b"".join(generate_latest(registry) for registry in (
+        request.app[METRICS].registry, telemetry.TELEMETRY.registry, _gauge_registry(gauges)))
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+class _GaugeSnapshot(Collector):
+    def __init__(self, gauges: telemetry.Gauges) -> None:
+        self.gauges = gauges
+
+    def collect(self) -> Iterator[Metric]:
+        g = self.gauges
+        yield GaugeMetricFamily("croco_calendars_due", "Selected calendars past their due time",
+                                value=g.calendars_due)
+        yield GaugeMetricFamily("croco_sync_lag_seconds", "How far past its due time the most overdue calendar is",
+                                value=g.sync_lag_seconds)
+        yield GaugeMetricFamily("croco_outbox_undelivered", "Notices not yet delivered (nor failed for good)",
+                                value=g.outbox_undelivered)
+        yield GaugeMetricFamily("croco_outbox_oldest_undelivered_seconds", "Age of the oldest undelivered notice",
+                                value=g.outbox_oldest_undelivered_seconds)
+
+
+def _gauge_registry(gauges: telemetry.Gauges) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_GaugeSnapshot(gauges))
+    return registry
 
 
 async def openapi(request: web.Request) -> web.Response:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from storage.db import Database
 from storage.secrets import SecretBox
@@ -18,6 +19,14 @@ from sync.engine import SyncEngine
 from sync.providers.base import ProviderConfig, ProviderFactory
 
 log = logging.getLogger(__name__)
+
+
+class Heartbeat(Protocol):
+    """The scheduler as `/healthz` sees it (`croco.scheduler.Ticker`)."""
+
+    def ticked_within(self, intervals: float) -> bool:
+        """Whether a tick started within the last `intervals` tick periods."""
+        ...
 
 
 @dataclass
@@ -42,6 +51,8 @@ class WebContext:
     """Runs the scheduler's sync tick now (`croco serve`); without a scheduler, `push_soon` runs a cycle."""
     run_channels: Callable[[], None] | None = None
     """Runs the scheduler's push-channel job now (`croco serve`), rather than at its next run minutes later."""
+    scheduler: Heartbeat | None = None
+    """This process's scheduler, for `/healthz`; None where it runs none (`disabled`)."""
 
     booking: Booking = field(init=False)
     connect_links: ConnectLinks = field(init=False)

@@ -84,7 +84,7 @@ def running_server(
 
 def test_serve_starts_with_no_configuration_and_answers_healthz(tmp_path: Path) -> None:
     with running_server(tmp_path, _clean_env()) as (base, proc):
-        assert _get(f"{base}/healthz") == (200, {"status": "ok", "database": "ok"})
+        assert _get(f"{base}/healthz") == (200, {"status": "ok", "database": "ok", "scheduler": "ok"})
         status, body = _get(f"{base}/api/v1/users/nope")
         assert status == 401 and body["error"]["code"] == "unauthorized"
     stderr = proc.stderr.read() if proc.stderr else ""
@@ -111,7 +111,7 @@ def test_serve_and_migrate_on_the_configured_database(tmp_path: Path, database_u
     assert migrated.returncode == 0, migrated.stderr
     assert f"database schema at {migrate.head_revision()}" in migrated.stderr
     with running_server(tmp_path, env) as (base, _):
-        assert _get(f"{base}/healthz") == (200, {"status": "ok", "database": "ok"})
+        assert _get(f"{base}/healthz") == (200, {"status": "ok", "database": "ok", "scheduler": "ok"})
 
 
 def _call(base: str, method: str, path: str, token: str, body: dict[str, object] | None = None) -> dict[str, Any]:

@@ -793,7 +793,8 @@ async def test_automations_check_their_url_and_calendar(api: Client) -> None:
 
 async def test_health_metrics_and_openapi_need_no_token(api: Client) -> None:
     no_token = {"Authorization": ""}
-    assert await (await api.get("/healthz", headers=no_token)).json() == {"status": "ok", "database": "ok"}
+    assert await (await api.get("/healthz", headers=no_token)).json() == {"status": "ok", "database": "ok",
+                                                                           "scheduler": "disabled"}
     await api.get("/api/v1/contacts")
     await api.get(f"/api/v1/users/{UNKNOWN}")
     metrics = await (await api.get("/metrics", headers=no_token)).text()
