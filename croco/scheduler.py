@@ -63,8 +63,10 @@ class Ticker:
         return last is not None and (datetime.now(UTC) - last).total_seconds() < intervals * self.every_seconds
 
     async def stop(self) -> None:
+        """Idempotent: a scheduler never started, or stopped already, has nothing to stop."""
         running = set(self._running)
-        self._scheduler.shutdown(wait=False)  # cancels them
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)  # cancels them
         await asyncio.gather(*running, return_exceptions=True)
 
     def _guarded(self, name: str, tick: Tick) -> Callable[[], Awaitable[None]]:

@@ -804,15 +804,6 @@ async def test_health_metrics_and_openapi_need_no_token(api: Client) -> None:
     assert document["openapi"].startswith("3.") and "bearerAuth" in document["components"]["securitySchemes"]
 
 
-async def test_healthz_is_503_when_the_database_is_down(api: Client, db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    async def down() -> bool:
-        return False
-
-    monkeypatch.setattr(db, "ping", down)
-    response = await api.get("/healthz")
-    assert response.status == 503 and (await response.json())["database"] == "unavailable"
-
-
 async def test_an_unexpected_error_is_a_logged_500_without_details(
     db: Database, secret_box: SecretBox, accounts: Accounts, caplog: pytest.LogCaptureFixture
 ) -> None:
