@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--once", action="store_true", help="exit after the walk-through instead of serving")
 
     commands.add_parser("check", help="say what is missing or wrong in the configuration")
+    commands.add_parser("rotate-secrets", help="re-encrypt every stored secret with the first CROCO_SECRET_KEY key "
+                                               "and remake the push channels (the README's run book)")
     return parser
 
 
@@ -133,6 +135,32 @@ async def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _rotate_secrets() -> int:
+    """Step 3 of the run book's key rotation: once every process runs with `new,old`, nothing stored needs the old
+    key afterwards. Safe to run again; a channel that could not be remade is named and tried again by a rerun."""
+    from croco.runtime import build_runtime
+    from storage import migrate
+    from storage.rotation import reseal_all
+    from sync.channels import PushChannels
+
+    runtime = build_runtime(_settings())
+    console = Console(stderr=True)
+    try:
+        await migrate.upgrade(runtime.db.engine)
+        resealed = await reseal_all(runtime.db, runtime.secrets)
+        console.print(f"{resealed.rotated} stored secret(s) re-encrypted with the newest key")
+        for where, count in resealed.unreadable.items():
+            console.print(f"[yellow]{count} value(s) in {where} open with no configured key: left as they are")
+        channels = PushChannels(runtime.db, runtime.secrets, runtime.providers(), runtime.settings.public_url)
+        upkeep = await channels.remake_all(runtime.clock())
+        console.print(f"{len(upkeep.stopped)} push channel(s) stopped, {len(upkeep.created)} made again")
+        for calendar_id in upkeep.failed:
+            console.print(f"[red]push channel of calendar {calendar_id} not remade: run this command again")
+        return 1 if upkeep.failed or resealed.unreadable else 0
+    finally:
+        await runtime.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
@@ -143,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_sync(args))
     if args.command == "demo":
         return asyncio.run(_demo(args))
+    if args.command == "rotate-secrets":
+        return asyncio.run(_rotate_secrets())
     return asyncio.run(_check())
 
 

@@ -182,6 +182,21 @@ class PushChannels:
         await self._keep_rotated(opened)
         return upkeep
 
+    async def remake_all(self, now: datetime) -> Upkeep:
+        """After a key rotation (`croco rotate-secrets`): every channel stopped and made again, so its token is
+        signed with the newest key (a Graph subscription renewed in place would keep its old `clientState`,
+        refused once the old key is dropped). Each calendar is synced once for the moment between."""
+        upkeep = Upkeep([], [], [])
+        opened: dict[str, CalendarProvider] = {}
+        for calendar in await self._calendars(col(RemoteCalendar.push_channel_id).is_not(None)):
+            await self._retire(calendar, opened, upkeep)
+        async with self.db.write() as session:
+            await session.execute(update(RemoteCalendar).where(col(RemoteCalendar.id).in_(upkeep.stopped))
+                                  .values(due_at=now))
+        await self._keep_rotated(opened)
+        made = await self.renew(now)
+        return Upkeep(made.created, upkeep.stopped, upkeep.failed + made.failed, made.broken)
+
     async def stop_connection(self, connection_id: str) -> None:
         """Before a disconnect: stop the connection's channels. Best effort: a failure is logged and never
         keeps the disconnect from going on (a channel left running expires by itself)."""

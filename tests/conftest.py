@@ -74,8 +74,13 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-def secret_box() -> SecretBox:
-    return SecretBox(generate_key())
+def secret_key() -> str:
+    return generate_key()
+
+
+@pytest.fixture
+def secret_box(secret_key: str) -> SecretBox:
+    return SecretBox(secret_key)
 
 
 @pytest.fixture

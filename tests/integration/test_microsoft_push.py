@@ -17,9 +17,9 @@ from sqlalchemy import update
 
 from storage.db import Database
 from storage.models import RemoteCalendar
-from storage.secrets import SecretBox
+from storage.secrets import SecretBox, generate_key
 from storage.types import utcnow
-from sync.channels import channel_token
+from sync.channels import PushChannels, channel_token
 from sync.providers.microsoft.provider import MicrosoftShared
 from sync.providers.registry import open_provider
 from tests.emulators.graph import GraphEmulator, Notification
@@ -192,3 +192,19 @@ async def test_a_subscription_graph_forgot_is_made_again_when_renewing(world: Wo
     (second,) = world.graph.subscriptions
     assert second != first and (await world.calendar()).push_channel_id == second
     assert world.graph.count("subscriptions.update") == 1  # tried in place first: 404
+
+
+async def test_after_a_key_rotation_every_subscription_is_made_again_with_the_new_client_state(
+    world: World, secret_box: SecretBox, secret_key: str
+) -> None:
+    await world.renew()
+    (old,) = world.graph.subscriptions
+    await world.not_due()
+    rotated = SecretBox(f"{generate_key()},{secret_key}")
+    channels = PushChannels(world.db, rotated, world.context.providers, world.context.public_url)
+    upkeep = await channels.remake_all(utcnow())
+    assert (upkeep.stopped, upkeep.created, upkeep.failed) == ([world.calendar_id], [world.calendar_id], [])
+    (new,) = world.graph.subscriptions.values()
+    assert new.id != old and world.graph.count("subscriptions.delete") == 1
+    assert new.client_state == channel_token(rotated, world.calendar_id) != channel_token(secret_box, world.calendar_id)
+    assert await world.due_now()  # a change between the two subscriptions is found by a sync
