@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
@@ -11,6 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.web.conftest import Client
 
 Labels = frozenset[tuple[str, str]]
+SERIES_SUFFIXES: Mapping[str, tuple[str, ...]] = {
+    "counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created")}
+"""What prometheus-client appends to a family's name in its samples (a gauge's sample is the family's name)."""
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,8 @@ class Scrape:
     """One scrape's samples, by sample name (`croco_sync_cycles_total`, `..._bucket`) and label set."""
 
     samples: Mapping[tuple[str, Labels], float]
+    families: Mapping[str, str] = field(default_factory=dict)
+    """Every metric family announced (`# TYPE`), samples or not, by name (`croco_sync_cycles`): its type."""
 
     def value(self, name: str, **labels: str) -> float:
         """The sample with exactly these labels; 0 when the series does not exist (yet)."""
@@ -35,10 +40,18 @@ class Scrape:
     def names(self) -> set[str]:
         return {name for name, _ in self.samples}
 
+    def series_names(self) -> set[str]:
+        """The names Prometheus stores for the announced families, including labelled ones that have no
+        series yet: a counter's `_total`, a histogram's `_bucket`, `_sum` and `_count`."""
+        return {family + suffix for family, kind in self.families.items()
+                for suffix in SERIES_SUFFIXES.get(kind, ("",))}
+
 
 def parse(text: str) -> Scrape:
+    families = list(text_string_to_metric_families(text))
     return Scrape({(sample.name, frozenset(sample.labels.items())): sample.value
-                   for family in text_string_to_metric_families(text) for sample in family.samples})
+                   for family in families for sample in family.samples},
+                  {family.name: family.type for family in families})
 
 
 async def scrape(http: aiohttp.ClientSession | Client, url: str = "/metrics") -> Scrape:
