@@ -468,7 +468,8 @@ class GoogleProvider:
 
 class _CountedHttp(httplib2.Http):  # type: ignore[misc]  # (untyped)
     """httplib2 counting each request it sends to Google: every call, each of the library's retries, each batch
-    POST, token refreshes and redirects all go through `request`."""
+    POST and each token refresh goes through `request`. (A redirect would be counted by its final answer, twice:
+    Google's API answers where it is asked.)"""
 
     def request(self, *args: Any, **kwargs: Any) -> tuple[httplib2.Response, bytes]:
         try:
