@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from storage.enums import ConnectionStatus, SyncMode
 from storage.models import Appointment, ConflictCalendar, Connection, RemoteCalendar, SyncSettings, User
 from storage.secrets import SecretBox
 from storage.types import Clock, utcnow
-from sync import accounts, credentials, leases, state
+from sync import accounts, credentials, leases, state, telemetry
 from sync.events import RemoteObject
 from sync.notices import (
     BothChanged,
@@ -99,6 +100,9 @@ FULL_RESYNC_EVERY = timedelta(hours=24)
 """Incremental cursors do not re-send items whose occurrences slide into the window: relist daily."""
 DEFAULT_SAFETY_POLL = timedelta(hours=1)
 """How long a calendar with a live push channel waits for its next sync when no notification comes."""
+SYNCED, FAILED, AUTH_FAILED = "ok", "error", "auth_failed"
+"""A cycle's outcomes (`croco_sync_cycles_total`): AUTH_FAILED when the credentials were refused and the
+connection is broken, FAILED for any other failure."""
 YIELD_EVERY = 200
 """Actions applied between two turns of the event loop during a pull (a few milliseconds of work)."""
 
@@ -109,6 +113,7 @@ class CalendarReport:
     tally: state.Tally = field(default_factory=state.Tally)
     error: str | None = None
     retry_after: float | None = None  # the provider asked us to slow down
+    changed: int = 0  # changes the cycle's listings applied (plan actions), for its log line
 
     def as_json(self) -> dict[str, Any]:
         t = self.tally
@@ -119,6 +124,21 @@ class CalendarReport:
             "pushed": t.pushed, "skipped": [{"remote_id": r, "reason": why} for r, why in t.skipped],
             "error": self.error,
         }
+
+
+_NO_CHANGE = (SkipItem, Relist, HoldRemovals)
+"""Plan actions that change nothing of the user's: a cycle's `changed` counts the others."""
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """How a cycle ended: its `croco_sync_cycles_total` result, and its log line (with the traceback of a
+    failure nobody foresaw)."""
+
+    result: str  # SYNCED, FAILED or AUTH_FAILED
+    level: int
+    message: str
+    unexpected: BaseException | None = None
 
 
 @dataclass(frozen=True)
@@ -211,12 +231,31 @@ class SyncEngine:
         return reports
 
     async def sync_calendar(self, calendar_id: str) -> CalendarReport:
-        """One cycle of one calendar; every failure ends up in the report and on the calendar, never raised."""
+        """One cycle of one calendar; every failure ends up in the report and on the calendar, never raised.
+
+        Each cycle is counted by its outcome and timed (`croco_sync_cycles_total`, `croco_sync_cycle_seconds`)
+        and ends in one log line carrying what it fetched and changed, its error, duration and requests."""
         report = CalendarReport(calendar_id)
         context = await self._context(calendar_id)
         if context is None:
             return report
-        extra = {"user_id": context.user.id, "calendar_id": calendar_id, "provider": context.connection.provider}
+        provider_name = context.connection.provider
+        extra = {"user_id": context.user.id, "calendar_id": calendar_id, "provider": provider_name}
+        started = time.perf_counter()
+        with telemetry.counting_requests() as requests:
+            outcome = await self._cycle(context, report)
+        seconds = time.perf_counter() - started
+        telemetry.TELEMETRY.sync_cycles.labels(provider_name, outcome.result).inc()
+        telemetry.TELEMETRY.sync_cycle_seconds.labels(provider_name).observe(seconds)
+        log.log(outcome.level, outcome.message, exc_info=outcome.unexpected, extra=extra | report.as_json() | {
+            "result": outcome.result, "changed": report.changed, "duration_seconds": round(seconds, 3),
+            "requests": requests[0],
+        })
+        return report
+
+    async def _cycle(self, context: _Context, report: CalendarReport) -> _Outcome:
+        """Pull, restore and push. A failure is recorded on the calendar, or breaks the connection."""
+        calendar_id = context.calendar.id
         try:
             provider = self._provider(context.connection, context.user)
             restores, relist = await self._pull(context, provider, report)
@@ -234,19 +273,17 @@ class SyncEngine:
         except InvalidCredentials as exc:
             report.error = str(exc)
             await accounts.break_connection(self.db, context.connection.id, str(exc))
-            log.warning("connection broken", extra=extra)
+            return _Outcome(AUTH_FAILED, logging.WARNING, "connection broken")
         except ProviderError as exc:  # rate limited, unreachable, calendar gone: this calendar waits
             report.error = str(exc)
             report.retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
-            await self._record_error(context.calendar.id, str(exc))
-            log.warning("calendar sync failed", extra=extra | {"error": str(exc)})
+            await self._record_error(calendar_id, str(exc))
+            return _Outcome(FAILED, logging.WARNING, "calendar sync failed")
         except Exception as exc:  # a bug or a reply nobody foresaw: this calendar records it, the others go on
             report.error = unexpected_error(exc)
-            await self._record_error(context.calendar.id, report.error)
-            log.exception("calendar sync failed unexpectedly", extra=extra)
-        else:
-            log.info("calendar synced", extra=extra | report.as_json())
-        return report
+            await self._record_error(calendar_id, report.error)
+            return _Outcome(FAILED, logging.ERROR, "calendar sync failed unexpectedly", exc)
+        return _Outcome(SYNCED, logging.INFO, "calendar synced")
 
     # Pull --------------------------------------------------------------------------------------------
 
@@ -292,6 +329,7 @@ class SyncEngine:
         # A later pull of this sync (after our writes) lists from here, not again from before this listing.
         calendar.sync_cursor, calendar.last_full_sync_at = row.sync_cursor, row.last_full_sync_at
         report.tally.removed += result.removed
+        report.changed += sum(not isinstance(action, _NO_CHANGE) for action in result.actions)
         return cycle.restores, cycle.relist
 
     async def _apply(self, session: AsyncSession, context: _Context, cycle: _Cycle, action: PlanAction) -> None:

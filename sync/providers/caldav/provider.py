@@ -64,8 +64,9 @@ from caldav.aio import AsyncDAVClient
 from caldav.lib import error as dav_error
 from caldav.response import DAVResponse, PropfindResult
 from icalendar import Calendar, Event
+from niquests import Response
 
-from storage.enums import Access
+from storage.enums import Access, Provider
 from sync.events import RemoteObject
 from sync.providers.base import (
     MAX_CURSOR_LENGTH,
@@ -89,6 +90,7 @@ from sync.providers.base import (
     merged_periods,
 )
 from sync.providers.caldav.ical import PRODID, UID_SUFFIX, read_object, write_event
+from sync.telemetry import count_request
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -112,14 +114,15 @@ _XML = '<?xml version="1.0" encoding="utf-8"?>'
 
 @dataclass(frozen=True)
 class Profile:
-    """How we name a server in messages people read: iCloud is CalDAV with Apple's words."""
+    """How we name a server in messages people read (iCloud is CalDAV with Apple's words), and in metrics."""
 
+    provider: Provider  # the connection's provider, the label its requests are counted under
     label: str
     credentials: str
 
 
-CALDAV = Profile("The calendar server", "username or password")
-ICLOUD = Profile("iCloud", "Apple ID or app-specific password")
+CALDAV = Profile(Provider.CALDAV, "The calendar server", "username or password")
+ICLOUD = Profile(Provider.ICLOUD, "iCloud", "Apple ID or app-specific password")
 
 
 class _TokenRejected(Exception):
@@ -286,8 +289,12 @@ class CalDAVProvider:
             enable_rfc6764=False, rate_limit_handle=False,
             features={"http.multiplexing": False},  # HTTP/1.1: a 401 is an answer, not a reason to retry
         )
+        client.session.hooks["response"].append(self._count)  # each exchange, a redirect or a 401 challenge too
         async with client:
             yield client
+
+    def _count(self, response: Response, **_: Any) -> None:
+        count_request(self._profile.provider, response.status_code or "unreachable")
 
     def _refused(self) -> InvalidCredentials:
         return InvalidCredentials(f"{self._profile.label} refused the {self._profile.credentials}")
@@ -306,6 +313,7 @@ class CalDAVProvider:
                 raise self._refused() from None
             raise ProviderError(f"{label} refused access ({exc.status or 403})") from None
         except OSError as exc:  # niquests' connection errors and timeouts are OSErrors
+            count_request(self._profile.provider, "unreachable")  # the request that failed had no answer to count
             raise Unreachable(f"{label} cannot be reached ({type(exc).__name__})") from None
         except (dav_error.DAVError, SyntaxError, NotImplementedError) as exc:  # lxml's parse errors are SyntaxErrors
             raise Unreachable(f"{label} did not answer like a calendar server ({type(exc).__name__})") from None

@@ -37,6 +37,7 @@ first spends from the account's request budget (`budget.py`), which the process 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import hashlib
 import json
@@ -57,7 +58,7 @@ from googleapiclient.discovery import Resource, build
 from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest, HttpRequest
 
-from storage.enums import Access
+from storage.enums import Access, Provider
 from sync.events import RemoteObject
 from sync.providers.base import (
     MAX_CURSOR_LENGTH,
@@ -84,6 +85,7 @@ from sync.providers.base import (
 )
 from sync.providers.google.budget import REQUESTS_PER_MINUTE, RequestBudget
 from sync.providers.google.reading import MARKER, read_item
+from sync.telemetry import count_request
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -149,7 +151,7 @@ class GoogleProvider:
         )
         self._budget = shared.budget(account or hashlib.sha256(tokens.refresh_token.encode()).hexdigest())
         self._http = google_auth_httplib2.AuthorizedHttp(
-            self._credentials, http=httplib2.Http(timeout=config.timeout_seconds, proxy_info=None)
+            self._credentials, http=_CountedHttp(timeout=config.timeout_seconds, proxy_info=None)
         )
         self._api: Resource | None = None
         self._turn = asyncio.Lock()  # one call of this instance at a time on the event loop...
@@ -413,7 +415,10 @@ class GoogleProvider:
             wait = self._budget.reserve(cost)
             if wait:
                 await asyncio.sleep(wait)
-            return await asyncio.get_running_loop().run_in_executor(self._shared.pool, self._in_pool, operation)
+            # In this task's context: the pool's thread counts its requests into this sync cycle's
+            return await asyncio.get_running_loop().run_in_executor(
+                self._shared.pool, contextvars.copy_context().run, self._in_pool, operation
+            )
 
     def _in_pool(self, operation: Callable[[Resource], T]) -> T:
         with self._in_thread:
@@ -459,6 +464,21 @@ class GoogleProvider:
             raise Unreachable("Google's token endpoint cannot be reached") from None
         except (OSError, httplib2.HttpLib2Error) as exc:
             raise Unreachable(f"Google cannot be reached ({type(exc).__name__})") from None
+
+
+class _CountedHttp(httplib2.Http):  # type: ignore[misc]  # (untyped)
+    """httplib2 counting each request it sends to Google: every call, each of the library's retries, each batch
+    POST and each token refresh goes through `request`. (A redirect would be counted by its final answer, twice:
+    Google's API answers where it is asked.)"""
+
+    def request(self, *args: Any, **kwargs: Any) -> tuple[httplib2.Response, bytes]:
+        try:
+            response, content = super().request(*args, **kwargs)
+        except (OSError, httplib2.HttpLib2Error):
+            count_request(Provider.GOOGLE, "unreachable")
+            raise
+        count_request(Provider.GOOGLE, response.status)
+        return response, content
 
 
 def open_google(tokens: OAuthTokens, config: ProviderConfig, shared: GoogleShared | None = None, *,

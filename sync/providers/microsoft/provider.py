@@ -45,7 +45,7 @@ import aiohttp
 import msal
 import requests
 
-from storage.enums import Access
+from storage.enums import Access, Provider
 from sync.events import RemoteObject
 from sync.providers.base import (
     MAX_CURSOR_LENGTH,
@@ -70,6 +70,7 @@ from sync.providers.base import (
     WriteResult,
 )
 from sync.providers.microsoft.reading import MARKER_PROPERTY_ID, group_items, read_item
+from sync.telemetry import count_request
 
 log = logging.getLogger(__name__)
 
@@ -514,13 +515,18 @@ class MicrosoftProvider:
     async def _send(self, call: _Call, token: str) -> _Answer:
         timeout = aiohttp.ClientTimeout(total=self._config.timeout_seconds)
         headers = call.headers | {"Authorization": f"Bearer {token}"}
+        answered = False  # counted by its status: a failure reading the body is not a second request
         try:
             async with self._slots, self._shared.session().request(
                     call.method, call.url, params=call.params, json=call.body, headers=headers,
                     timeout=timeout) as response:
+                count_request(Provider.MICROSOFT, response.status)
+                answered = True
                 body = await response.json(content_type=None) if response.content_length != 0 else None
                 return _Answer(response.status, body, dict(response.headers))
         except (aiohttp.ClientError, TimeoutError, OSError):
+            if not answered:
+                count_request(Provider.MICROSOFT, "unreachable")
             raise Unreachable("Microsoft Graph cannot be reached") from None
         except ValueError:
             raise Unreachable("Microsoft Graph did not answer with JSON") from None
