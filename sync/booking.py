@@ -38,6 +38,7 @@ from sync import firing, state
 from sync.availability import Finding, Reason, Rules, SlotCheck, check, in_open_hours, load_view
 from sync.errors import Conflict, Invalid, NotFound
 from sync.teams import get_team_calendar
+from sync.telemetry import TELEMETRY
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +71,21 @@ class Booking:
         self._refreshing: set[asyncio.Future[list[object]]] = set()
 
     async def book(self, calendar_id: str, request: BookingRequest) -> Appointment:
+        """Counted in `croco_bookings_total` by the calendar's kind: `booked` once committed, `refused` when the
+        calendar cannot take it (a `Conflict`: the slot is taken or off the grid, the class full, the contact
+        already seated). A bad request (`Invalid`, `NotFound`) is no attempt on the calendar and is not counted."""
         team = await get_team_calendar(self.db, calendar_id)
         rules = Rules.of(team.calendar, team.member_ids)
         rules.check_member_choice(request.member_id)
+        try:
+            appointment = await self._book(team.calendar, rules, request)
+        except Conflict:
+            TELEMETRY.bookings.labels(rules.kind.value, "refused").inc()
+            raise
+        TELEMETRY.bookings.labels(rules.kind.value, "booked").inc()
+        return appointment
+
+    async def _book(self, calendar: Calendar, rules: Rules, request: BookingRequest) -> Appointment:
         if not in_open_hours(rules, request.start):
             raise Conflict("the time is not one of the calendar's slots (open hours and interval)",
                            code="slot_unavailable")
@@ -81,13 +94,13 @@ class Booking:
             cached = await self._check(session, rules, request)
             # a new appointment: the members it would take have their latest calendars read first
             chosen = await _assignees(session, rules, cached, self.clock()) if cached.session is None else []
-        await self._refresh(chosen, calendar_id)
+        await self._refresh(chosen, calendar.id)
 
         async with self.db.write() as session:
             await _lock_users(session, rules.member_ids)
             now = self.clock()
             fresh = await self._check(session, rules, request, now=now)
-            return await self._write(session, team.calendar, rules, request, fresh, now)
+            return await self._write(session, calendar, rules, request, fresh, now)
 
     async def _check(
         self, session: AsyncSession, rules: Rules, request: BookingRequest, now: datetime | None = None

@@ -24,6 +24,7 @@ from storage.models import Appointment, Automation, AutomationRun, Contact
 from sync.notices import AutomationFired, notify
 from sync.payloads import appointment_payload, contact_payload
 from sync.retry import Backoff
+from sync.telemetry import TELEMETRY
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,11 @@ async def fire(
 # Webhook delivery --------------------------------------------------------------------------------------
 
 MAX_ATTEMPTS = 8
+RETRYING = "retrying"
+GAVE_UP = "gave_up"
+"""An attempt's outcome in `croco_webhook_deliveries_total{result}`: `delivered`; `retrying` (it failed, the run
+stays pending); `gave_up` (the last allowed attempt failed: the run is `failed` for good). Not `failed`, which as
+a run's status means given up."""
 FIRST_RETRY = timedelta(seconds=30)
 LAST_RETRY = timedelta(hours=1)
 BACKOFF = Backoff(FIRST_RETRY, LAST_RETRY)
@@ -141,13 +147,17 @@ async def deliver_due(db: Database, sender: WebhookSender, secret: str, now: dat
             attempted.at = now
             if ok:
                 attempted.status, attempted.last_error, attempted.next_attempt_at = DELIVERED, None, None
+                result = DELIVERED
             else:
                 attempted.last_error = error or f"HTTP {status}"
                 if attempted.attempts >= MAX_ATTEMPTS:
                     attempted.status, attempted.next_attempt_at = FAILED, None
+                    result = GAVE_UP
                 else:
                     attempted.next_attempt_at = now + retry_delay(attempted.attempts)
-        log.info("webhook attempt", extra={"run_id": run_id, "status": status, "delivered": ok})
+                    result = RETRYING
+        TELEMETRY.webhook_deliveries.labels(result).inc()
+        log.info("webhook attempt", extra={"run_id": run_id, "status": status, "delivered": ok, "result": result})
     return delivered
 
 

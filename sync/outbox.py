@@ -33,6 +33,7 @@ from storage.types import Clock, utcnow
 from sync.accounts import get_user
 from sync.notices import NoticeKind
 from sync.retry import Backoff
+from sync.telemetry import TELEMETRY
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,7 @@ class Outbox:
                     update(Notice).where(col(Notice.id) == notice.id, col(Notice.delivered_at).is_(None))
                     .values(delivered_at=self.clock(), last_error=None, lease_owner=None, lease_expires_at=None)
                 )
+            TELEMETRY.notices_delivered.labels(notice.kind.value).inc()
             log.info("notice delivered", extra=extra)
             return 1
         outcome = {"next_attempt_at": retry_at} if retry_at is not None else {"failed_at": now}
