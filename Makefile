@@ -39,6 +39,7 @@ bench: install
 	$(BIN)/python -m bench.slack
 	$(BIN)/python -m bench.google
 	$(BIN)/python -m bench.microsoft
+	$(BIN)/python -m bench.metrics
 
 clean:
 	rm -rf $(VENV) .croco .pytest_cache .mypy_cache .ruff_cache
