@@ -1,7 +1,7 @@
 """Benchmark: what a `/metrics` scrape costs with 10,000 calendars and 100,000 notices in the database.
 
 The real app (`web.app.create_app`) on a loopback port, scraped by a client; its four database gauges
-(`sync.telemetry.read_gauges`: calendars due and sync lag, outbox backlog and its age) are read on every scrape.
+(`sync.gauges.read_gauges`: calendars due and sync lag, outbox backlog and its age) are read on every scrape.
 Seeded as a team's database looks after a month: 2,000 users with a connection of 5 calendars each, most users
 syncing 3 of them (some connections broken, some calendars overdue or leased, the calendars nobody selected
 still due since they were listed); notices over 30 days, nearly all delivered, a few failed, 3,000 waiting.
@@ -49,7 +49,7 @@ from storage.enums import ConnectionStatus, Provider
 from storage.models import ConflictCalendar, Connection, Notice, RemoteCalendar, SyncSettings, User
 from storage.secrets import SecretBox, generate_key
 from storage.types import new_id
-from sync import accounts, telemetry
+from sync import accounts, gauges
 from sync.notices import NoticeKind
 from tests.conftest import pg_url_with_schema
 from web.app import create_app
@@ -70,7 +70,7 @@ TARGET_P95_MS = 50.0
 @dataclass(frozen=True)
 class Seeded:
     db: Database
-    expected: telemetry.Gauges
+    expected: gauges.Gauges
     """What the gauges must read, counted while seeding."""
 
 
@@ -149,18 +149,18 @@ async def seed(db: Database) -> Seeded:
     async with db.engine.connect() as conn:
         autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
         await autocommit.execute(text("VACUUM ANALYZE" if db.is_postgresql else "ANALYZE"))
-    expected = telemetry.Gauges(len(due_lags), max(due_lags, default=0.0), UNDELIVERED, max(waiting_ages))
+    expected = gauges.Gauges(len(due_lags), max(due_lags, default=0.0), UNDELIVERED, max(waiting_ages))
     return Seeded(db, expected)
 
 
 class SwitchableGauges:
-    """Stands in for `telemetry.read_gauges` during the run: reads the database, or hands `fixed` back."""
+    """Stands in for `gauges.read_gauges` during the run: reads the database, or hands `fixed` back."""
 
-    def __init__(self, read: Callable[[Database, datetime], Awaitable[telemetry.Gauges]]) -> None:
+    def __init__(self, read: Callable[[Database, datetime], Awaitable[gauges.Gauges]]) -> None:
         self.read = read
-        self.fixed: telemetry.Gauges | None = None
+        self.fixed: gauges.Gauges | None = None
 
-    async def __call__(self, db: Database, now: datetime) -> telemetry.Gauges:
+    async def __call__(self, db: Database, now: datetime) -> gauges.Gauges:
         return self.fixed if self.fixed is not None else await self.read(db, now)
 
 
@@ -172,7 +172,7 @@ def no_provider(*args: Any, **kwargs: Any) -> Any:
 @asynccontextmanager
 async def served(db: Database) -> AsyncIterator[tuple[str, SwitchableGauges]]:
     """The app on a loopback port, its clock at NOW (so the gauges are exact), and the gauges' switch."""
-    switch = SwitchableGauges(telemetry.read_gauges)
+    switch = SwitchableGauges(gauges.read_gauges)
     context = WebContext(db=db, secrets=SecretBox(generate_key()), api_token="bench-token", webhook_secret="x",
                          providers=no_provider, clock=lambda: NOW)
     runner = web.AppRunner(create_app(context), access_log=None)
@@ -180,18 +180,18 @@ async def served(db: Database) -> AsyncIterator[tuple[str, SwitchableGauges]]:
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     settle_startup_objects()  # as `croco serve` does once it listens
-    telemetry.read_gauges = switch  # type: ignore[assignment]  # web.app looks it up on every scrape
+    gauges.read_gauges = switch  # type: ignore[assignment]  # web.app looks it up on every scrape
     try:
         yield f"http://127.0.0.1:{port}/metrics", switch
     finally:
-        telemetry.read_gauges = switch.read
+        gauges.read_gauges = switch.read
         await runner.cleanup()
 
 
-def scraped_gauges(body: str) -> telemetry.Gauges:
+def scraped_gauges(body: str) -> gauges.Gauges:
     values = {family.name: family.samples[0].value for family in text_string_to_metric_families(body)
               if family.type == "gauge" and family.samples}
-    return telemetry.Gauges(int(values["croco_calendars_due"]), values["croco_sync_lag_seconds"],
+    return gauges.Gauges(int(values["croco_calendars_due"]), values["croco_sync_lag_seconds"],
                             int(values["croco_outbox_undelivered"]), values["croco_outbox_oldest_undelivered_seconds"])
 
 
@@ -200,7 +200,7 @@ class Scrapes:
     ours: list[float]
     reference: list[float]
     alone: list[float]
-    gauges: telemetry.Gauges
+    gauges: gauges.Gauges
     size: int
 
 
@@ -216,21 +216,21 @@ async def scrape(seeded: Seeded, count: int) -> Scrapes:
             return (time.perf_counter() - began) * 1000, body
 
         _, body = await once()  # warms the connection, the pool and the caches
-        gauges = scraped_gauges(body)
-        switch.fixed = gauges
+        first = scraped_gauges(body)
+        switch.fixed = first
         for _ in range(count):
-            for fixed, timings in ((None, ours), (gauges, reference)):
+            for fixed, timings in ((None, ours), (first, reference)):
                 switch.fixed = fixed
                 took, body = await once()
                 timings.append(took)
                 sizes.add(len(body.splitlines()))
-                assert scraped_gauges(body) == gauges
+                assert scraped_gauges(body) == first
     alone = []
     for _ in range(count):
         began = time.perf_counter()
-        await telemetry.read_gauges(seeded.db, NOW)
+        await gauges.read_gauges(seeded.db, NOW)
         alone.append((time.perf_counter() - began) * 1000)
-    return Scrapes(ours, reference, alone, gauges, max(sizes))
+    return Scrapes(ours, reference, alone, first, max(sizes))
 
 
 @contextmanager
@@ -251,7 +251,7 @@ def statements(db: Database) -> Iterator[list[tuple[str, Any]]]:
 async def plans(db: Database) -> list[str]:
     """The plan of each gauge query as the database runs it (PostgreSQL: with actual times)."""
     with statements(db) as sent:
-        await telemetry.read_gauges(db, NOW)
+        await gauges.read_gauges(db, NOW)
     explain = "EXPLAIN (ANALYZE, COSTS OFF) " if db.is_postgresql else "EXPLAIN QUERY PLAN "
     shown = []
     async with db.engine.connect() as conn:

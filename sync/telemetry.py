@@ -2,8 +2,9 @@
 
 - Counters and histograms are recorded where the work happens, in this process (`TELEMETRY`): sync cycles,
   provider requests, notices delivered, bookings, automation webhook deliveries.
-- The freshness and backlog gauges are read from the database when `/metrics` is scraped (`read_gauges`), so
-  several `croco serve` processes sharing one database report the same figures.
+- The freshness and backlog gauges are read from the database when `/metrics` is scraped (`sync/gauges.py`),
+  so several `croco serve` processes sharing one database report the same figures. They live apart so that the
+  providers, which count their requests here, import nothing that reaches the database.
 - Labels are providers, kinds, statuses and results, never a user or calendar id: their number stays bounded.
 
 `count_request` also adds to the request count of the sync cycle running in this task (`counting_requests`),
@@ -16,15 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from sqlalchemy import func, select
-from sqlmodel import col
-
-from storage.db import Database
-from storage.models import Notice, RemoteCalendar
-from sync import leases
 
 SYNC_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 """A cycle is a delta round (tens of milliseconds) up to a first import of thousands of events (a minute)."""
@@ -84,36 +78,3 @@ def counting_requests() -> Iterator[list[int]]:
         yield box
     finally:
         _cycle_requests.reset(token)
-
-
-@dataclass(frozen=True)
-class Gauges:
-    """The database's figures at one moment, the same whichever process reads them."""
-
-    calendars_due: int  # selected calendars of working connections past their due time
-    sync_lag_seconds: float  # how far past its due time the most overdue one is (0: none is)
-    outbox_undelivered: int  # notices neither delivered nor failed for good
-    outbox_oldest_undelivered_seconds: float  # the age of the oldest of them (0: none)
-
-
-async def read_gauges(db: Database, now: datetime) -> Gauges:
-    """Two aggregate queries (bench/metrics.py measures them at 10,000 calendars and 100,000 notices).
-
-    Calendars: the syncable ones themselves, filtered by due time, rather than calendars whose id is among
-    them, which looked each one up a second time. The selection is the narrow side: calendars nobody selected
-    keep the due time they were listed with, so `due_at <= now` holds for all of them.
-    Notices: an index-only range of `ix_notice_delivery` (undelivered, not failed, by creation time)."""
-    async with db.session() as session:
-        due = (await session.execute(
-            leases.syncable().with_only_columns(func.count(), func.min(col(RemoteCalendar.due_at)))
-            .where(col(RemoteCalendar.due_at) <= now)
-        )).one()
-        pending = (await session.execute(
-            select(func.count(), func.min(col(Notice.created_at)))
-            .where(col(Notice.delivered_at).is_(None), col(Notice.failed_at).is_(None))
-        )).one()
-    return Gauges(int(due[0]), _seconds_since(due[1], now), int(pending[0]), _seconds_since(pending[1], now))
-
-
-def _seconds_since(moment: datetime | None, now: datetime) -> float:
-    return max((now - moment).total_seconds(), 0.0) if moment is not None else 0.0

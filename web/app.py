@@ -18,7 +18,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from sync import accounts, telemetry
+from sync import accounts, gauges, telemetry
 from web import connect, oauth, webhooks
 from web.api import CONTEXT, routes
 from web.context import WebContext
@@ -102,18 +102,18 @@ async def metrics(request: web.Request) -> web.Response:
     """This app's HTTP metrics, the process's work (`sync.telemetry.TELEMETRY`), and the gauges the database
     holds now."""
     ctx = request.app[CONTEXT]
-    gauges = await telemetry.read_gauges(ctx.db, ctx.clock())
+    figures = await gauges.read_gauges(ctx.db, ctx.clock())
     body = b"".join(generate_latest(registry) for registry in (
-        request.app[METRICS].registry, telemetry.TELEMETRY.registry, _gauge_registry(gauges)))
+        request.app[METRICS].registry, telemetry.TELEMETRY.registry, _gauge_registry(figures)))
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 class _GaugeSnapshot(Collector):
-    def __init__(self, gauges: telemetry.Gauges) -> None:
-        self.gauges = gauges
+    def __init__(self, figures: gauges.Gauges) -> None:
+        self.figures = figures
 
     def collect(self) -> Iterator[Metric]:
-        g = self.gauges
+        g = self.figures
         yield GaugeMetricFamily("croco_calendars_due", "Selected calendars past their due time",
                                 value=g.calendars_due)
         yield GaugeMetricFamily("croco_sync_lag_seconds", "How far past its due time the most overdue calendar is",
@@ -124,9 +124,9 @@ class _GaugeSnapshot(Collector):
                                 value=g.outbox_oldest_undelivered_seconds)
 
 
-def _gauge_registry(gauges: telemetry.Gauges) -> CollectorRegistry:
+def _gauge_registry(figures: gauges.Gauges) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_GaugeSnapshot(gauges))
+    registry.register(_GaugeSnapshot(figures))
     return registry
 
 
