@@ -199,7 +199,7 @@ class MicrosoftProvider:
                     self._config.microsoft.client_id, client_credential=self._config.microsoft.client_secret,
                     authority=authority, token_cache=self._cache, http_cache=self._shared.http_cache,
                     instance_discovery=urlsplit(authority).hostname == PUBLIC_CLOUD,
-                    timeout=self._config.timeout_seconds,
+                    http_client=_CountedSignIn(self._config.timeout_seconds),
                 )
             account = next((a for a in self._app.get_accounts() if a.get("home_account_id") == self._home_account_id),
                            None)
@@ -530,6 +530,25 @@ class MicrosoftProvider:
             raise Unreachable("Microsoft Graph cannot be reached") from None
         except ValueError:
             raise Unreachable("Microsoft Graph did not answer with JSON") from None
+
+
+class _CountedSignIn(requests.Session):
+    """msal's HTTP client: each request to the sign-in service (discovery, token refreshes) counted as Graph's are
+    (`croco_provider_requests_total`), with our timeout (msal sets its own only on a session it makes)."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self._timeout = timeout
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self._timeout)
+        try:
+            response = super().request(method, url, *args, **kwargs)  # type: ignore[arg-type]
+        except requests.RequestException:
+            count_request(Provider.MICROSOFT, "unreachable")
+            raise
+        count_request(Provider.MICROSOFT, response.status_code)
+        return response
 
 
 @functools.cache
