@@ -84,7 +84,7 @@ async def main(events: int, calendars: int) -> None:
         login = ExchangedAccount(support.ACCOUNT, tokens(emulator, clock))
         imported = await bench.timed_import(await bench.connect(Provider.GOOGLE, login, support.ACCOUNT))
         _, transfer = await support.timed(emulator.count, bare_transfer(emulator, shared, clock))
-        idle = await bench.idle(PushChannels(db, bench.box, bench.providers, "http://127.0.0.1:9/"))
+        idle = await bench.idle(PushChannels(db, bench.box, bench.providers, "http://127.0.0.1:9/", config=config))
     finally:
         shared.close()
         await db.dispose()

@@ -136,7 +136,7 @@ def check_push(settings: Settings, provider: str) -> list[Finding]:
                                                         "microsoft": settings.microsoft_graph_url}[provider]
     if is_loopback(public) and not is_loopback(api_url):
         return [Finding(
-            Level.WARNING, "push", f"{name} cannot call a loopback CROCO_PUBLIC_URL: its {channels} are refused and "
+            Level.WARNING, "push", f"{name} cannot call a loopback CROCO_PUBLIC_URL, so no {channels} are made and "
             f"{name} calendars are only polled (every {settings.sync_interval_seconds} s); use an https public URL")]
     if can_push(public):
         kind = "https" if urlparse(public).scheme == "https" else "a loopback address (an emulator)"

@@ -151,7 +151,8 @@ async def _rotate_secrets() -> int:
         console.print(f"{resealed.rotated} stored secret(s) re-encrypted with the newest key")
         for where, count in resealed.unreadable.items():
             console.print(f"[yellow]{count} value(s) in {where} open with no configured key: left as they are")
-        channels = PushChannels(runtime.db, runtime.secrets, runtime.providers(), runtime.settings.public_url)
+        channels = PushChannels(runtime.db, runtime.secrets, runtime.providers(), runtime.settings.public_url,
+                                config=runtime.provider_config)
         upkeep = await channels.remake_all(runtime.clock())
         console.print(f"{len(upkeep.stopped)} push channel(s) stopped, {len(upkeep.created)} made again")
         for calendar_id in upkeep.failed:

@@ -27,12 +27,14 @@ from sqlalchemy import or_, select, update
 from sqlmodel import col
 
 from storage.db import Database
+from storage.enums import Provider
 from storage.models import Connection, RemoteCalendar
 from storage.secrets import SecretBox
 from sync import accounts, credentials, leases
 from sync.providers.base import (
     CalendarProvider,
     InvalidCredentials,
+    ProviderConfig,
     ProviderError,
     ProviderFactory,
     PushChannel,
@@ -114,6 +116,12 @@ def can_push(public_url: str) -> bool:
     return https or (parsed.scheme == "http" and is_loopback(public_url))
 
 
+def reaches(public_url: str, provider_url: str) -> bool:
+    """Whether a provider served at `provider_url` can call us at `public_url`: an https one from anywhere, a
+    loopback one only from this machine (an emulator; the real Google or Graph would refuse the channel)."""
+    return can_push(public_url) and (not is_loopback(public_url) or is_loopback(provider_url))
+
+
 def push_address(public_url: str, provider: str) -> str:
     """The webhook `provider`'s notifications are posted to (web/webhooks.py)."""
     return f"{public_url.rstrip('/')}/webhooks/{provider}"
@@ -165,9 +173,14 @@ class _Calendar:
 
 
 class PushChannels:
-    def __init__(self, db: Database, secrets: SecretBox, providers: ProviderFactory, public_url: str) -> None:
+    def __init__(self, db: Database, secrets: SecretBox, providers: ProviderFactory, public_url: str, *,
+                 config: ProviderConfig) -> None:
+        """`config` says where each provider is served, so a loopback public URL gets channels only from a provider
+        on this machine (an emulator)."""
         self.db, self.secrets, self.providers, self.public_url = db, secrets, providers, public_url
         self._without_push: set[str] = set()  # providers found not to implement PushProvider (CalDAV)
+        origins = {Provider.GOOGLE: config.google.api_url, Provider.MICROSOFT: config.microsoft.graph_url}
+        self._unreachable = {str(name) for name, url in origins.items() if not reaches(public_url, url)}
 
     async def renew(self, now: datetime) -> Upkeep:
         """Create the channels missing, replace those expiring within RENEW_AHEAD (or past their expiry),
@@ -216,7 +229,7 @@ class PushChannels:
         expires = col(RemoteCalendar.push_channel_expires_at)
         return await self._calendars(
             col(RemoteCalendar.id).in_(leases.syncable()),
-            col(Connection.provider).not_in(self._without_push),
+            col(Connection.provider).not_in(self._without_push | self._unreachable),
             or_(col(RemoteCalendar.push_resource_id).is_(None), expires.is_(None), expires <= now + RENEW_AHEAD),
         )
 

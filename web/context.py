@@ -69,7 +69,8 @@ class WebContext:
                                           oauth_clients=self.oauth_clients, provider_config=self.provider_config,
                                           clock=self.clock)
         self.actions = Actions(self.db, self.engine)
-        self.channels = PushChannels(self.db, self.secrets, self.providers, self.public_url)
+        self.channels = PushChannels(self.db, self.secrets, self.providers, self.public_url,
+                                     config=self.provider_config)
 
     def sync_soon(self) -> None:
         """A push notification made a calendar due: sync it now rather than at the next tick."""

@@ -52,8 +52,9 @@ async def serve(google: GoogleEmulator, db: Database, secret_box: SecretBox, *,
         await session.execute(update(RemoteCalendar).values(remote_id=JOHN))
     await select_calendars(db, user, linked=calendar, conflicts=[calendar])
     shared, syncs_asked, port = GoogleShared(), list[None](), unused_port()
-    context = WebContext(db=db, secrets=secret_box, api_token=TOKEN, webhook_secret="whsec",
-                         providers=functools.partial(open_provider, config=google_config(google), google=shared),
+    config = google_config(google)
+    context = WebContext(db=db, secrets=secret_box, api_token=TOKEN, webhook_secret="whsec", provider_config=config,
+                         providers=functools.partial(open_provider, config=config, google=shared),
                          public_url=f"http://127.0.0.1:{port}",
                          run_sync=(lambda: syncs_asked.append(None)) if scheduler else None)
     try:

@@ -59,8 +59,9 @@ async def world(graph: GraphEmulator, db: Database, secret_box: SecretBox,
     await select_calendars(db, user, linked=calendar, conflicts=[calendar])
     shared, port = MicrosoftShared(ssl_context=graph.client_ssl_context()), unused_port()
     syncs_asked, channel_runs_asked = list[None](), list[None]()
-    context = WebContext(db=db, secrets=secret_box, api_token=TOKEN, webhook_secret="whsec",
-                         providers=functools.partial(open_provider, config=graph_config(graph), microsoft=shared),
+    config = graph_config(graph)
+    context = WebContext(db=db, secrets=secret_box, api_token=TOKEN, webhook_secret="whsec", provider_config=config,
+                         providers=functools.partial(open_provider, config=config, microsoft=shared),
                          public_url=f"http://127.0.0.1:{port}", run_sync=lambda: syncs_asked.append(None),
                          run_channels=lambda: channel_runs_asked.append(None))
     try:
@@ -201,7 +202,8 @@ async def test_after_a_key_rotation_every_subscription_is_made_again_with_the_ne
     (old,) = world.graph.subscriptions
     await world.not_due()
     rotated = SecretBox(f"{generate_key()},{secret_key}")
-    channels = PushChannels(world.db, rotated, world.context.providers, world.context.public_url)
+    channels = PushChannels(world.db, rotated, world.context.providers, world.context.public_url,
+                            config=world.context.provider_config)
     upkeep = await channels.remake_all(utcnow())
     assert (upkeep.stopped, upkeep.created, upkeep.failed) == ([world.calendar_id], [world.calendar_id], [])
     (new,) = world.graph.subscriptions.values()

@@ -22,8 +22,11 @@ from sync.providers.base import (
     CalendarGone,
     CalendarProvider,
     Credentials,
+    GoogleConfig,
     GrantRevoked,
+    MicrosoftConfig,
     OAuthTokens,
+    ProviderConfig,
     ProviderError,
     PushChannel,
     RateLimited,
@@ -35,6 +38,9 @@ from tests.factories import add_connection, add_user, select_calendars
 
 NOW = datetime(2026, 3, 2, 9, tzinfo=UTC)
 PUBLIC_URL = "https://croco.example.com"
+EMULATED = ProviderConfig(google=GoogleConfig(api_url="http://127.0.0.1:9/"),
+                          microsoft=MicrosoftConfig(graph_url="https://127.0.0.1:9/v1.0/"))
+"""Providers served on this machine, as emulators are: they can call a loopback public URL too."""
 INTERVAL, SAFETY_POLL = timedelta(minutes=5), timedelta(hours=1)
 
 
@@ -76,7 +82,7 @@ class World:
         return self.accounts.google
 
     def channels(self, public_url: str = PUBLIC_URL) -> PushChannels:
-        return PushChannels(self.db, self.box, self.accounts, public_url)
+        return PushChannels(self.db, self.box, self.accounts, public_url, config=EMULATED)
 
     async def renew(self, public_url: str = PUBLIC_URL) -> Upkeep:
         return await self.channels(public_url).renew(self.clock())
@@ -154,6 +160,14 @@ async def test_no_channel_when_the_provider_cannot_call_the_public_url(world: Wo
     await world.renew(public_url)  # the URL changed: the channels go, the poll alone keeps calendars fresh
     assert world.google.watches == {}
     assert [(await world.row(i)).push_channel_id for i in range(3)] == [None, None, None]
+
+
+async def test_the_real_google_gets_no_channel_for_a_loopback_public_url(world: World) -> None:
+    """It would refuse the watch (it calls https addresses only), every five minutes: the poll keeps calendars fresh."""
+    channels = PushChannels(world.db, world.box, world.accounts, "http://127.0.0.1:8080", config=ProviderConfig())
+    assert (await channels.renew(world.clock())).created == [] and world.google.watches == {}
+    https = PushChannels(world.db, world.box, world.accounts, PUBLIC_URL, config=ProviderConfig())
+    assert len((await https.renew(world.clock())).created) == 2
 
 
 async def test_a_channel_expiring_within_a_day_is_replaced_by_a_new_one_then_stopped(world: World) -> None:
@@ -311,7 +325,7 @@ async def test_tokens_a_watch_refreshed_are_kept(db: Database, secret_box: Secre
     connection, calendars = await add_connection(db, user, secret_box, provider="google", login=old)
     await select_calendars(db, user, linked=calendars[0], conflicts=calendars)
     google.rotate_tokens(new)
-    await PushChannels(db, secret_box, Accounts(google), PUBLIC_URL).renew(NOW)
+    await PushChannels(db, secret_box, Accounts(google), PUBLIC_URL, config=EMULATED).renew(NOW)
     async with db.session() as session:
         stored = await session.get(Connection, connection.id)
     assert stored is not None and credentials.unseal(secret_box, stored.credentials) == new

@@ -174,8 +174,8 @@ def test_microsoft_names_the_redirect_uri_to_register(tmp_path: Path) -> None:
     ("https://croco.example.com", "https://graph.microsoft.com/v1.0/",
      (Level.OK, "Microsoft change-notification subscriptions will be created: CROCO_PUBLIC_URL is https")),
     ("http://127.0.0.1:8080", "https://graph.microsoft.com/v1.0/",
-     (Level.WARNING, "Microsoft cannot call a loopback CROCO_PUBLIC_URL: its change-notification subscriptions are "
-                     "refused and Microsoft calendars are only polled (every 120 s); use an https public URL")),
+     (Level.WARNING, "Microsoft cannot call a loopback CROCO_PUBLIC_URL, so no change-notification subscriptions are "
+                     "made and Microsoft calendars are only polled (every 120 s); use an https public URL")),
     ("http://127.0.0.1:8080", "https://127.0.0.1:9443/v1.0/",
      (Level.OK, "Microsoft change-notification subscriptions will be created: CROCO_PUBLIC_URL is a loopback "
                 "address (an emulator)")),

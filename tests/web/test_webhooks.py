@@ -16,7 +16,7 @@ from storage.db import Database
 from storage.models import RemoteCalendar, User
 from storage.secrets import SecretBox
 from sync.channels import PushChannels
-from sync.providers.base import CalendarProvider, Credentials, Unreachable
+from sync.providers.base import CalendarProvider, Credentials, ProviderConfig, Unreachable
 from sync.providers.memory import MemoryProvider
 from tests.factories import add_connection, add_user, select_calendars
 from tests.ics import michel
@@ -75,7 +75,7 @@ async def watched(db: Database, secret_box: SecretBox, google: MemoryProvider) -
     def open_google(provider: str, credentials: Credentials, server_url: str | None) -> CalendarProvider:
         return google
 
-    await PushChannels(db, secret_box, open_google, "https://croco.example.com").renew(NOW)
+    await PushChannels(db, secret_box, open_google, "https://croco.example.com", config=ProviderConfig()).renew(NOW)
     async with db.write() as session:
         row = await session.get(RemoteCalendar, calendar.id)
         assert row is not None
