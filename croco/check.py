@@ -14,7 +14,7 @@ from storage import migrate
 from storage.db import Database
 from storage.enums import Provider
 from storage.secrets import SecretBox, SecretKeyError
-from sync.channels import can_push
+from sync.channels import can_push, reaches
 from sync.connect_links import callback_path
 from sync.providers.base import InsecureEndpoint, is_loopback
 from sync.providers.google.oauth import GoogleOAuth
@@ -132,9 +132,8 @@ def check_push(settings: Settings, provider: str) -> list[Finding]:
     """Whether a configured provider will call us on changes: only at an https public URL, or a loopback one
     when the provider itself is a loopback emulator (the real one cannot reach it); else calendars are polled."""
     name, channels = PUSH_KINDS[provider]
-    public, api_url = settings.public_url.rstrip("/"), {"google": settings.google_api_url,
-                                                        "microsoft": settings.microsoft_graph_url}[provider]
-    if is_loopback(public) and not is_loopback(api_url):
+    public = settings.public_url.rstrip("/")
+    if can_push(public) and not reaches(public, settings.provider_config.push_origins()[provider]):
         return [Finding(
             Level.WARNING, "push", f"{name} cannot call a loopback CROCO_PUBLIC_URL, so no {channels} are made and "
             f"{name} calendars are only polled (every {settings.sync_interval_seconds} s); use an https public URL")]

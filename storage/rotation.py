@@ -56,11 +56,10 @@ async def reseal_all(db: Database, box: SecretBox) -> Resealed:
 def _rotated(box: SecretBox, value: object, where: str, outcome: Resealed) -> bytes | str | None:
     token = value if isinstance(value, bytes) else str(value).encode("ascii")
     try:
-        box.open(token)
+        rotated = box.rotate(token)
     except UndecryptableSecret:
         outcome.unreadable[where] = outcome.unreadable.get(where, 0) + 1
         return None
-    rotated = box.rotate(token)
     return rotated if isinstance(value, bytes) else rotated.decode("ascii")
 
 

@@ -53,8 +53,11 @@ class SecretBox:
         return value
 
     def rotate(self, token: bytes) -> bytes:
-        """Re-encrypt with the first (newest) key."""
-        return self._fernet.rotate(token)
+        """Re-encrypt with the first (newest) key; `UndecryptableSecret` if no configured key opens it."""
+        try:
+            return self._fernet.rotate(token)
+        except InvalidToken:
+            raise UndecryptableSecret("a secret was encrypted with a key that is not configured") from None
 
     def mac(self, purpose: str, value: str) -> str:
         """A signature of `value` for one `purpose` (an OAuth state, a push channel's token), with the newest key.

@@ -27,7 +27,6 @@ from sqlalchemy import or_, select, update
 from sqlmodel import col
 
 from storage.db import Database
-from storage.enums import Provider
 from storage.models import Connection, RemoteCalendar
 from storage.secrets import SecretBox
 from sync import accounts, credentials, leases
@@ -179,8 +178,7 @@ class PushChannels:
         on this machine (an emulator)."""
         self.db, self.secrets, self.providers, self.public_url = db, secrets, providers, public_url
         self._without_push: set[str] = set()  # providers found not to implement PushProvider (CalDAV)
-        origins = {Provider.GOOGLE: config.google.api_url, Provider.MICROSOFT: config.microsoft.graph_url}
-        self._unreachable = {str(name) for name, url in origins.items() if not reaches(public_url, url)}
+        self._unreachable = {name for name, url in config.push_origins().items() if not reaches(public_url, url)}
 
     async def renew(self, now: datetime) -> Upkeep:
         """Create the channels missing, replace those expiring within RENEW_AHEAD (or past their expiry),

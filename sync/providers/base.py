@@ -409,6 +409,10 @@ class ProviderConfig:
     google: GoogleConfig = GoogleConfig()
     microsoft: MicrosoftConfig = MicrosoftConfig()
 
+    def push_origins(self) -> dict[str, str]:
+        """Where each provider with push notifications is served, by provider name: the host that would call us."""
+        return {"google": self.google.api_url, "microsoft": self.microsoft.graph_url}
+
 
 class ProviderFactory(Protocol):
     def __call__(self, provider: str, credentials: Credentials, server_url: str | None) -> CalendarProvider:
